@@ -1,0 +1,126 @@
+#include "bpf_datapath.h"
+
+#include <arpa/inet.h>
+#include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstring>
+#include <set>
+#include <stdexcept>
+
+#include "cgroup_enrollment.h"
+#include "sluice_bpf.skel.h"
+
+namespace sluice {
+namespace {
+
+int forwardLibbpfLog(enum libbpf_print_level level, const char* format, va_list args) {
+  char line[1024];
+  vsnprintf(line, sizeof(line), format, args);
+  std::string text(line);
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  if (level == LIBBPF_WARN) {
+    spdlog::warn("libbpf: {}", text);
+  } else {
+    spdlog::debug("libbpf: {}", text);
+  }
+  return 0;
+}
+
+using BypassKey = std::pair<__u32, __u32>;  // prefix length, address (network order)
+
+}  // namespace
+
+sl_endpoint toKernelEndpoint(const Ipv4Endpoint& endpoint) {
+  sl_endpoint out{};
+  std::memcpy(out.addr, &endpoint.addressBe, sizeof(endpoint.addressBe));
+  out.port_be = htons(endpoint.port);
+  out.family = SL_FAMILY_INET;
+  return out;
+}
+
+Ipv4Endpoint fromKernelEndpoint(const sl_endpoint& endpoint) {
+  Ipv4Endpoint out;
+  std::memcpy(&out.addressBe, endpoint.addr, sizeof(out.addressBe));
+  out.port = ntohs(endpoint.port_be);
+  return out;
+}
+
+BpfDatapath::BpfDatapath(const PinLayout& pins) {
+  libbpf_set_print(forwardLibbpfLog);
+  ensureBpffs(pins.dir);
+  std::string pinRoot = pins.dir.string();
+  LIBBPF_OPTS(bpf_object_open_opts, options, .pin_root_path = pinRoot.c_str());
+  skeleton_ = sluice_bpf__open_opts(&options);
+  if (!skeleton_) throw std::runtime_error("opening the BPF object: " + errnoText(errno));
+  if (int err = sluice_bpf__load(skeleton_); err != 0) {
+    sluice_bpf__destroy(skeleton_);
+    throw std::runtime_error("loading the BPF programs (is this kernel 5.15+ with BTF?): " + errnoText(err) +
+                             "; the libbpf messages above say which program or map");
+  }
+  try {
+    std::filesystem::create_directories(pins.dir / "progs");
+    for (const auto& hook : kProgramHooks) {
+      bpf_program* program = bpf_object__find_program_by_name(skeleton_->obj, hook.name);
+      if (!program) throw std::runtime_error(std::string("BPF object has no program ") + hook.name);
+      const auto pin = pins.program(hook.name);
+      std::filesystem::remove(pin);
+      if (int err = bpf_program__pin(program, pin.c_str()); err != 0) {
+        throw std::runtime_error("pinning program " + pin.string() + ": " + errnoText(err));
+      }
+    }
+    CgroupEnrollment(pins).adoptLinks();
+    config_ = TypedMap<__u32, sl_config>::borrow(bpf_map__fd(skeleton_->maps.sl_config), "sl_config");
+    ports_ = TypedMap<sl_port_key, __u8>::borrow(bpf_map__fd(skeleton_->maps.sl_ports), "sl_ports");
+    bypass4_ = TypedMap<sl_bypass4_key, __u8>::borrow(bpf_map__fd(skeleton_->maps.sl_bypass4), "sl_bypass4");
+    origDst_ = TypedMap<sl_endpoint, sl_orig_dst>::borrow(bpf_map__fd(skeleton_->maps.sl_orig_dst), "sl_orig_dst");
+  } catch (...) {
+    sluice_bpf__destroy(skeleton_);
+    throw;
+  }
+}
+
+BpfDatapath::~BpfDatapath() {
+  // Pins and links stay: enabled cgroups keep being redirected (and refused while no
+  // agent listens) until `sluicectl uninstall`. That is the fail-closed choice.
+  sluice_bpf__destroy(skeleton_);
+}
+
+std::vector<Ipv4Cidr> BpfDatapath::implicitBypass(const AgentConfig& agent) {
+  return {
+      *parseIpv4Cidr("127.0.0.0/8"),
+      Ipv4Cidr{agent.listen.addressBe, 32},
+      Ipv4Cidr{agent.gatewayAddress.addressBe, 32},
+  };
+}
+
+void BpfDatapath::applyRules(const AgentConfig& agent) {
+  std::set<uint16_t> wantPorts = agent.redirectPorts;
+  for (const auto& key : ports_.keys()) {
+    if (!wantPorts.contains(key.port)) ports_.erase(key);
+  }
+  for (uint16_t port : wantPorts) ports_.put(sl_port_key{port, 0}, 1);
+
+  std::set<BypassKey> wantBypass;
+  auto cidrs = agent.bypass;
+  for (const auto& cidr : implicitBypass(agent)) cidrs.push_back(cidr);
+  for (const auto& cidr : cidrs) wantBypass.insert({cidr.prefixLength, cidr.addressBe});
+  for (const auto& key : bypass4_.keys()) {
+    if (!wantBypass.contains({key.prefixlen, key.addr_be})) bypass4_.erase(key);
+  }
+  for (const auto& [prefix, address] : wantBypass) bypass4_.put(sl_bypass4_key{prefix, address}, 1);
+
+  sl_config config{};
+  config.redirect_ip4_be = agent.listen.addressBe;
+  config.redirect_port_be = htons(agent.listen.port);
+  config.enabled = 1;
+  config_.put(0, config);
+}
+
+std::optional<sl_orig_dst> BpfDatapath::takeOriginalDestination(const Ipv4Endpoint& client) const {
+  return origDst_.take(toKernelEndpoint(client));
+}
+
+}  // namespace sluice

@@ -1,0 +1,92 @@
+#include "cgroup_enrollment.h"
+
+#include <bpf/bpf.h>
+#include <fcntl.h>
+
+#include <cerrno>
+#include <stdexcept>
+
+#include "fd.h"
+
+namespace sluice {
+
+static UniqueFd openPinned(const std::filesystem::path& pin) {
+  int fd = bpf_obj_get(pin.c_str());
+  if (fd < 0) throw std::runtime_error("opening pin " + pin.string() + ": " + errnoText(errno));
+  return UniqueFd(fd);
+}
+
+bool CgroupEnrollment::enable(const std::filesystem::path& cgroupDir) {
+  const uint64_t id = cgroupId(cgroupDir);
+  const auto linkDir = pins_.cgroupLinks(id);
+  if (std::filesystem::exists(linkDir)) return false;
+  UniqueFd cgroup(open(cgroupDir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!cgroup) throw std::runtime_error("opening cgroup " + cgroupDir.string() + ": " + errnoText(errno));
+  std::filesystem::create_directories(linkDir);
+  try {
+    for (const auto& hook : kProgramHooks) {
+      UniqueFd program = openPinned(pins_.program(hook.name));
+      UniqueFd link(bpf_link_create(program.get(), cgroup.get(), static_cast<bpf_attach_type>(hook.attachType), nullptr));
+      if (!link) {
+        throw std::runtime_error("attaching " + std::string(hook.name) + " to " + cgroupDir.string() + ": " +
+                                 errnoText(errno));
+      }
+      const auto pin = linkDir / hook.name;
+      if (bpf_obj_pin(link.get(), pin.c_str()) != 0) {
+        int err = errno;
+        bpf_link_detach(link.get());
+        throw std::runtime_error("pinning link " + pin.string() + ": " + errnoText(err));
+      }
+    }
+  } catch (...) {
+    disable(id);
+    throw;
+  }
+  return true;
+}
+
+bool CgroupEnrollment::disable(uint64_t id) {
+  const auto linkDir = pins_.cgroupLinks(id);
+  if (!std::filesystem::exists(linkDir)) return false;
+  for (const auto& entry : std::filesystem::directory_iterator(linkDir)) {
+    int fd = bpf_obj_get(entry.path().c_str());
+    if (fd >= 0) {
+      // Detach explicitly: other holders of the link (none expected) must not keep it.
+      bpf_link_detach(fd);
+      close(fd);
+    }
+    std::filesystem::remove(entry.path());
+  }
+  std::filesystem::remove(linkDir);
+  return true;
+}
+
+std::vector<EnrolledCgroup> CgroupEnrollment::list() const {
+  std::vector<EnrolledCgroup> out;
+  if (!std::filesystem::exists(pins_.linksDir())) return out;
+  for (const auto& dir : std::filesystem::directory_iterator(pins_.linksDir())) {
+    EnrolledCgroup cgroup;
+    cgroup.id = std::stoull(dir.path().filename().string());
+    cgroup.path = findCgroupById(cgroup.id);
+    for (const auto& link : std::filesystem::directory_iterator(dir.path())) {
+      cgroup.programs.push_back(link.path().filename().string());
+    }
+    out.push_back(std::move(cgroup));
+  }
+  return out;
+}
+
+void CgroupEnrollment::adoptLinks() const {
+  if (!std::filesystem::exists(pins_.linksDir())) return;
+  for (const auto& dir : std::filesystem::directory_iterator(pins_.linksDir())) {
+    for (const auto& linkPin : std::filesystem::directory_iterator(dir.path())) {
+      UniqueFd link = openPinned(linkPin.path());
+      UniqueFd program = openPinned(pins_.program(linkPin.path().filename().string()));
+      if (bpf_link_update(link.get(), program.get(), nullptr) != 0) {
+        throw std::runtime_error("updating link " + linkPin.path().string() + ": " + errnoText(errno));
+      }
+    }
+  }
+}
+
+}  // namespace sluice

@@ -1,0 +1,46 @@
+// Enabling sluice for a cgroup = attaching the pinned programs to it with bpf_links that
+// are pinned under <pin dir>/links/<cgroup id>/, so they outlive the process that made
+// them (agent or sluicectl) and an agent restart can adopt them.
+//
+// Why attach per cgroup rather than once at the root with a map of enabled cgroup ids:
+// the kernel already computes effective programs for every descendant cgroup, so
+// containers created later inside an enabled pod cgroup are covered with no work of
+// ours, and cgroups that are not enabled run no sluice code at all on connect(). A
+// root attachment would put a map lookup on every connect() of the whole node and need
+// an ancestor walk per call to cover nested cgroups.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "bpf_pins.h"
+
+namespace sluice {
+
+struct EnrolledCgroup {
+  uint64_t id = 0;
+  std::filesystem::path path;  // empty if the cgroup no longer exists
+  std::vector<std::string> programs;
+};
+
+class CgroupEnrollment {
+ public:
+  explicit CgroupEnrollment(PinLayout pins) : pins_(std::move(pins)) {}
+
+  // Attaches every program pinned under progs/ to the cgroup. Returns false if it was
+  // already enabled. Throws with the reason; on failure nothing is left attached.
+  bool enable(const std::filesystem::path& cgroupDir);
+  // Detaches and unpins the cgroup's links. Returns false if it was not enabled.
+  bool disable(uint64_t cgroupId);
+  std::vector<EnrolledCgroup> list() const;
+  // Points every existing link at the currently pinned programs (agent restart): the
+  // swap is atomic per link, so there is no moment without the redirect.
+  void adoptLinks() const;
+
+ private:
+  PinLayout pins_;
+};
+
+}  // namespace sluice

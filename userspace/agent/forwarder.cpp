@@ -1,0 +1,235 @@
+#include "forwarder.h"
+
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <optional>
+
+#include "byte_stream.h"
+#include "client_hello.h"
+#include "relay.h"
+#include "spawn.h"
+#include "tunnel_protocol.h"
+
+namespace sluice {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// What one connection was, for its single log line.
+struct FlowRecord {
+  Ipv4Endpoint client;
+  Ipv4Endpoint destination;
+  uint64_t cgroupId = 0;
+  std::string sni = "-";
+  Clock::time_point started = Clock::now();
+};
+
+void resetAndClose(tcp::socket& socket) {
+  boost::system::error_code ignored;
+  // Linger 0 turns close into a RST: the app sees its connection refused at once
+  // instead of a clean EOF that could look like an empty response.
+  socket.set_option(asio::socket_base::linger(true, 0), ignored);
+  socket.close(ignored);
+}
+
+void logDenied(const FlowRecord& flow, const std::string& reason) {
+  spdlog::warn("deny cgroup={} src={} dst={} sni={} reason={}", flow.cgroupId, formatEndpoint(flow.client),
+               formatEndpoint(flow.destination), flow.sni, reason);
+}
+
+Ipv4Endpoint toIpv4(const tcp::endpoint& endpoint) {
+  return Ipv4Endpoint{htonl(endpoint.address().to_v4().to_uint()), endpoint.port()};
+}
+
+tcp::endpoint toAsio(const Ipv4Endpoint& endpoint) {
+  return tcp::endpoint(asio::ip::address_v4(ntohl(endpoint.addressBe)), endpoint.port);
+}
+
+long millisSince(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
+}
+
+}  // namespace
+
+Forwarder::Forwarder(asio::io_context& io, const BpfDatapath& datapath, std::shared_ptr<const AgentRules> rules)
+    : io_(io), datapath_(datapath), rules_(std::move(rules)), acceptor_(io) {}
+
+void Forwarder::listen() {
+  const tcp::endpoint endpoint = toAsio(rules_->agent.listen);
+  acceptor_.open(endpoint.protocol());
+  acceptor_.set_option(tcp::acceptor::reuse_address(true));
+  boost::system::error_code ec;
+  acceptor_.bind(endpoint, ec);
+  if (ec) throw std::runtime_error("binding " + formatEndpoint(rules_->agent.listen) + ": " + ec.message());
+  acceptor_.listen(asio::socket_base::max_listen_connections);
+}
+
+void Forwarder::stop() {
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+}
+
+awaitable<void> Forwarder::acceptLoop() {
+  while (acceptor_.is_open()) {
+    boost::system::error_code ec;
+    tcp::socket client = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::operation_aborted) break;
+    if (ec) {
+      // EMFILE and friends: log and keep serving; the kernel queue holds the client.
+      spdlog::error("accept on {}: {}", formatEndpoint(rules_->agent.listen), ec.message());
+      asio::steady_timer pause(io_, std::chrono::milliseconds(50));
+      co_await pause.async_wait(use_awaitable);
+      continue;
+    }
+    asio::co_spawn(io_, handle(std::move(client)), logEscapedException("agent connection"));
+  }
+}
+
+awaitable<void> Forwarder::handle(tcp::socket client) {
+  const std::shared_ptr<const AgentRules> rules = rules_;
+  const AgentConfig& agent = rules->agent;
+  auto executor = co_await asio::this_coro::executor;
+  FlowRecord flow;
+  boost::system::error_code ec;
+  const tcp::endpoint peer = client.remote_endpoint(ec);
+  if (ec || !peer.address().is_v4()) {
+    resetAndClose(client);
+    co_return;
+  }
+  flow.client = toIpv4(peer);
+  client.set_option(tcp::no_delay(true), ec);
+
+  // 1. Where did the app want to go? Published by sockops, keyed by the app's source.
+  std::optional<sl_orig_dst> original = datapath_.takeOriginalDestination(flow.client);
+  if (!original) {
+    // Not redirected by us (someone dialled the agent directly), or the hand-off map
+    // was full: there is nowhere safe to send it.
+    logDenied(flow, "no-original-destination");
+    resetAndClose(client);
+    co_return;
+  }
+  flow.destination = fromKernelEndpoint(original->dst);
+  flow.cgroupId = original->cgroup_id;
+
+  // 2. Read the ClientHello (possibly several segments and records) under a deadline.
+  std::vector<uint8_t> peeked(agent.maxClientHelloBytes);
+  size_t have = 0;
+  HelloResult hello;
+  {
+    Deadline deadline(executor, agent.clientHelloTimeout, [&client] {
+      boost::system::error_code ignored;
+      client.cancel(ignored);
+    });
+    while (hello.status == HelloStatus::NeedMore) {
+      size_t n = co_await client.async_read_some(asio::buffer(peeked.data() + have, peeked.size() - have),
+                                                 asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        logDenied(flow, deadline.expired()         ? "client-hello-timeout"
+                        : ec == asio::error::eof ? "client-closed-before-hello"
+                                                 : "client-read-error:" + ec.message());
+        resetAndClose(client);
+        co_return;
+      }
+      have += n;
+      hello = parseClientHello(std::span<const uint8_t>(peeked.data(), have), peeked.size());
+    }
+  }
+  if (hello.status != HelloStatus::Done) {
+    logDenied(flow, std::string(hello.status == HelloStatus::NotTls ? "not-tls" : "bad-client-hello") + ":" +
+                        hello.error);
+    resetAndClose(client);
+    co_return;
+  }
+  if (!hello.serverName) {
+    logDenied(flow, "no-sni");
+    resetAndClose(client);
+    co_return;
+  }
+  flow.sni = *hello.serverName;
+
+  // 3. Policy: deny by default.
+  auto host = normalizeHostName(flow.sni);
+  if (!host) {
+    logDenied(flow, "invalid-sni");
+    resetAndClose(client);
+    co_return;
+  }
+  auto rule = rules->hosts.match(*host, flow.destination.port);
+  if (!rule) {
+    logDenied(flow, "host-not-allowed");
+    resetAndClose(client);
+    co_return;
+  }
+
+  // 4. mTLS to the gateway: SNI = host, port as ALPN, gateway identity checked.
+  tcp::socket upstream(executor);
+  upstream.open(tcp::v4(), ec);
+  if (!ec) {
+    // Second, independent loop guard: connect4 never redirects a socket with this mark.
+    const int mark = static_cast<int>(SL_AGENT_SOCKET_MARK);
+    if (setsockopt(upstream.native_handle(), SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0) {
+      ec = boost::system::error_code(errno, boost::system::system_category());
+    }
+  }
+  if (ec) {
+    spdlog::error("flow cgroup={} src={} dst={} sni={} result=local-socket-error:{}", flow.cgroupId,
+                  formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, ec.message());
+    resetAndClose(client);
+    co_return;
+  }
+  std::string failure;
+  std::optional<TlsStream> tunnel;
+  {
+    Deadline deadline(executor, agent.gatewayConnectTimeout, [&upstream, &tunnel] {
+      boost::system::error_code ignored;
+      if (tunnel) {
+        tunnel->socket().cancel(ignored);
+      } else {
+        upstream.cancel(ignored);
+      }
+    });
+    co_await upstream.async_connect(toAsio(agent.gatewayAddress), asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      failure = deadline.expired() ? "gateway-connect-timeout" : "gateway-connect:" + ec.message();
+    } else {
+      upstream.set_option(tcp::no_delay(true), ec);
+      tunnel.emplace(std::move(upstream), rules->gatewayTls.get());
+      SSL_set_tlsext_host_name(tunnel->ssl(), host->c_str());
+      std::string alpn = portAlpn(flow.destination.port);
+      std::string wire = std::string(1, static_cast<char>(alpn.size())) + alpn;
+      SSL_set_alpn_protos(tunnel->ssl(), reinterpret_cast<const unsigned char*>(wire.data()), wire.size());
+      ec = co_await tunnel->handshake();
+      if (ec) {
+        failure = deadline.expired() ? "gateway-handshake-timeout" : "gateway-handshake:" + tunnel->lastError();
+      } else if (peerSpiffeId(tunnel->ssl()) != agent.gatewayIdentity) {
+        failure = "gateway-identity-mismatch:" + peerSpiffeId(tunnel->ssl()).value_or("none");
+      }
+    }
+  }
+  if (!failure.empty()) {
+    spdlog::error("flow cgroup={} src={} dst={} sni={} result={}", flow.cgroupId, formatEndpoint(flow.client),
+                  formatEndpoint(flow.destination), flow.sni, failure);
+    resetAndClose(client);
+    co_return;
+  }
+
+  // 5. The app's bytes, unchanged: the peeked hello (and anything after it) first.
+  TcpStream app(std::move(client));
+  ec = co_await tunnel->writeAll(std::span<const uint8_t>(peeked.data(), have));
+  peeked = {};
+  RelayResult relayed;
+  if (!ec) relayed = co_await relayBoth(app, *tunnel);
+  std::string result = ec ? "gateway-write:" + ec.message()
+                     : relayed.clean() ? "ok"
+                                       : "relay-error:" + (relayed.errorAtoB ? relayed.errorAtoB : relayed.errorBtoA).message();
+  spdlog::info("flow cgroup={} src={} dst={} sni={} rule={} up={} down={} duration_ms={} result={}", flow.cgroupId,
+               formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, *rule,
+               have + relayed.bytesAtoB, relayed.bytesBtoA, millisSince(flow.started), result);
+  if (!relayed.clean() || ec) resetAndClose(app.socket());
+}
+
+}  // namespace sluice

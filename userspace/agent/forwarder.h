@@ -1,0 +1,43 @@
+// The agent's data path: every connection the BPF redirect sends here is inspected
+// (ClientHello SNI), decided (allowlist) and, if allowed, carried unchanged inside mTLS
+// to the egress gateway.
+#pragma once
+
+#include <memory>
+
+#include "async.h"
+#include "bpf_datapath.h"
+#include "config.h"
+#include "host_matcher.h"
+#include "tls_context.h"
+
+namespace sluice {
+
+// Immutable once built; a reload builds a new one and swaps the pointer, so each
+// connection decides with the rules it started with.
+struct AgentRules {
+  AgentConfig agent;
+  HostMatcher hosts;
+  SslCtxPtr gatewayTls;
+  uint64_t version = 0;
+};
+
+class Forwarder {
+ public:
+  Forwarder(asio::io_context& io, const BpfDatapath& datapath, std::shared_ptr<const AgentRules> rules);
+  // Binds and listens on the rules' listen address. Throws with the reason.
+  void listen();
+  awaitable<void> acceptLoop();
+  void setRules(std::shared_ptr<const AgentRules> rules) { rules_ = std::move(rules); }
+  void stop();
+
+ private:
+  awaitable<void> handle(tcp::socket client);
+
+  asio::io_context& io_;
+  const BpfDatapath& datapath_;
+  std::shared_ptr<const AgentRules> rules_;
+  tcp::acceptor acceptor_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,66 @@
+// The two kinds of byte stream a relay joins: plain TCP and TLS over TCP. Both offer
+// the same coroutine interface so the relay is written once.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <system_error>
+
+#include "async.h"
+#include "tls_context.h"
+
+namespace sluice {
+
+struct IoResult {
+  boost::system::error_code error;  // asio::error::eof on an orderly end of stream
+  size_t bytes = 0;
+};
+
+class TcpStream {
+ public:
+  explicit TcpStream(tcp::socket socket) : socket_(std::move(socket)) {}
+  awaitable<IoResult> readSome(std::span<uint8_t> buffer);
+  awaitable<boost::system::error_code> writeAll(std::span<const uint8_t> data);
+  // Half-close: sends FIN, keeps reading.
+  awaitable<boost::system::error_code> shutdownSend();
+  // Ends the connection at once; pending operations complete with an error.
+  void abort();
+  tcp::socket& socket() { return socket_; }
+
+ private:
+  tcp::socket socket_;
+};
+
+// TLS driven directly over the non-blocking socket: OpenSSL reads and writes the fd and
+// says which readiness it needs; the coroutine waits for exactly that. Unlike
+// asio::ssl::stream this allows sending close_notify (half-close) without waiting for
+// the peer's, while reads continue.
+class TlsStream {
+ public:
+  TlsStream(tcp::socket socket, SSL_CTX* ctx);
+  awaitable<boost::system::error_code> handshake();
+  awaitable<IoResult> readSome(std::span<uint8_t> buffer);
+  awaitable<boost::system::error_code> writeAll(std::span<const uint8_t> data);
+  // Sends close_notify once; the peer sees end of stream, we can still read.
+  awaitable<boost::system::error_code> shutdownSend();
+  void abort();
+
+  SSL* ssl() { return ssl_.get(); }
+  tcp::socket& socket() { return socket_; }
+  // OpenSSL's reasons for the last failure, for logs.
+  const std::string& lastError() const { return lastError_; }
+
+ private:
+  // Waits for the readiness OpenSSL asked for; false with `error` set otherwise.
+  awaitable<bool> waitFor(int sslError, int result, boost::system::error_code& error);
+
+  tcp::socket socket_;
+  SslPtr ssl_;
+  std::string lastError_;
+  bool sentShutdown_ = false;
+};
+
+}  // namespace sluice

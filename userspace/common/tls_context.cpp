@@ -1,0 +1,77 @@
+#include "tls_context.h"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include <stdexcept>
+
+namespace sluice {
+
+std::string takeOpensslErrors() {
+  std::string out;
+  unsigned long code;
+  while ((code = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(code, buf, sizeof(buf));
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? "no OpenSSL error recorded" : out;
+}
+
+static void check(int ok, const std::string& what) {
+  if (ok != 1) throw std::runtime_error(what + ": " + takeOpensslErrors());
+}
+
+SslCtxPtr makeMeshTlsContext(const TlsFiles& files, TlsRole role) {
+  SslCtxPtr ctx(SSL_CTX_new(role == TlsRole::Client ? TLS_client_method() : TLS_server_method()));
+  if (!ctx) throw std::runtime_error("SSL_CTX_new: " + takeOpensslErrors());
+  check(SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION), "TLS 1.3 minimum");
+  check(SSL_CTX_use_certificate_chain_file(ctx.get(), files.cert.c_str()),
+        "loading certificate chain " + files.cert.string());
+  check(SSL_CTX_use_PrivateKey_file(ctx.get(), files.key.c_str(), SSL_FILETYPE_PEM),
+        "loading private key " + files.key.string());
+  check(SSL_CTX_check_private_key(ctx.get()),
+        "private key " + files.key.string() + " does not match " + files.cert.string());
+  check(SSL_CTX_load_verify_locations(ctx.get(), files.ca.c_str(), nullptr),
+        "loading CA " + files.ca.string());
+  int verify = SSL_VERIFY_PEER;
+  if (role == TlsRole::Server) {
+    verify |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(files.ca.c_str());
+    if (!names) throw std::runtime_error("reading CA names from " + files.ca.string() + ": " + takeOpensslErrors());
+    SSL_CTX_set_client_CA_list(ctx.get(), names);
+    // Tunnels are one-shot; tickets would only cost a round of writes per connection.
+    SSL_CTX_set_num_tickets(ctx.get(), 0);
+  }
+  SSL_CTX_set_verify(ctx.get(), verify, nullptr);
+  SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                  SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  return ctx;
+}
+
+std::vector<std::string> peerUriSans(SSL* ssl) {
+  std::vector<std::string> out;
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (!cert) return out;
+  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  if (!names) return out;
+  for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, i);
+    if (name->type != GEN_URI) continue;
+    const ASN1_IA5STRING* uri = name->d.uniformResourceIdentifier;
+    out.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(uri)), ASN1_STRING_length(uri));
+  }
+  GENERAL_NAMES_free(names);
+  return out;
+}
+
+std::optional<std::string> peerSpiffeId(SSL* ssl) {
+  for (auto& uri : peerUriSans(ssl)) {
+    if (uri.starts_with("spiffe://")) return uri;
+  }
+  return std::nullopt;
+}
+
+}  // namespace sluice

@@ -1,0 +1,164 @@
+// sluicectl: the operator's view of a node: status, per-cgroup enablement, rules
+// validation, and removal of everything sluice pinned.
+#include <arpa/inet.h>
+#include <bpf/libbpf.h>
+
+#include <boost/program_options.hpp>
+#include <iostream>
+#include <numeric>
+
+#include "bpf_pins.h"
+#include "bpf_stats.h"
+#include "cgroup_enrollment.h"
+#include "config.h"
+#include "typed_map.h"
+
+namespace po = boost::program_options;
+using namespace sluice;
+
+namespace {
+
+const char* kUsage =
+    "usage: sluicectl [--pin-dir DIR] COMMAND [ARGS]\n"
+    "commands:\n"
+    "  status                 maps, counters and enabled cgroups on this node\n"
+    "  enable CGROUP_PATH     redirect this cgroup and its descendants (takes effect now)\n"
+    "  disable CGROUP_PATH    stop redirecting this cgroup\n"
+    "  validate FILE          check a rules file; exit 0 if the agent and gateway would load it\n"
+    "  uninstall              detach every link and remove every pin sluice made\n";
+
+int status(const PinLayout& pins) {
+  if (!std::filesystem::exists(pins.map("sl_config"))) {
+    std::cout << "sluice is not installed on this node (no pins under " << pins.dir.string() << ")\n";
+    return 3;
+  }
+  auto config = TypedMap<__u32, sl_config>::openPinned(pins.map("sl_config")).lookup(0);
+  std::cout << "pin dir: " << pins.dir.string() << "\n";
+  if (config && config->enabled) {
+    in_addr addr{config->redirect_ip4_be};
+    std::cout << "redirect to: " << inet_ntoa(addr) << ":" << ntohs(config->redirect_port_be) << "\n";
+  } else {
+    std::cout << "redirect to: (not configured: enabled cgroups are refused on redirected ports)\n";
+  }
+  std::cout << "redirected ports:";
+  for (auto& key : TypedMap<sl_port_key, __u8>::openPinned(pins.map("sl_ports")).keys()) std::cout << " " << key.port;
+  std::cout << "\nbypass:";
+  for (auto& key : TypedMap<sl_bypass4_key, __u8>::openPinned(pins.map("sl_bypass4")).keys()) {
+    in_addr addr{key.addr_be};
+    std::cout << " " << inet_ntoa(addr) << "/" << key.prefixlen;
+  }
+  auto pending = TypedMap<sl_endpoint, sl_orig_dst>::openPinned(pins.map("sl_orig_dst")).keys().size();
+  std::cout << "\nflows waiting for the agent: " << pending << " of " << SL_MAX_PENDING_FLOWS << "\n";
+  std::cout << "counters:\n";
+  auto stats = TypedMap<__u32, __u64>::openPinned(pins.map("sl_stats"));
+  int cpus = libbpf_num_possible_cpus();
+  for (__u32 i = 0; i < SL_STAT_COUNT; ++i) {
+    auto values = stats.lookupPerCpu(i, cpus);
+    std::cout << "  " << kStatNames[i] << " " << std::accumulate(values.begin(), values.end(), __u64{0}) << "\n";
+  }
+  std::cout << "enabled cgroups:\n";
+  for (const auto& cgroup : CgroupEnrollment(pins).list()) {
+    std::cout << "  id=" << cgroup.id << " " << (cgroup.path.empty() ? "(cgroup removed)" : cgroup.path.string())
+              << " programs=" << cgroup.programs.size() << "\n";
+  }
+  return 0;
+}
+
+int enable(const PinLayout& pins, const std::string& name) {
+  auto dir = resolveCgroup(name);
+  if (!std::filesystem::exists(pins.program(kProgramHooks[0].name))) {
+    throw std::runtime_error("no programs pinned under " + pins.dir.string() + ": start sluice-agent first");
+  }
+  bool added = CgroupEnrollment(pins).enable(dir);
+  std::cout << dir.string() << (added ? ": enabled\n" : ": already enabled\n");
+  return 0;
+}
+
+int disable(const PinLayout& pins, const std::string& name) {
+  auto dir = resolveCgroup(name);
+  bool removed = CgroupEnrollment(pins).disable(cgroupId(dir));
+  std::cout << dir.string() << (removed ? ": disabled\n" : ": was not enabled\n");
+  return 0;
+}
+
+int validate(const std::string& file) {
+  try {
+    Config config = loadConfigFile(file);
+    std::cout << file << ": ok: " << config.hosts.size() << " host rule(s)"
+              << (config.agent ? ", agent section" : "") << (config.gateway ? ", gateway section" : "") << "\n";
+    return 0;
+  } catch (const ConfigError& e) {
+    std::cerr << e.what() << "\n";
+    return 1;
+  }
+}
+
+int uninstall(const PinLayout& pins) {
+  if (!std::filesystem::exists(pins.dir)) {
+    std::cout << "nothing to remove: " << pins.dir.string() << " does not exist\n";
+    return 0;
+  }
+  CgroupEnrollment enrollment(pins);
+  for (const auto& cgroup : enrollment.list()) {
+    enrollment.disable(cgroup.id);
+    std::cout << "detached cgroup id=" << cgroup.id << " "
+              << (cgroup.path.empty() ? "(removed)" : cgroup.path.string()) << "\n";
+  }
+  std::vector<std::filesystem::path> pinsLeft;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(pins.dir)) {
+    if (!entry.is_directory()) pinsLeft.push_back(entry.path());
+  }
+  for (const auto& pin : pinsLeft) {
+    std::filesystem::remove(pin);
+    std::cout << "removed " << pin.string() << "\n";
+  }
+  std::filesystem::remove_all(pins.dir);
+  std::cout << "removed " << pins.dir.string() << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  po::options_description description("options");
+  description.add_options()("help,h", "show this help")(
+      "pin-dir", po::value<std::string>()->default_value(kDefaultPinDir.string()), "bpffs directory of sluice's pins")(
+      "command", po::value<std::string>(), "command")("args", po::value<std::vector<std::string>>(), "arguments");
+  po::positional_options_description positional;
+  positional.add("command", 1).add("args", -1);
+  po::variables_map options;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(description).positional(positional).run(), options);
+    po::notify(options);
+  } catch (const std::exception& e) {
+    std::cerr << "sluicectl: " << e.what() << "\n" << kUsage;
+    return 2;
+  }
+  if (options.count("help") || !options.count("command")) {
+    std::cout << kUsage << description << "\n";
+    return options.count("help") ? 0 : 2;
+  }
+  const PinLayout pins{options["pin-dir"].as<std::string>()};
+  const std::string command = options["command"].as<std::string>();
+  std::vector<std::string> args;
+  if (options.count("args")) args = options["args"].as<std::vector<std::string>>();
+  auto needArgs = [&](size_t n) {
+    if (args.size() != n) throw std::invalid_argument(command + " takes " + std::to_string(n) + " argument(s)");
+  };
+  libbpf_set_print(nullptr);
+  try {
+    if (command == "status") return needArgs(0), status(pins);
+    if (command == "enable") return needArgs(1), enable(pins, args[0]);
+    if (command == "disable") return needArgs(1), disable(pins, args[0]);
+    if (command == "validate") return needArgs(1), validate(args[0]);
+    if (command == "uninstall") return needArgs(0), uninstall(pins);
+    std::cerr << "sluicectl: unknown command '" << command << "'\n" << kUsage;
+    return 2;
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "sluicectl: " << e.what() << "\n" << kUsage;
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "sluicectl " << command << ": " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,30 @@
+// Resolves external host names with the DNS server named in the rules (c-ares), not
+// the node's resolv.conf, so the gateway's view of a name is what the rules say.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "net_address.h"
+
+namespace sluice {
+
+struct ResolveResult {
+  std::vector<uint32_t> addressesBe;  // IPv4, network order
+  std::string error;                  // set when addressesBe is empty
+};
+
+class DnsResolver {
+ public:
+  DnsResolver(Ipv4Endpoint server, std::chrono::milliseconds timeout);
+  // Blocks up to the timeout: call it from a worker thread, never the I/O thread.
+  ResolveResult resolveIpv4(const std::string& host) const;
+
+ private:
+  Ipv4Endpoint server_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace sluice

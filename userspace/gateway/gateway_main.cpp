@@ -1,0 +1,101 @@
+// sluice-gateway: the egress gateway. mTLS in from node agents, TCP out to the host
+// named by the SNI, if the rules allow it.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/program_options.hpp>
+#include <iostream>
+
+#include "config.h"
+#include "gateway_server.h"
+#include "logging.h"
+#include "spawn.h"
+
+namespace po = boost::program_options;
+using namespace sluice;
+
+namespace {
+
+std::shared_ptr<const GatewayRules> buildRules(const std::filesystem::path& path, uint64_t version) {
+  Config config = loadConfigFile(path);
+  if (!config.gateway) throw ConfigError(path.string() + ": no 'gateway' section: sluice-gateway needs one");
+  auto rules = std::make_shared<GatewayRules>();
+  rules->gateway = *config.gateway;
+  rules->hosts = config.hostMatcher();
+  rules->serverTls = makeMeshTlsContext(rules->gateway.tls, TlsRole::Server);
+  GatewayServer::configureAlpn(rules->serverTls.get());
+  rules->resolver = std::make_unique<DnsResolver>(rules->gateway.dnsServer, rules->gateway.dnsTimeout);
+  rules->version = version;
+  return rules;
+}
+
+int run(const po::variables_map& options) {
+  const std::filesystem::path configPath = options["config"].as<std::string>();
+  uint64_t version = 1;
+  auto rules = buildRules(configPath, version);
+
+  asio::io_context io(1);
+  asio::thread_pool resolverPool(2);
+  GatewayServer server(io, resolverPool, rules);
+  server.listen();
+  asio::co_spawn(io, server.acceptLoop(), logEscapedException("accept loop"));
+
+  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> onSignal = [&](const boost::system::error_code& ec,
+                                                                            int signal) {
+    if (ec) return;
+    if (signal == SIGHUP) {
+      try {
+        auto next = buildRules(configPath, version + 1);
+        server.setRules(next);
+        version = next->version;
+        spdlog::info("rules reloaded version={} hosts={}", version, next->hosts.size());
+      } catch (const std::exception& e) {
+        spdlog::error("reload refused, keeping rules version={}: {}", version, e.what());
+      }
+      signals.async_wait(onSignal);
+      return;
+    }
+    spdlog::info("signal {}: stopping", signal);
+    server.stop();
+    io.stop();
+  };
+  signals.async_wait(onSignal);
+
+  spdlog::info("gateway ready listen={} dns={} hosts={} clients={} rules_version={}",
+               formatEndpoint(rules->gateway.listen), formatEndpoint(rules->gateway.dnsServer), rules->hosts.size(),
+               rules->gateway.allowedClients.size(), version);
+  io.run();
+  resolverPool.stop();
+  resolverPool.join();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  po::options_description description("sluice-gateway: mTLS egress gateway");
+  description.add_options()("help,h", "show this help")(
+      "config,c", po::value<std::string>()->required(), "rules file (YAML)")(
+      "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
+  po::variables_map options;
+  try {
+    po::store(po::parse_command_line(argc, argv, description), options);
+    if (options.count("help")) {
+      std::cout << description << "\n";
+      return 0;
+    }
+    po::notify(options);
+    setupLogging(options["log-level"].as<std::string>());
+  } catch (const std::exception& e) {
+    std::cerr << "sluice-gateway: " << e.what() << "\n" << description << "\n";
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  try {
+    return run(options);
+  } catch (const std::exception& e) {
+    spdlog::critical("sluice-gateway: {}", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,192 @@
+#include "gateway_server.h"
+
+#include <arpa/inet.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "byte_stream.h"
+#include "relay.h"
+#include "spawn.h"
+#include "tunnel_protocol.h"
+
+namespace sluice {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct AccessRecord {
+  std::string peerAddress;
+  std::string identity = "-";
+  std::string sni = "-";
+  uint16_t port = 0;
+  std::string upstream = "-";
+  Clock::time_point started = Clock::now();
+};
+
+void logAccess(const AccessRecord& r, uint64_t up, uint64_t down, const std::string& result) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - r.started).count();
+  auto line = fmt::format("access peer={} identity={} sni={} port={} upstream={} up={} down={} duration_ms={} result={}",
+                          r.peerAddress, r.identity, r.sni, r.port, r.upstream, up, down, ms, result);
+  if (result == "ok") {
+    spdlog::info("{}", line);
+  } else {
+    spdlog::warn("{}", line);
+  }
+}
+
+int selectPortAlpn(SSL*, const unsigned char** out, unsigned char* outLength, const unsigned char* in,
+                   unsigned int inLength, void*) {
+  // The client's list is length-prefixed protocol ids; take the first of ours.
+  for (unsigned int i = 0; i < inLength;) {
+    unsigned int length = in[i];
+    if (i + 1 + length > inLength) break;
+    std::string_view protocol(reinterpret_cast<const char*>(in + i + 1), length);
+    if (parsePortAlpn(protocol)) {
+      *out = in + i + 1;
+      *outLength = static_cast<unsigned char>(length);
+      return SSL_TLSEXT_ERR_OK;
+    }
+    i += 1 + length;
+  }
+  return SSL_TLSEXT_ERR_ALERT_FATAL;  // not a sluice agent: no_application_protocol
+}
+
+}  // namespace
+
+void GatewayServer::configureAlpn(SSL_CTX* ctx) { SSL_CTX_set_alpn_select_cb(ctx, selectPortAlpn, nullptr); }
+
+GatewayServer::GatewayServer(asio::io_context& io, asio::thread_pool& resolverPool,
+                             std::shared_ptr<const GatewayRules> rules)
+    : io_(io), resolverPool_(resolverPool), rules_(std::move(rules)), acceptor_(io) {}
+
+void GatewayServer::listen() {
+  const auto& listen = rules_->gateway.listen;
+  tcp::endpoint endpoint(asio::ip::address_v4(ntohl(listen.addressBe)), listen.port);
+  acceptor_.open(endpoint.protocol());
+  acceptor_.set_option(tcp::acceptor::reuse_address(true));
+  boost::system::error_code ec;
+  acceptor_.bind(endpoint, ec);
+  if (ec) throw std::runtime_error("binding " + formatEndpoint(listen) + ": " + ec.message());
+  acceptor_.listen(asio::socket_base::max_listen_connections);
+}
+
+void GatewayServer::stop() {
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+}
+
+awaitable<void> GatewayServer::acceptLoop() {
+  while (acceptor_.is_open()) {
+    boost::system::error_code ec;
+    tcp::socket agent = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::operation_aborted) break;
+    if (ec) {
+      spdlog::error("accept on {}: {}", formatEndpoint(rules_->gateway.listen), ec.message());
+      asio::steady_timer pause(io_, std::chrono::milliseconds(50));
+      co_await pause.async_wait(use_awaitable);
+      continue;
+    }
+    asio::co_spawn(io_, handle(std::move(agent)), logEscapedException("gateway connection"));
+  }
+}
+
+awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
+  const std::shared_ptr<const GatewayRules> rules = rules_;
+  auto executor = co_await asio::this_coro::executor;
+  AccessRecord record;
+  boost::system::error_code ec;
+  auto peer = agentSocket.remote_endpoint(ec);
+  record.peerAddress = ec ? "?" : peer.address().to_string() + ":" + std::to_string(peer.port());
+  agentSocket.set_option(tcp::no_delay(true), ec);
+
+  // 1. mTLS: the client certificate must chain to the mesh CA (OpenSSL verifies).
+  TlsStream tunnel(std::move(agentSocket), rules->serverTls.get());
+  {
+    Deadline deadline(executor, rules->gateway.handshakeTimeout, [&tunnel] {
+      boost::system::error_code ignored;
+      tunnel.socket().cancel(ignored);
+    });
+    ec = co_await tunnel.handshake();
+    if (ec) {
+      logAccess(record, 0, 0, deadline.expired() ? "handshake-timeout" : "handshake-failed:" + tunnel.lastError());
+      tunnel.abort();
+      co_return;
+    }
+  }
+  // 2. Authorize: identity, then host and port.
+  record.identity = peerSpiffeId(tunnel.ssl()).value_or("-");
+  if (!rules->gateway.allowedClients.contains(record.identity)) {
+    logAccess(record, 0, 0, "identity-not-allowed");
+    tunnel.abort();
+    co_return;
+  }
+  const char* sni = SSL_get_servername(tunnel.ssl(), TLSEXT_NAMETYPE_host_name);
+  record.sni = sni ? sni : "-";
+  const unsigned char* alpn = nullptr;
+  unsigned int alpnLength = 0;
+  SSL_get0_alpn_selected(tunnel.ssl(), &alpn, &alpnLength);
+  auto port = parsePortAlpn(std::string_view(reinterpret_cast<const char*>(alpn), alpnLength));
+  auto host = sni ? normalizeHostName(sni) : std::nullopt;
+  if (!host || !port) {
+    logAccess(record, 0, 0, !host ? "no-valid-sni" : "no-port-alpn");
+    tunnel.abort();
+    co_return;
+  }
+  record.port = *port;
+  if (!rules->hosts.match(*host, *port)) {
+    logAccess(record, 0, 0, "host-not-allowed");
+    tunnel.abort();
+    co_return;
+  }
+
+  // 3. Resolve on the worker pool (c-ares blocks), with the rules' DNS server.
+  const DnsResolver* resolver = rules->resolver.get();
+  std::string name = *host;
+  ResolveResult resolved = co_await asio::co_spawn(
+      resolverPool_, [resolver, name]() -> awaitable<ResolveResult> { co_return resolver->resolveIpv4(name); },
+      use_awaitable);
+  if (resolved.addressesBe.empty()) {
+    logAccess(record, 0, 0, "dns-failed:" + resolved.error);
+    tunnel.abort();
+    co_return;
+  }
+
+  // 4. Connect, trying each address in turn within one deadline.
+  tcp::socket upstream(executor);
+  std::string failure = "upstream-connect-failed";
+  {
+    Deadline deadline(executor, rules->gateway.upstreamConnectTimeout, [&upstream] {
+      boost::system::error_code ignored;
+      upstream.cancel(ignored);
+    });
+    for (uint32_t address : resolved.addressesBe) {
+      tcp::endpoint endpoint(asio::ip::address_v4(ntohl(address)), *port);
+      record.upstream = endpoint.address().to_string() + ":" + std::to_string(*port);
+      boost::system::error_code ignored;
+      upstream.close(ignored);
+      co_await upstream.async_connect(endpoint, asio::redirect_error(use_awaitable, ec));
+      if (!ec) {
+        failure.clear();
+        break;
+      }
+      failure = deadline.expired() ? "upstream-connect-timeout" : "upstream-connect:" + ec.message();
+      if (deadline.expired()) break;
+    }
+  }
+  if (!failure.empty()) {
+    logAccess(record, 0, 0, failure);
+    tunnel.abort();
+    co_return;
+  }
+  upstream.set_option(tcp::no_delay(true), ec);
+
+  // 5. Relay: agent -> origin is "up".
+  TcpStream origin(std::move(upstream));
+  RelayResult relayed = co_await relayBoth(tunnel, origin);
+  logAccess(record, relayed.bytesAtoB, relayed.bytesBtoA,
+            relayed.clean() ? "ok"
+                            : "relay-error:" + (relayed.errorAtoB ? relayed.errorAtoB : relayed.errorBtoA).message());
+}
+
+}  // namespace sluice

@@ -1,0 +1,43 @@
+// The egress gateway: terminates the agents' mTLS, authorizes identity x host x port,
+// resolves the host, connects and relays. It never sees the app's plaintext.
+#pragma once
+
+#include <memory>
+
+#include "async.h"
+#include "config.h"
+#include "dns_resolver.h"
+#include "host_matcher.h"
+#include "tls_context.h"
+
+namespace sluice {
+
+struct GatewayRules {
+  GatewayConfig gateway;
+  HostMatcher hosts;
+  SslCtxPtr serverTls;
+  std::unique_ptr<DnsResolver> resolver;
+  uint64_t version = 0;
+};
+
+class GatewayServer {
+ public:
+  GatewayServer(asio::io_context& io, asio::thread_pool& resolverPool, std::shared_ptr<const GatewayRules> rules);
+  void listen();
+  awaitable<void> acceptLoop();
+  void setRules(std::shared_ptr<const GatewayRules> rules) { rules_ = std::move(rules); }
+  void stop();
+
+  // Installs the ALPN selection on a server context: accept "sluice/port=N" only.
+  static void configureAlpn(SSL_CTX* ctx);
+
+ private:
+  awaitable<void> handle(tcp::socket agent);
+
+  asio::io_context& io_;
+  asio::thread_pool& resolverPool_;
+  std::shared_ptr<const GatewayRules> rules_;
+  tcp::acceptor acceptor_;
+};
+
+}  // namespace sluice
