@@ -197,7 +197,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
       failure = deadline.expired() ? "gateway-connect-timeout" : "gateway-connect:" + ec.message();
     } else {
       upstream.set_option(tcp::no_delay(true), ec);
-      tunnel.emplace(std::move(upstream), rules->gatewayTls.get());
+      tunnel.emplace(std::move(upstream), rules->gatewayTls.get(), TlsRole::Client);
       SSL_set_tlsext_host_name(tunnel->ssl(), host->c_str());
       std::string alpn = portAlpn(flow.destination.port);
       std::string wire = std::string(1, static_cast<char>(alpn.size())) + alpn;

@@ -34,10 +34,16 @@ void TcpStream::abort() {
   socket_.close(ignored);
 }
 
-TlsStream::TlsStream(tcp::socket socket, SSL_CTX* ctx) : socket_(std::move(socket)), ssl_(SSL_new(ctx)) {
+TlsStream::TlsStream(tcp::socket socket, SSL_CTX* ctx, TlsRole role)
+    : socket_(std::move(socket)), ssl_(SSL_new(ctx)) {
   if (!ssl_) throw std::runtime_error("SSL_new: " + takeOpensslErrors());
   socket_.non_blocking(true);
   SSL_set_fd(ssl_.get(), socket_.native_handle());
+  if (role == TlsRole::Client) {
+    SSL_set_connect_state(ssl_.get());
+  } else {
+    SSL_set_accept_state(ssl_.get());
+  }
 }
 
 awaitable<bool> TlsStream::waitFor(int sslError, int result, error_code& error) {

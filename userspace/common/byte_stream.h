@@ -40,7 +40,7 @@ class TcpStream {
 // the peer's, while reads continue.
 class TlsStream {
  public:
-  TlsStream(tcp::socket socket, SSL_CTX* ctx);
+  TlsStream(tcp::socket socket, SSL_CTX* ctx, TlsRole role);
   awaitable<boost::system::error_code> handshake();
   awaitable<IoResult> readSome(std::span<uint8_t> buffer);
   awaitable<boost::system::error_code> writeAll(std::span<const uint8_t> data);

@@ -33,6 +33,16 @@ awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& cou
   }
 }
 
+template <class A, class B>
+awaitable<void> pumpThenSignal(A& a, B& b, RelayResult& result, Signal& done) {
+  result.errorAtoB = co_await pumpBytes(a, b, result.bytesAtoB);
+  if (result.errorAtoB) {
+    a.abort();
+    b.abort();
+  }
+  done.set();
+}
+
 // `a` and `b` must outlive the returned awaitable, which always waits for both
 // directions before it completes.
 template <class A, class B>
@@ -40,17 +50,8 @@ awaitable<RelayResult> relayBoth(A& a, B& b) {
   auto executor = co_await asio::this_coro::executor;
   RelayResult result;
   Signal aToBDone(executor);
-  asio::co_spawn(
-      executor,
-      [&]() -> awaitable<void> {
-        result.errorAtoB = co_await pumpBytes(a, b, result.bytesAtoB);
-        if (result.errorAtoB) {
-          a.abort();
-          b.abort();
-        }
-        aToBDone.set();
-      },
-      asio::detached);
+  // A named coroutine rather than a lambda (g++ 12 lambda-coroutine capture bugs).
+  asio::co_spawn(executor, pumpThenSignal(a, b, result, aToBDone), asio::detached);
   result.errorBtoA = co_await pumpBytes(b, a, result.bytesBtoA);
   if (result.errorBtoA) {
     a.abort();

@@ -52,6 +52,12 @@ int selectPortAlpn(SSL*, const unsigned char** out, unsigned char* outLength, co
   return SSL_TLSEXT_ERR_ALERT_FATAL;  // not a sluice agent: no_application_protocol
 }
 
+// A named coroutine, not a capturing lambda: g++ 12 destroys the captures of a lambda
+// coroutine handed to co_spawn twice.
+awaitable<ResolveResult> resolveOnPool(const DnsResolver* resolver, std::string host) {
+  co_return resolver->resolveIpv4(host);
+}
+
 }  // namespace
 
 void GatewayServer::configureAlpn(SSL_CTX* ctx) { SSL_CTX_set_alpn_select_cb(ctx, selectPortAlpn, nullptr); }
@@ -101,7 +107,7 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   agentSocket.set_option(tcp::no_delay(true), ec);
 
   // 1. mTLS: the client certificate must chain to the mesh CA (OpenSSL verifies).
-  TlsStream tunnel(std::move(agentSocket), rules->serverTls.get());
+  TlsStream tunnel(std::move(agentSocket), rules->serverTls.get(), TlsRole::Server);
   {
     Deadline deadline(executor, rules->gateway.handshakeTimeout, [&tunnel] {
       boost::system::error_code ignored;
@@ -141,11 +147,8 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   }
 
   // 3. Resolve on the worker pool (c-ares blocks), with the rules' DNS server.
-  const DnsResolver* resolver = rules->resolver.get();
-  std::string name = *host;
-  ResolveResult resolved = co_await asio::co_spawn(
-      resolverPool_, [resolver, name]() -> awaitable<ResolveResult> { co_return resolver->resolveIpv4(name); },
-      use_awaitable);
+  ResolveResult resolved =
+      co_await asio::co_spawn(resolverPool_, resolveOnPool(rules->resolver.get(), *host), use_awaitable);
   if (resolved.addressesBe.empty()) {
     logAccess(record, 0, 0, "dns-failed:" + resolved.error);
     tunnel.abort();

@@ -1,0 +1,234 @@
+# The netns test topology of ARCHITECTURE.md. Source this file, then call
+# sl_topology_up; always arrange `trap sl_topology_down EXIT`.
+#
+#   pod-a 198.18.1.2 ─┐                                  ┌ egress 198.18.3.2 (gateway :15443)
+#   pod-b 198.18.2.2 ─┴ node (agent 198.18.0.1:15001) ───┘        │ 198.18.4.1
+#                       drops pods' direct traffic to inet   inet 198.18.4.2
+#                                                            origins 198.18.100.10 (www.googleapis.com)
+#                                                                    198.18.100.20 (blocked.example.net)
+#                                                            dnsmasq 198.18.100.53
+# Addresses exist only inside the namespaces; no namespace has a default route, and
+# the root namespace gets no interface or route of the topology.
+
+SL_ROOT=${SL_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+SL_BUILD=${SL_BUILD:-$SL_ROOT/build}
+SL_PREFIX=${SL_PREFIX:-sl}
+SL_RUN_DIR=${SL_RUN_DIR:-/tmp/sluice-run-$SL_PREFIX}
+SL_PIN_DIR=${SL_PIN_DIR:-/sys/fs/bpf/sluice}
+
+SL_AGENT_ADDR=198.18.0.1
+SL_AGENT_PORT=15001
+SL_POD_A_ADDR=198.18.1.2
+SL_POD_B_ADDR=198.18.2.2
+SL_EGRESS_ADDR=198.18.3.2
+SL_GATEWAY_PORT=15443
+SL_EGRESS_INET_ADDR=198.18.4.1
+SL_ALLOWED_HOST=www.googleapis.com
+SL_ALLOWED_ADDR=198.18.100.10
+SL_DENIED_HOST=blocked.example.net
+SL_DENIED_ADDR=198.18.100.20
+SL_DNS_ADDR=198.18.100.53
+SL_HOSTS=(pod-a pod-b node egress inet)
+
+sl_ns() { echo "$SL_PREFIX-$1"; }
+sl_log() { printf '[topology] %s\n' "$*" >&2; }
+sl_cgroup2() { awk '$3=="cgroup2"{print $2; exit}' /proc/mounts; }
+sl_cgroup_root() { echo "$(sl_cgroup2)/sluice-$SL_PREFIX"; }
+# The cgroup name as the rules file names it (relative to the cgroup2 mount).
+sl_cgroup_name() { echo "sluice-$SL_PREFIX/$1"; }
+
+# sl_veth NS_A IF_A ADDR_A NS_B IF_B ADDR_B: a veth pair made directly inside the two
+# namespaces, so no interface ever exists in the root namespace.
+sl_veth() {
+  ip link add "$2" netns "$(sl_ns "$1")" type veth peer name "$5" netns "$(sl_ns "$4")"
+  ip -n "$(sl_ns "$1")" addr add "$3" dev "$2"
+  ip -n "$(sl_ns "$4")" addr add "$6" dev "$5"
+  ip -n "$(sl_ns "$1")" link set "$2" up
+  ip -n "$(sl_ns "$4")" link set "$5" up
+}
+
+sl_topology_up() {
+  [ "$(id -u)" -eq 0 ] || { echo "the topology needs root" >&2; return 1; }
+  local cg2
+  cg2=$(sl_cgroup2)
+  [ -n "$cg2" ] || { echo "no cgroup2 mount in /proc/mounts" >&2; return 1; }
+  mkdir -p "$SL_RUN_DIR"
+  : > "$SL_RUN_DIR/pids"
+  for h in "${SL_HOSTS[@]}"; do
+    ip netns add "$(sl_ns "$h")"
+    ip -n "$(sl_ns "$h")" link set lo up
+  done
+  sl_veth pod-a eth0 $SL_POD_A_ADDR/24 node pa 198.18.1.1/24
+  sl_veth pod-b eth0 $SL_POD_B_ADDR/24 node pb 198.18.2.1/24
+  sl_veth node eg 198.18.3.1/24 egress eth0 $SL_EGRESS_ADDR/24
+  sl_veth egress inet $SL_EGRESS_INET_ADDR/24 inet eth0 198.18.4.2/24
+  ip -n "$(sl_ns node)" addr add $SL_AGENT_ADDR/32 dev lo
+  for a in $SL_ALLOWED_ADDR $SL_DENIED_ADDR $SL_DNS_ADDR; do
+    ip -n "$(sl_ns inet)" addr add $a/32 dev lo
+  done
+  # Routes: only between test ranges. No default route anywhere.
+  ip -n "$(sl_ns pod-a)" route add 198.18.0.0/15 via 198.18.1.1
+  ip -n "$(sl_ns pod-b)" route add 198.18.0.0/15 via 198.18.2.1
+  ip -n "$(sl_ns node)" route add 198.18.4.0/24 via $SL_EGRESS_ADDR
+  ip -n "$(sl_ns node)" route add 198.18.100.0/24 via $SL_EGRESS_ADDR
+  ip -n "$(sl_ns egress)" route add 198.18.0.0/16 via 198.18.3.1
+  ip -n "$(sl_ns egress)" route add 198.18.100.0/24 via 198.18.4.2
+  ip -n "$(sl_ns inet)" route add 198.18.3.0/24 via $SL_EGRESS_INET_ADDR
+  ip netns exec "$(sl_ns node)" sysctl -qw net.ipv4.ip_forward=1
+  # The node forwards pods to cluster addresses but drops their direct traffic to the
+  # internet, as a NetworkPolicy would: the gateway is the only way out.
+  local nodens
+  nodens=$(sl_ns node)
+  ip netns exec "$nodens" iptables -N SL-POD-EGRESS
+  ip netns exec "$nodens" iptables -A FORWARD -i pa -j SL-POD-EGRESS
+  ip netns exec "$nodens" iptables -A FORWARD -i pb -j SL-POD-EGRESS
+  ip netns exec "$nodens" iptables -A SL-POD-EGRESS -d 198.18.100.0/24 -j DROP
+  ip netns exec "$nodens" iptables -A SL-POD-EGRESS -d 198.18.4.0/24 -j DROP
+
+  mkdir -p "$(sl_cgroup_root)"
+  for c in pod-a pod-b system; do mkdir -p "$(sl_cgroup_root)/$c"; done
+
+  bash "$SL_ROOT/scripts/pki.sh" "$SL_RUN_DIR/pki" $SL_ALLOWED_HOST $SL_DENIED_HOST
+  sl_start_internet
+}
+
+# Processes enter only the host's network namespace (nsenter --net), not a mount
+# namespace: `ip netns exec` remounts /sys privately, which hides the cgroup2 and bpffs
+# mounts the agent needs, as a DaemonSet's hostPath mounts would provide them.
+sl_netns_path() { echo "/run/netns/$(sl_ns "$1")"; }
+
+# sl_spawn NAME HOST CMD...: runs CMD in the host's network namespace and the system
+# cgroup in the background, logging to $SL_RUN_DIR/NAME.log; the PID is recorded.
+sl_spawn() {
+  local name=$1 host=$2
+  shift 2
+  bash -c 'echo $$ > "$0/cgroup.procs" && exec nsenter --net="$1" -- "${@:2}"' \
+    "$(sl_cgroup_root)/system" "$(sl_netns_path "$host")" "$@" > "$SL_RUN_DIR/$name.log" 2>&1 &
+  local pid=$!
+  echo "$pid $name" >> "$SL_RUN_DIR/pids"
+}
+
+# sl_pod_exec POD CMD...: runs CMD in the pod's cgroup and namespace, in the foreground.
+sl_pod_exec() {
+  local pod=$1
+  shift
+  bash -c 'echo $$ > "$0/cgroup.procs" && exec nsenter --net="$1" -- "${@:2}"' \
+    "$(sl_cgroup_root)/$pod" "$(sl_netns_path "$pod")" "$@"
+}
+
+# sl_host_exec HOST CMD...: runs CMD in the host's network namespace, in the foreground.
+sl_host_exec() {
+  local host=$1
+  shift
+  nsenter --net="$(sl_netns_path "$host")" -- "$@"
+}
+
+# sl_wait_listen HOST PORT [SECONDS]: waits until something listens on the TCP/UDP port.
+sl_wait_listen() {
+  local host=$1 port=$2 limit=${3:-10} i
+  for ((i = 0; i < limit * 20; i++)); do
+    if sl_host_exec "$host" ss -Hltnu "sport = :$port" | grep -q .; then return 0; fi
+    sleep 0.05
+  done
+  echo "nothing listens on port $port in $(sl_ns "$host") after ${limit}s" >&2
+  return 1
+}
+
+sl_start_internet() {
+  local run=$SL_RUN_DIR
+  sl_spawn dnsmasq inet dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll \
+    --bind-interfaces --listen-address=$SL_DNS_ADDR --user=root --log-queries --log-facility=- \
+    --pid-file="$run/dnsmasq.pid" \
+    --address=/$SL_ALLOWED_HOST/$SL_ALLOWED_ADDR --address=/$SL_DENIED_HOST/$SL_DENIED_ADDR
+  mkdir -p "$run/nginx"
+  cat > "$run/nginx/nginx.conf" <<NGINX
+user root;
+daemon off;
+worker_processes 1;
+pid $run/nginx/nginx.pid;
+error_log $run/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  client_body_temp_path $run/nginx/body;
+  proxy_temp_path $run/nginx/proxy;
+  fastcgi_temp_path $run/nginx/fastcgi;
+  uwsgi_temp_path $run/nginx/uwsgi;
+  scgi_temp_path $run/nginx/scgi;
+  log_format origin '\$remote_addr \$ssl_server_name "\$request" \$status';
+  access_log $run/origin-access.log origin;
+  default_type text/plain;
+  server {
+    listen $SL_ALLOWED_ADDR:443 ssl;
+    server_name $SL_ALLOWED_HOST;
+    ssl_certificate $run/pki/origin-$SL_ALLOWED_HOST.pem;
+    ssl_certificate_key $run/pki/origin-$SL_ALLOWED_HOST.key;
+    location / { return 200 "hello from $SL_ALLOWED_HOST, you came from \$remote_addr\n"; }
+  }
+  server {
+    listen $SL_DENIED_ADDR:443 ssl;
+    server_name $SL_DENIED_HOST;
+    ssl_certificate $run/pki/origin-$SL_DENIED_HOST.pem;
+    ssl_certificate_key $run/pki/origin-$SL_DENIED_HOST.key;
+    location / { return 200 "hello from $SL_DENIED_HOST\n"; }
+  }
+}
+NGINX
+  sl_spawn nginx inet nginx -c "$run/nginx/nginx.conf" -e "$run/nginx/error.log"
+  sl_wait_listen inet 53
+  sl_wait_listen inet 443
+}
+
+# sl_write_rules FILE [TEMPLATE]: the rules for this topology (prefix-specific cgroup).
+sl_write_rules() {
+  local out=$1 template=${2:-$SL_ROOT/examples/seed-native.yaml}
+  sed "s#sluice-sl/#sluice-$SL_PREFIX/#" "$template" > "$out"
+}
+
+# sl_start_sluice [RULES]: starts the gateway and the agent and waits until both listen.
+sl_start_sluice() {
+  local rules=${1:-$SL_RUN_DIR/rules.yaml}
+  [ -f "$rules" ] || sl_write_rules "$rules"
+  sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" --config "$rules"
+  sl_spawn agent node "$SL_BUILD/userspace/sluice-agent" --config "$rules" --pin-dir "$SL_PIN_DIR"
+  sl_wait_listen egress $SL_GATEWAY_PORT
+  sl_wait_listen node $SL_AGENT_PORT
+}
+
+# sl_stop NAME: stops one spawned process (by its recorded PID) and waits for it.
+sl_stop() {
+  local pid
+  pid=$(awk -v n="$1" '$2==n{print $1}' "$SL_RUN_DIR/pids" | tail -1)
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  sed -i "/^$pid $1\$/d" "$SL_RUN_DIR/pids"
+}
+
+sl_topology_down() {
+  set +e
+  if [ -f "$SL_RUN_DIR/pids" ]; then
+    while read -r pid name; do
+      [ -n "$pid" ] && sl_stop "$name"
+    done < <(tac "$SL_RUN_DIR/pids")
+  fi
+  if [ -x "$SL_BUILD/userspace/sluicectl" ] && [ -d "$SL_PIN_DIR" ]; then
+    "$SL_BUILD/userspace/sluicectl" --pin-dir "$SL_PIN_DIR" uninstall > /dev/null
+  fi
+  for h in "${SL_HOSTS[@]}"; do
+    ip netns del "$(sl_ns "$h")" 2>/dev/null
+  done
+  local root
+  root=$(sl_cgroup_root)
+  if [ -d "$root" ]; then
+    for _ in $(seq 20); do
+      find "$root" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
+      rmdir "$root" 2>/dev/null && break
+      sleep 0.1
+    done
+    [ -d "$root" ] && echo "warning: could not remove cgroup $root" >&2
+  fi
+  [ "${SL_KEEP_RUN_DIR:-0}" = 1 ] || rm -rf "$SL_RUN_DIR"
+  return 0
+}
