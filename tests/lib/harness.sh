@@ -1,0 +1,89 @@
+# Shared by the root tests: a private topology per test (unique namespaces, cgroups and
+# pin directory), assertions that count, logs on failure, and teardown on every exit.
+set -uo pipefail
+
+SL_ROOT=${SL_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+export SL_PREFIX=${SL_PREFIX:-t$$}
+export SL_RUN_DIR=${SL_RUN_DIR:-/tmp/sluice-test-$SL_PREFIX}
+export SL_PIN_DIR=${SL_PIN_DIR:-/sys/fs/bpf/sluice-test-$SL_PREFIX}
+# shellcheck source=../../scripts/lib/topology.sh
+source "$SL_ROOT/scripts/lib/topology.sh"
+SL_PROBE=${SL_PROBE:-$SL_BUILD/tests/sl-probe}
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "FAIL: this test needs root (CAP_BPF, CAP_NET_ADMIN, cgroups); CI runs it as root" >&2
+  exit 1
+fi
+for tool in "$SL_BUILD/userspace/sluice-agent" "$SL_BUILD/userspace/sluice-gateway" "$SL_PROBE"; do
+  [ -x "$tool" ] || { echo "FAIL: $tool is not built" >&2; exit 1; }
+done
+
+sl_checks=0
+sl_failures=0
+
+ok() { sl_checks=$((sl_checks + 1)); echo "ok - $*"; }
+not_ok() {
+  sl_checks=$((sl_checks + 1))
+  sl_failures=$((sl_failures + 1))
+  echo "not ok - $*"
+}
+# check LABEL CMD...: passes if CMD exits 0.
+check() {
+  local label=$1
+  shift
+  if "$@"; then ok "$label"; else not_ok "$label"; fi
+}
+# check_contains LABEL TEXT PATTERN (extended regex)
+check_contains() {
+  if grep -Eq -- "$3" <<< "$2"; then ok "$1"; else not_ok "$1: no match for /$3/ in: $2"; fi
+}
+check_not_contains() {
+  if grep -Eq -- "$3" <<< "$2"; then not_ok "$1: unexpected /$3/ in: $(grep -E -- "$3" <<< "$2" | head -3)"; else ok "$1"; fi
+}
+log_of() { cat "$SL_RUN_DIR/$1.log" 2>/dev/null; }
+# wait_for_log NAME PATTERN [SECONDS]: log lines are written as they happen.
+wait_for_log() {
+  local i
+  for ((i = 0; i < ${3:-5} * 20; i++)); do
+    grep -Eq -- "$2" "$SL_RUN_DIR/$1.log" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}
+# kernel_counter NAME: a counter from `sluicectl status`.
+kernel_counter() {
+  "$SL_BUILD/userspace/sluicectl" --pin-dir "$SL_PIN_DIR" status |
+    awk -v n="$1" '/^counters:/{inside=1; next} /^[^ ]/{inside=0} inside && $1==n {print $2}'
+}
+
+sl_harness_exit() {
+  local code=$?
+  if [ "$sl_failures" -gt 0 ] || [ "$code" -ne 0 ]; then
+    echo "---- logs of $SL_PREFIX ----"
+    for f in "$SL_RUN_DIR"/*.log; do
+      [ -f "$f" ] && { echo "== $(basename "$f")"; tail -n 40 "$f"; }
+    done
+  fi
+  sl_topology_down
+  echo "$((sl_checks - sl_failures)) passed, $sl_failures failed"
+  if [ "$sl_failures" -gt 0 ] || [ "$sl_checks" -eq 0 ]; then exit 1; fi
+  exit "$code"
+}
+trap sl_harness_exit EXIT
+trap 'exit 130' INT TERM
+
+# The usual start: topology, rules, gateway and agent.
+harness_start() {
+  sl_topology_up || { not_ok "topology up"; exit 1; }
+  sl_write_rules "$SL_RUN_DIR/rules.yaml"
+  sl_start_sluice "$SL_RUN_DIR/rules.yaml" || { not_ok "sluice daemons start"; exit 1; }
+}
+
+# pod_curl POD HOST [ADDR] [extra curl args...]: a real client, trusting the public CA,
+# with the name resolved as the pod's DNS would (the test DNS is on the gateway's side).
+pod_curl() {
+  local pod=$1 host=$2 addr=$3
+  shift 3
+  sl_pod_exec "$pod" curl -sS --connect-timeout 3 -m 8 --cacert "$SL_RUN_DIR/pki/public-ca.pem" \
+    --resolve "$host:443:$addr" "$@" "https://$host/"
+}

@@ -1,0 +1,102 @@
+#include "config.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+
+namespace sluice {
+namespace {
+
+// A directory with empty stand-ins for the certificate files the example names: the
+// loader checks that they can be read, the TLS code (not under test here) parses them.
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("sluice-config-test-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_ / "pki");
+    for (const char* f : {"mesh-ca.pem", "agent.pem", "agent.key", "gateway.pem", "gateway.key"}) {
+      std::ofstream(dir_ / "pki" / f) << "x";
+    }
+    std::ifstream in(std::string(SLUICE_SOURCE_DIR) + "/examples/seed-native.yaml");
+    example_.assign(std::istreambuf_iterator<char>(in), {});
+    ASSERT_FALSE(example_.empty());
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  Config load(const std::string& text) { return loadConfigText(text, dir_ / "rules.yaml"); }
+  std::string replaced(const std::string& from, const std::string& to) {
+    auto pos = example_.find(from);
+    EXPECT_NE(pos, std::string::npos) << from;
+    std::string out = example_;
+    out.replace(pos, from.size(), to);
+    return out;
+  }
+
+  std::filesystem::path dir_;
+  std::string example_;
+};
+
+TEST_F(ConfigTest, TheSeedExampleLoads) {
+  Config c = load(example_);
+  ASSERT_EQ(c.hosts.size(), 1u);
+  EXPECT_EQ(c.hosts[0].name, "www.googleapis.com");
+  EXPECT_EQ(c.hosts[0].ports, std::set<uint16_t>{443});
+  ASSERT_TRUE(c.agent && c.gateway);
+  EXPECT_EQ(formatEndpoint(c.agent->listen), "198.18.0.1:15001");
+  EXPECT_EQ(c.agent->redirectPorts, std::set<uint16_t>{443});
+  EXPECT_EQ(c.agent->bypass.size(), 3u);
+  EXPECT_EQ(c.agent->cgroups, std::vector<std::string>{"sluice-sl/pod-a"});
+  EXPECT_EQ(c.agent->tls.cert, dir_ / "pki/agent.pem") << "relative to the rules file";
+  EXPECT_EQ(c.agent->gatewayIdentity,
+            "spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account");
+  EXPECT_EQ(formatEndpoint(c.gateway->dnsServer), "198.18.100.53:53");
+  EXPECT_TRUE(c.gateway->allowedClients.contains("spiffe://cluster.local/ns/sluice-system/sa/sluice-agent"));
+  EXPECT_TRUE(c.hostMatcher().match("www.googleapis.com", 443));
+}
+
+TEST_F(ConfigTest, InvalidFilesNameThePlaceAndTheProblem) {
+  struct Row {
+    const char* name;
+    std::string text;
+    const char* expected;  // regex the message must contain
+  };
+  std::vector<Row> rows = {
+      {"bad yaml", "hosts: [a\n", "rules.yaml:2:1: .*"},
+      {"empty", "", "the file is empty"},
+      {"unknown top-level field", example_ + "extra: 1\n", ":[0-9]+:1: unknown field 'extra' in 'the top level'"},
+      {"unknown host field", replaced("    ports: [443]\n", "    ports: [443]\n    weight: 3\n"),
+       ":9:5: unknown field 'weight' in 'hosts\\[\\]'"},
+      {"port out of range", replaced("ports: [443]", "ports: [70000]"),
+       ":8:13: 'hosts\\[\\].ports' is 70000, outside 1..65535"},
+      {"port not a number", replaced("ports: [443]", "ports: [https]"), "must be a whole number, got 'https'"},
+      {"broad wildcard", replaced("- name: www.googleapis.com", "- name: '*.com'"), "too broad"},
+      {"inner wildcard", replaced("- name: www.googleapis.com", "- name: 'a*.example.com'"),
+       "wildcard is allowed only as a whole first label"},
+      {"duplicate host", replaced("hosts:\n", "hosts:\n  - name: WWW.googleapis.com\n"), "listed twice"},
+      {"missing certificate", replaced("cert: pki/agent.pem", "cert: pki/missing.pem"),
+       "'agent.tls.cert' names '.*missing.pem', which cannot be read"},
+      {"bad listen", replaced("listen: 198.18.0.1:15001", "listen: node:15001"), "must be IPv4-address:port"},
+      {"cidr with host bits", replaced("- 198.18.1.0/24", "- 198.18.1.7/24"), "zero host bits"},
+      {"identity not spiffe", replaced("identity: spiffe://cluster.local/ns/istio-system", "identity: https://x"),
+       "must be a SPIFFE ID"},
+      {"no clients", replaced("  allowedClients:\n    - spiffe://cluster.local/ns/sluice-system/sa/sluice-agent\n",
+                              "  allowedClients: []\n"),
+       "at least one SPIFFE ID"},
+      {"missing hosts", "agent: {}\n", "needs field 'hosts'"},
+  };
+  for (const auto& row : rows) {
+    try {
+      load(row.text);
+      ADD_FAILURE() << row.name << ": loaded";
+    } catch (const ConfigError& e) {
+      EXPECT_TRUE(std::regex_search(e.what(), std::regex(row.expected))) << row.name << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find("rules.yaml"), std::string::npos) << row.name << ": " << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace sluice
