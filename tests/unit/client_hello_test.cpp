@@ -19,6 +19,9 @@ struct HelloSpec {
   unsigned maxFragment = 0;  // >0: OpenSSL splits the hello into records of this size
 };
 
+// Short names in test listings instead of a byte dump of the struct.
+void PrintTo(const HelloSpec& spec, std::ostream* out) { *out << spec.name; }
+
 // The bytes an OpenSSL client sends first, captured from a memory BIO.
 std::vector<uint8_t> openSslClientHello(const HelloSpec& spec) {
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
