@@ -37,10 +37,12 @@ enum sl_family {
 struct sl_config {
   __u32 redirect_ip4_be; /* agent listener, IPv4 */
   __u16 redirect_port_be;
-  __u8 enabled; /* 0 until the agent has written a complete config: redirect nothing */
+  __u8 enabled; /* 0 until the agent has written a complete config: refuse (fail closed) */
   __u8 pad0;
+  __u32 rules_version; /* the agent's rule set version, for sluicectl status */
+  __u32 pad1;
 };
-SL_ASSERT_SIZE(struct sl_config, 8);
+SL_ASSERT_SIZE(struct sl_config, 16);
 
 /* An endpoint as the kernel saw it: the original destination, or a client's source. */
 struct sl_endpoint {

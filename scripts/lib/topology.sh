@@ -29,6 +29,7 @@ SL_DENIED_HOST=blocked.example.net
 SL_DENIED_ADDR=198.18.100.20
 SL_DNS_ADDR=198.18.100.53
 SL_HOSTS=(pod-a pod-b node egress inet)
+SL_RULE_FILES=()
 
 sl_ns() { echo "$SL_PREFIX-$1"; }
 sl_log() { printf '[topology] %s\n' "$*" >&2; }
@@ -178,18 +179,44 @@ NGINX
   sl_wait_listen inet 443
 }
 
-# sl_write_rules FILE [TEMPLATE]: the rules for this topology (prefix-specific cgroup).
+# sl_write_rules [VARIANT]: writes this topology's rules into $SL_RUN_DIR and lists them
+# in SL_RULE_FILES. VARIANT (default $SL_RULES_VARIANT, else native):
+#   native  examples/seed-native.yaml, sluice's own format
+#   istio   examples/istio/sluice-node.yaml (environment) + examples/istio/seed-egress.yaml,
+#           the Istio egress task's resources byte for byte
 sl_write_rules() {
-  local out=$1 template=${2:-$SL_ROOT/examples/seed-native.yaml}
-  sed "s#sluice-sl/#sluice-$SL_PREFIX/#" "$template" > "$out"
+  local variant=${1:-${SL_RULES_VARIANT:-native}}
+  case $variant in
+    native)
+      sed "s#sluice-sl/#sluice-$SL_PREFIX/#" "$SL_ROOT/examples/seed-native.yaml" > "$SL_RUN_DIR/rules.yaml"
+      SL_RULE_FILES=("$SL_RUN_DIR/rules.yaml")
+      ;;
+    istio)
+      sed "s#sluice-sl/#sluice-$SL_PREFIX/#" "$SL_ROOT/examples/istio/sluice-node.yaml" > "$SL_RUN_DIR/sluice-node.yaml"
+      cp "$SL_ROOT/examples/istio/seed-egress.yaml" "$SL_RUN_DIR/seed-egress.yaml"
+      SL_RULE_FILES=("$SL_RUN_DIR/sluice-node.yaml" "$SL_RUN_DIR/seed-egress.yaml")
+      ;;
+    *)
+      echo "unknown rules variant '$variant' (native, istio)" >&2
+      return 1
+      ;;
+  esac
 }
 
-# sl_start_sluice [RULES]: starts the gateway and the agent and waits until both listen.
+# sl_config_args: --config FILE for each of SL_RULE_FILES.
+sl_config_args() {
+  local f
+  for f in "${SL_RULE_FILES[@]}"; do printf -- '--config\n%s\n' "$f"; done
+}
+
+# sl_start_sluice: starts the gateway and the agent on SL_RULE_FILES (written by
+# sl_write_rules) and waits until both listen.
 sl_start_sluice() {
-  local rules=${1:-$SL_RUN_DIR/rules.yaml}
-  [ -f "$rules" ] || sl_write_rules "$rules"
-  sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" --config "$rules"
-  sl_spawn agent node "$SL_BUILD/userspace/sluice-agent" --config "$rules" --pin-dir "$SL_PIN_DIR"
+  [ "${#SL_RULE_FILES[@]}" -gt 0 ] || sl_write_rules
+  local args
+  mapfile -t args < <(sl_config_args)
+  sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" "${args[@]}"
+  sl_spawn agent node "$SL_BUILD/userspace/sluice-agent" "${args[@]}" --pin-dir "$SL_PIN_DIR"
   sl_wait_listen egress $SL_GATEWAY_PORT
   sl_wait_listen node $SL_AGENT_PORT
 }

@@ -55,11 +55,12 @@ TEST_F(DatapathTest, LoadsPinsAndReconcilesRules) {
   ASSERT_TRUE(config.lookup(0));
   EXPECT_EQ(config.lookup(0)->enabled, 0) << "nothing is redirected before the rules are written";
 
-  datapath.applyRules(agent_);
+  datapath.applyRules(agent_, 7);
   auto cfg = *config.lookup(0);
   EXPECT_EQ(cfg.enabled, 1);
   EXPECT_EQ(cfg.redirect_ip4_be, agent_.listen.addressBe);
   EXPECT_EQ(ntohs(cfg.redirect_port_be), 15001);
+  EXPECT_EQ(cfg.rules_version, 7u);
 
   auto ports = TypedMap<sl_port_key, __u8>::openPinned(pins_.map("sl_ports"));
   auto portKeys = ports.keys();
@@ -78,7 +79,7 @@ TEST_F(DatapathTest, LoadsPinsAndReconcilesRules) {
   // A second apply with fewer rules removes what is gone (a diff, not an append).
   agent_.redirectPorts = {443};
   agent_.bypass.clear();
-  datapath.applyRules(agent_);
+  datapath.applyRules(agent_, 8);
   EXPECT_EQ(ports.keys().size(), 1u);
   EXPECT_EQ(bypass.keys().size(), 3u);
 }
@@ -87,7 +88,7 @@ TEST_F(DatapathTest, RestartAdoptsPinnedMapsAndTakesFlows) {
   sl_endpoint client = toKernelEndpoint(*parseIpv4Endpoint("198.18.1.2:40000"));
   {
     BpfDatapath first(pins_);
-    first.applyRules(agent_);
+    first.applyRules(agent_, 1);
     auto flows = TypedMap<sl_endpoint, sl_orig_dst>::openPinned(pins_.map("sl_orig_dst"));
     sl_orig_dst value{};
     value.dst = toKernelEndpoint(*parseIpv4Endpoint("198.18.100.10:443"));

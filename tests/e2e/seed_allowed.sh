@@ -29,3 +29,9 @@ cg=$(stat -c %i "$(sl_cgroup_root)/pod-a")
 check "the agent logged the flow with pod-a's cgroup and the original destination" wait_for_log agent \
   "flow cgroup=$cg src=$SL_POD_A_ADDR:[0-9]+ dst=$SL_ALLOWED_ADDR:443 sni=$SL_ALLOWED_HOST rule=$SL_ALLOWED_HOST .*result=ok"
 check_contains "the gateway holds no origin key" "$(ls "$SL_RUN_DIR/pki" | grep -c '^gateway')" "^2$"
+if [ "${SL_RULES_VARIANT:-native}" = istio ]; then
+  check "the gateway loaded the Istio resources verbatim (it names their inert cert paths)" \
+    grep -q "seed-egress.yaml:30:26: 'serverCertificate' has no effect" "$SL_RUN_DIR/gateway.log"
+  check "the seed file is byte for byte the committed copy" cmp -s "$SL_RUN_DIR/seed-egress.yaml" \
+    "$SL_ROOT/examples/istio/seed-egress.yaml"
+fi

@@ -75,8 +75,8 @@ trap 'exit 130' INT TERM
 # The usual start: topology, rules, gateway and agent.
 harness_start() {
   sl_topology_up || { not_ok "topology up"; exit 1; }
-  sl_write_rules "$SL_RUN_DIR/rules.yaml"
-  sl_start_sluice "$SL_RUN_DIR/rules.yaml" || { not_ok "sluice daemons start"; exit 1; }
+  sl_write_rules || { not_ok "rules written"; exit 1; }
+  sl_start_sluice || { not_ok "sluice daemons start"; exit 1; }
 }
 
 # pod_curl POD HOST [ADDR] [extra curl args...]: a real client, trusting the public CA,

@@ -41,9 +41,11 @@ class ConfigTest : public ::testing::Test {
 
 TEST_F(ConfigTest, TheSeedExampleLoads) {
   Config c = load(example_);
-  ASSERT_EQ(c.hosts.size(), 1u);
-  EXPECT_EQ(c.hosts[0].name, "www.googleapis.com");
-  EXPECT_EQ(c.hosts[0].ports, std::set<uint16_t>{443});
+  ASSERT_EQ(c.agentHosts.size(), 1u);
+  EXPECT_EQ(c.agentHosts[0].name, "www.googleapis.com");
+  EXPECT_EQ(c.agentHosts[0].ports, std::set<uint16_t>{443});
+  EXPECT_EQ(c.gatewayHosts.size(), 1u);
+  EXPECT_EQ(c.outboundPolicy, OutboundPolicy::RegistryOnly);
   ASSERT_TRUE(c.agent && c.gateway);
   EXPECT_EQ(formatEndpoint(c.agent->listen), "198.18.0.1:15001");
   EXPECT_EQ(c.agent->redirectPorts, std::set<uint16_t>{443});
@@ -54,7 +56,8 @@ TEST_F(ConfigTest, TheSeedExampleLoads) {
             "spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account");
   EXPECT_EQ(formatEndpoint(c.gateway->dnsServer), "198.18.100.53:53");
   EXPECT_TRUE(c.gateway->allowedClients.contains("spiffe://cluster.local/ns/sluice-system/sa/sluice-agent"));
-  EXPECT_TRUE(c.hostMatcher().match("www.googleapis.com", 443));
+  EXPECT_TRUE(c.agentMatcher().match("www.googleapis.com", 443));
+  EXPECT_TRUE(c.gatewayMatcher().match("www.googleapis.com", 443));
 }
 
 TEST_F(ConfigTest, InvalidFilesNameThePlaceAndTheProblem) {
@@ -85,7 +88,7 @@ TEST_F(ConfigTest, InvalidFilesNameThePlaceAndTheProblem) {
       {"no clients", replaced("  allowedClients:\n    - spiffe://cluster.local/ns/sluice-system/sa/sluice-agent\n",
                               "  allowedClients: []\n"),
        "at least one SPIFFE ID"},
-      {"missing hosts", "agent: {}\n", "needs field 'hosts'"},
+      {"second agent section", example_ + "---\nagent: {}\n", "a second 'agent' section"},
   };
   for (const auto& row : rows) {
     try {

@@ -9,6 +9,7 @@
 #include "bpf_datapath.h"
 #include "cgroup_enrollment.h"
 #include "config.h"
+#include "config_watcher.h"
 #include "forwarder.h"
 #include "logging.h"
 #include "spawn.h"
@@ -18,12 +19,14 @@ using namespace sluice;
 
 namespace {
 
-std::shared_ptr<const AgentRules> buildRules(const std::filesystem::path& path, uint64_t version) {
-  Config config = loadConfigFile(path);
-  if (!config.agent) throw ConfigError(path.string() + ": no 'agent' section: sluice-agent needs one");
+std::shared_ptr<const AgentRules> buildRules(const std::vector<std::filesystem::path>& paths, uint64_t version) {
+  Config config = loadConfigFiles(paths);
+  for (const auto& warning : config.warnings) spdlog::warn("rules: {}", warning);
+  if (!config.agent) throw ConfigError("no 'agent' section in the rules files: sluice-agent needs one");
   auto rules = std::make_shared<AgentRules>();
-  rules->hosts = config.hostMatcher();
+  rules->hosts = config.agentMatcher();
   rules->agent = *config.agent;
+  rules->outbound = config.outboundPolicy;
   rules->gatewayTls = makeMeshTlsContext(rules->agent.tls, TlsRole::Client);
   rules->version = version;
   return rules;
@@ -39,13 +42,15 @@ void enrollCgroups(const PinLayout& pins, const AgentConfig& agent) {
 }
 
 int run(const po::variables_map& options) {
-  const std::filesystem::path configPath = options["config"].as<std::string>();
+  std::vector<std::filesystem::path> paths;
+  for (const auto& p : options["config"].as<std::vector<std::string>>()) paths.emplace_back(p);
   const PinLayout pins{options["pin-dir"].as<std::string>()};
   uint64_t version = 1;
-  auto rules = buildRules(configPath, version);
+  uint64_t rejected = 0;
+  auto rules = buildRules(paths, version);
 
   BpfDatapath datapath(pins);
-  datapath.applyRules(rules->agent);
+  datapath.applyRules(rules->agent, static_cast<uint32_t>(version));
   enrollCgroups(pins, rules->agent);
 
   asio::io_context io(1);
@@ -53,21 +58,39 @@ int run(const po::variables_map& options) {
   forwarder.listen();
   asio::co_spawn(io, forwarder.acceptLoop(), logEscapedException("accept loop"));
 
+  std::unique_ptr<ConfigWatcher> watcher;
+  // New connections take the new rules; established ones keep the rules they started
+  // with. A file that does not load changes nothing.
+  auto reload = [&](const char* why) {
+    try {
+      auto next = buildRules(paths, version + 1);
+      if (next->agent.listen != rules->agent.listen) {
+        throw ConfigError("agent.listen changed: restart the agent to move its listener");
+      }
+      datapath.applyRules(next->agent, static_cast<uint32_t>(next->version));
+      enrollCgroups(pins, next->agent);
+      forwarder.setRules(next);
+      rules = next;
+      version = next->version;
+      if (watcher) watcher->markLoaded();
+      spdlog::info("rules reloaded ({}) version={} hosts={} outbound={}", why, version, next->hosts.size(),
+                   toString(next->outbound));
+    } catch (const std::exception& e) {
+      ++rejected;
+      spdlog::error("rules rejected ({}) rejected_total={}; keeping version={}: {}", why, rejected, version, e.what());
+    }
+  };
+  if (!options.count("no-watch")) {
+    watcher = std::make_unique<ConfigWatcher>(io, paths, [&] { reload("file changed"); });
+    asio::co_spawn(io, watcher->run(), logEscapedException("rules watcher"));
+  }
+
   asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const boost::system::error_code&, int)> onSignal = [&](const boost::system::error_code& ec,
                                                                             int signal) {
     if (ec) return;
     if (signal == SIGHUP) {
-      try {
-        auto next = buildRules(configPath, version + 1);
-        datapath.applyRules(next->agent);
-        enrollCgroups(pins, next->agent);
-        forwarder.setRules(next);
-        version = next->version;
-        spdlog::info("rules reloaded version={} hosts={}", version, next->hosts.size());
-      } catch (const std::exception& e) {
-        spdlog::error("reload refused, keeping rules version={}: {}", version, e.what());
-      }
+      reload("SIGHUP");
       signals.async_wait(onSignal);
       return;
     }
@@ -77,9 +100,9 @@ int run(const po::variables_map& options) {
   };
   signals.async_wait(onSignal);
 
-  spdlog::info("agent ready listen={} gateway={} hosts={} rules_version={} pin_dir={}",
+  spdlog::info("agent ready listen={} gateway={} hosts={} outbound={} rules_version={} pin_dir={}",
                formatEndpoint(rules->agent.listen), formatEndpoint(rules->agent.gatewayAddress), rules->hosts.size(),
-               version, pins.dir.string());
+               toString(rules->outbound), version, pins.dir.string());
   io.run();
   return 0;
 }
@@ -89,8 +112,10 @@ int run(const po::variables_map& options) {
 int main(int argc, char** argv) {
   po::options_description description("sluice-agent: redirects enabled cgroups' egress TLS through the gateway");
   description.add_options()("help,h", "show this help")(
-      "config,c", po::value<std::string>()->required(), "rules file (YAML)")(
+      "config,c", po::value<std::vector<std::string>>()->required()->composing(),
+      "rules file (YAML: native and/or Istio resources); repeat to load several together")(
       "pin-dir", po::value<std::string>()->default_value(kDefaultPinDir.string()), "bpffs directory for pins")(
+      "no-watch", "reload only on SIGHUP, not when a rules file changes")(
       "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
   po::variables_map options;
   try {

@@ -96,7 +96,7 @@ std::vector<Ipv4Cidr> BpfDatapath::implicitBypass(const AgentConfig& agent) {
   };
 }
 
-void BpfDatapath::applyRules(const AgentConfig& agent) {
+void BpfDatapath::applyRules(const AgentConfig& agent, uint32_t rulesVersion) {
   std::set<uint16_t> wantPorts = agent.redirectPorts;
   for (const auto& key : ports_.keys()) {
     if (!wantPorts.contains(key.port)) ports_.erase(key);
@@ -116,6 +116,7 @@ void BpfDatapath::applyRules(const AgentConfig& agent) {
   config.redirect_ip4_be = agent.listen.addressBe;
   config.redirect_port_be = htons(agent.listen.port);
   config.enabled = 1;
+  config.rules_version = rulesVersion;
   config_.put(0, config);
 }
 

@@ -27,7 +27,7 @@ class BpfDatapath {
 
   // Makes the maps say what `agent` says: writes the difference only, config last, so a
   // connect never sees a half-written rule set as enabled.
-  void applyRules(const AgentConfig& agent);
+  void applyRules(const AgentConfig& agent, uint32_t rulesVersion);
 
   // Takes (reads and removes) the original destination of an accepted client.
   std::optional<sl_orig_dst> takeOriginalDestination(const Ipv4Endpoint& client) const;

@@ -49,6 +49,18 @@ tcp::endpoint toAsio(const Ipv4Endpoint& endpoint) {
   return tcp::endpoint(asio::ip::address_v4(ntohl(endpoint.addressBe)), endpoint.port);
 }
 
+// Second, independent loop guard: connect4 never redirects a socket with this mark.
+boost::system::error_code openMarkedSocket(tcp::socket& socket) {
+  boost::system::error_code ec;
+  socket.open(tcp::v4(), ec);
+  if (ec) return ec;
+  const int mark = static_cast<int>(SL_AGENT_SOCKET_MARK);
+  if (setsockopt(socket.native_handle(), SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0) {
+    return boost::system::error_code(errno, boost::system::system_category());
+  }
+  return ec;
+}
+
 long millisSince(Clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
 }
@@ -160,6 +172,12 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   }
   auto rule = rules->hosts.match(*host, flow.destination.port);
   if (!rule) {
+    if (rules->outbound == OutboundPolicy::AllowAny) {
+      std::string flowText = fmt::format("cgroup={} src={} dst={} sni={}", flow.cgroupId, formatEndpoint(flow.client),
+                                         formatEndpoint(flow.destination), flow.sni);
+      co_await passDirect(std::move(client), std::move(peeked), have, flow.destination, rules, flowText);
+      co_return;
+    }
     logDenied(flow, "host-not-allowed");
     resetAndClose(client);
     co_return;
@@ -167,14 +185,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
 
   // 4. mTLS to the gateway: SNI = host, port as ALPN, gateway identity checked.
   tcp::socket upstream(executor);
-  upstream.open(tcp::v4(), ec);
-  if (!ec) {
-    // Second, independent loop guard: connect4 never redirects a socket with this mark.
-    const int mark = static_cast<int>(SL_AGENT_SOCKET_MARK);
-    if (setsockopt(upstream.native_handle(), SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0) {
-      ec = boost::system::error_code(errno, boost::system::system_category());
-    }
-  }
+  ec = openMarkedSocket(upstream);
   if (ec) {
     spdlog::error("flow cgroup={} src={} dst={} sni={} result=local-socket-error:{}", flow.cgroupId,
                   formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, ec.message());
@@ -229,6 +240,43 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   spdlog::info("flow cgroup={} src={} dst={} sni={} rule={} up={} down={} duration_ms={} result={}", flow.cgroupId,
                formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, *rule,
                have + relayed.bytesAtoB, relayed.bytesBtoA, millisSince(flow.started), result);
+  if (!relayed.clean() || ec) resetAndClose(app.socket());
+}
+
+awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have,
+                                      Ipv4Endpoint destination, std::shared_ptr<const AgentRules> rules,
+                                      std::string flowText) {
+  auto executor = co_await asio::this_coro::executor;
+  const auto started = Clock::now();
+  boost::system::error_code ec;
+  tcp::socket upstream(executor);
+  ec = openMarkedSocket(upstream);
+  std::string failure;
+  if (ec) {
+    failure = "local-socket-error:" + ec.message();
+  } else {
+    Deadline deadline(executor, rules->agent.directConnectTimeout, [&upstream] {
+      boost::system::error_code ignored;
+      upstream.cancel(ignored);
+    });
+    co_await upstream.async_connect(toAsio(destination), asio::redirect_error(use_awaitable, ec));
+    if (ec) failure = deadline.expired() ? "direct-connect-timeout" : "direct-connect:" + ec.message();
+  }
+  if (!failure.empty()) {
+    spdlog::error("flow {} via=direct result={}", flowText, failure);
+    resetAndClose(client);
+    co_return;
+  }
+  upstream.set_option(tcp::no_delay(true), ec);
+  TcpStream app(std::move(client));
+  TcpStream origin(std::move(upstream));
+  ec = co_await origin.writeAll(std::span<const uint8_t>(peeked.data(), have));
+  peeked = {};
+  RelayResult relayed;
+  if (!ec) relayed = co_await relayBoth(app, origin);
+  spdlog::info("flow {} rule=- via=direct policy=ALLOW_ANY up={} down={} duration_ms={} result={}", flowText,
+               have + relayed.bytesAtoB, relayed.bytesBtoA, millisSince(started),
+               ec ? "write:" + ec.message() : relayed.clean() ? "ok" : "relay-error");
   if (!relayed.clean() || ec) resetAndClose(app.socket());
 }
 

@@ -18,6 +18,7 @@ namespace sluice {
 struct AgentRules {
   AgentConfig agent;
   HostMatcher hosts;
+  OutboundPolicy outbound = OutboundPolicy::RegistryOnly;
   SslCtxPtr gatewayTls;
   uint64_t version = 0;
 };
@@ -33,6 +34,9 @@ class Forwarder {
 
  private:
   awaitable<void> handle(tcp::socket client);
+  // ALLOW_ANY: an unknown host goes to its original destination, not via the gateway.
+  awaitable<void> passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have, Ipv4Endpoint destination,
+                             std::shared_ptr<const AgentRules> rules, std::string flowText);
 
   asio::io_context& io_;
   const BpfDatapath& datapath_;

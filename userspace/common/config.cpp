@@ -3,152 +3,40 @@
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
-#include <limits>
+#include <memory>
 #include <sstream>
+
+#include "istio_rules.h"
+#include "yaml_reader.h"
 
 namespace sluice {
 namespace {
 
-// Reads one YAML mapping strictly: every key must be known, every error names its place.
-class Reader {
- public:
-  Reader(const std::filesystem::path& source) : source_(source) {}
-
-  [[noreturn]] void fail(const YAML::Node& at, const std::string& what) const {
-    const YAML::Mark mark = at.Mark();
-    std::ostringstream out;
-    out << source_.string();
-    if (mark.line >= 0) out << ":" << mark.line + 1 << ":" << mark.column + 1;
-    out << ": " << what;
-    throw ConfigError(out.str());
-  }
-
-  void requireMap(const YAML::Node& node, const std::string& name,
-                  const std::set<std::string>& known) const {
-    if (!node.IsMap()) fail(node, "'" + name + "' must be a mapping");
-    for (const auto& entry : node) {
-      const std::string key = entry.first.as<std::string>();
-      if (!known.contains(key)) {
-        std::string list;
-        for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-        fail(entry.first, "unknown field '" + key + "' in '" + name + "' (known: " + list + ")");
-      }
-    }
-  }
-
-  YAML::Node required(const YAML::Node& map, const std::string& key,
-                      const std::string& name) const {
-    YAML::Node value = map[key];
-    if (!value) fail(map, "'" + name + "' needs field '" + key + "'");
-    return value;
-  }
-
-  std::string string(const YAML::Node& node, const std::string& name) const {
-    if (!node.IsScalar()) fail(node, "'" + name + "' must be a string");
-    return node.as<std::string>();
-  }
-
-  uint64_t number(const YAML::Node& node, const std::string& name, uint64_t min,
-                  uint64_t max) const {
-    if (!node.IsScalar()) fail(node, "'" + name + "' must be a number");
-    uint64_t value = 0;
-    try {
-      value = node.as<uint64_t>();
-    } catch (const YAML::Exception&) {
-      fail(node, "'" + name + "' must be a whole number, got '" + node.as<std::string>() + "'");
-    }
-    if (value < min || value > max) {
-      fail(node, "'" + name + "' is " + std::to_string(value) + ", outside " +
-                     std::to_string(min) + ".." + std::to_string(max));
-    }
-    return value;
-  }
-
-  std::set<uint16_t> ports(const YAML::Node& node, const std::string& name) const {
-    if (!node.IsSequence() || node.size() == 0) fail(node, "'" + name + "' must be a non-empty list of ports");
-    std::set<uint16_t> out;
-    for (const auto& item : node) {
-      auto port = static_cast<uint16_t>(number(item, name, 1, 65535));
-      if (!out.insert(port).second) fail(item, "port " + std::to_string(port) + " is listed twice in '" + name + "'");
-    }
-    return out;
-  }
-
-  std::vector<std::string> strings(const YAML::Node& node, const std::string& name) const {
-    if (!node.IsSequence()) fail(node, "'" + name + "' must be a list");
-    std::vector<std::string> out;
-    for (const auto& item : node) out.push_back(string(item, name));
-    return out;
-  }
-
-  Ipv4Endpoint endpoint(const YAML::Node& node, const std::string& name) const {
-    auto parsed = parseIpv4Endpoint(string(node, name));
-    if (!parsed) fail(node, "'" + name + "' must be IPv4-address:port, got '" + node.as<std::string>() + "'");
-    return *parsed;
-  }
-
-  std::chrono::milliseconds millis(const YAML::Node& map, const std::string& key,
-                                   std::chrono::milliseconds fallback) const {
-    if (!map[key]) return fallback;
-    return std::chrono::milliseconds(number(map[key], key, 1, 3'600'000));
-  }
-
-  std::filesystem::path file(const YAML::Node& node, const std::string& name) const {
-    std::filesystem::path path = string(node, name);
-    if (path.is_relative()) path = source_.parent_path() / path;
-    std::ifstream probe(path);
-    if (!probe) fail(node, "'" + name + "' names '" + path.string() + "', which cannot be read");
-    return path;
-  }
-
-  TlsFiles tls(const YAML::Node& node, const std::string& name) const {
-    requireMap(node, name, {"ca", "cert", "key"});
-    return TlsFiles{file(required(node, "ca", name), name + ".ca"),
-                    file(required(node, "cert", name), name + ".cert"),
-                    file(required(node, "key", name), name + ".key")};
-  }
-
-  std::string identity(const YAML::Node& node, const std::string& name) const {
-    std::string value = string(node, name);
-    if (!value.starts_with("spiffe://") || value.size() <= 9) {
-      fail(node, "'" + name + "' must be a SPIFFE ID such as spiffe://cluster.local/ns/NS/sa/SA");
-    }
-    return value;
-  }
-
- private:
-  std::filesystem::path source_;
-};
-
-std::vector<HostRule> readHosts(const Reader& r, const YAML::Node& node) {
+std::vector<HostRule> readHosts(const YamlReader& r, const YAML::Node& node) {
   if (!node.IsSequence()) r.fail(node, "'hosts' must be a list");
   std::vector<HostRule> out;
   std::set<std::string> seen;
   for (const auto& item : node) {
     r.requireMap(item, "hosts[]", {"name", "ports"});
     YAML::Node nameNode = r.required(item, "name", "hosts[]");
-    std::string name = r.string(nameNode, "hosts[].name");
-    if (auto error = hostRuleError(name)) r.fail(nameNode, "host '" + name + "': " + *error);
-    bool wildcard = name.starts_with("*.");
-    std::string normal = *normalizeHostName(wildcard ? name.substr(2) : name);
-    if (wildcard) normal = "*." + normal;
-    if (!seen.insert(normal).second) r.fail(nameNode, "host '" + normal + "' is listed twice");
-    std::set<uint16_t> ports = item["ports"] ? r.ports(item["ports"], "hosts[].ports")
-                                             : std::set<uint16_t>{443};
-    out.push_back(HostRule{normal, ports});
+    std::string name = r.hostRule(nameNode, "hosts[].name");
+    if (!seen.insert(name).second) r.fail(nameNode, "host '" + name + "' is listed twice");
+    std::set<uint16_t> ports = item["ports"] ? r.ports(item["ports"], "hosts[].ports") : std::set<uint16_t>{443};
+    out.push_back(HostRule{name, ports});
   }
   return out;
 }
 
-AgentConfig readAgent(const Reader& r, const YAML::Node& node) {
+AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
   r.requireMap(node, "agent",
-               {"listen", "redirectPorts", "bypassCidrs", "cgroups", "clientHelloTimeoutMs",
-                "maxClientHelloBytes", "tls", "gateway"});
+               {"listen", "redirectPorts", "bypassCidrs", "cgroups", "clientHelloTimeoutMs", "maxClientHelloBytes",
+                "tls", "gateway", "directConnectTimeoutMs"});
   AgentConfig agent;
   agent.listen = r.endpoint(r.required(node, "listen", "agent"), "agent.listen");
-  agent.redirectPorts = node["redirectPorts"] ? r.ports(node["redirectPorts"], "agent.redirectPorts")
-                                              : std::set<uint16_t>{443};
+  agent.redirectPorts =
+      node["redirectPorts"] ? r.ports(node["redirectPorts"], "agent.redirectPorts") : std::set<uint16_t>{443};
   if (node["bypassCidrs"]) {
+    if (!node["bypassCidrs"].IsSequence()) r.fail(node["bypassCidrs"], "'agent.bypassCidrs' must be a list");
     for (const auto& item : node["bypassCidrs"]) {
       auto cidr = parseIpv4Cidr(r.string(item, "agent.bypassCidrs"));
       if (!cidr) r.fail(item, "'" + item.as<std::string>() + "' is not an IPv4 CIDR with zero host bits");
@@ -157,23 +45,25 @@ AgentConfig readAgent(const Reader& r, const YAML::Node& node) {
   }
   if (node["cgroups"]) agent.cgroups = r.strings(node["cgroups"], "agent.cgroups");
   agent.clientHelloTimeout = r.millis(node, "clientHelloTimeoutMs", agent.clientHelloTimeout);
+  agent.directConnectTimeout = r.millis(node, "directConnectTimeoutMs", agent.directConnectTimeout);
   if (node["maxClientHelloBytes"]) {
-    agent.maxClientHelloBytes = static_cast<uint32_t>(
-        r.number(node["maxClientHelloBytes"], "agent.maxClientHelloBytes", 512, 65536 + 5));
+    agent.maxClientHelloBytes =
+        static_cast<uint32_t>(r.number(node["maxClientHelloBytes"], "agent.maxClientHelloBytes", 512, 65536 + 5));
   }
   agent.tls = r.tls(r.required(node, "tls", "agent"), "agent.tls");
   YAML::Node gw = r.required(node, "gateway", "agent");
-  r.requireMap(gw, "agent.gateway", {"address", "identity", "connectTimeoutMs"});
+  r.requireMap(gw, "agent.gateway", {"address", "identity", "connectTimeoutMs", "service"});
   agent.gatewayAddress = r.endpoint(r.required(gw, "address", "agent.gateway"), "agent.gateway.address");
   agent.gatewayIdentity = r.identity(r.required(gw, "identity", "agent.gateway"), "agent.gateway.identity");
   agent.gatewayConnectTimeout = r.millis(gw, "connectTimeoutMs", agent.gatewayConnectTimeout);
+  if (gw["service"]) agent.gatewayService = r.string(gw["service"], "agent.gateway.service");
   return agent;
 }
 
-GatewayConfig readGateway(const Reader& r, const YAML::Node& node) {
+GatewayConfig readGateway(const YamlReader& r, const YAML::Node& node) {
   r.requireMap(node, "gateway",
-               {"listen", "dns", "dnsTimeoutMs", "upstreamConnectTimeoutMs", "handshakeTimeoutMs",
-                "tls", "allowedClients"});
+               {"listen", "dns", "dnsTimeoutMs", "upstreamConnectTimeoutMs", "handshakeTimeoutMs", "tls",
+                "allowedClients", "name", "labels"});
   GatewayConfig gateway;
   gateway.listen = r.endpoint(r.required(node, "listen", "gateway"), "gateway.listen");
   gateway.dnsServer = r.endpoint(r.required(node, "dns", "gateway"), "gateway.dns");
@@ -186,44 +76,139 @@ GatewayConfig readGateway(const Reader& r, const YAML::Node& node) {
     r.fail(clients, "'gateway.allowedClients' must list at least one SPIFFE ID (deny by default)");
   }
   for (const auto& item : clients) gateway.allowedClients.insert(r.identity(item, "gateway.allowedClients"));
+  if (node["name"]) gateway.name = r.string(node["name"], "gateway.name");
+  if (node["labels"]) {
+    if (!node["labels"].IsMap()) r.fail(node["labels"], "'gateway.labels' must be a mapping");
+    gateway.labels.clear();
+    for (const auto& entry : node["labels"]) {
+      gateway.labels[entry.first.as<std::string>()] = r.string(entry.second, "gateway.labels");
+    }
+  }
   return gateway;
 }
 
-}  // namespace
-
-HostMatcher Config::hostMatcher() const {
-  HostMatcher matcher;
-  for (const auto& rule : hosts) matcher.add(rule.name, rule.ports);
-  return matcher;
+OutboundPolicy readOutboundPolicy(const YamlReader& r, const YAML::Node& node) {
+  r.requireMap(node, "outboundTrafficPolicy", {"mode"});
+  std::string mode = r.string(r.required(node, "mode", "outboundTrafficPolicy"), "outboundTrafficPolicy.mode");
+  if (mode == "REGISTRY_ONLY") return OutboundPolicy::RegistryOnly;
+  if (mode == "ALLOW_ANY") return OutboundPolicy::AllowAny;
+  r.fail(node["mode"], "'outboundTrafficPolicy.mode' must be REGISTRY_ONLY or ALLOW_ANY, got '" + mode + "'");
 }
 
-Config loadConfigText(const std::string& text, const std::filesystem::path& source) {
-  Reader r(source);
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::ParserException& e) {
-    std::ostringstream out;
-    out << source.string() << ":" << e.mark.line + 1 << ":" << e.mark.column + 1 << ": "
-        << e.msg;
-    throw ConfigError(out.str());
+void readNativeDocument(const YamlReader& r, const YAML::Node& doc, Config& config, bool& sawPolicy) {
+  r.requireMap(doc, "the top level", {"hosts", "agent", "gateway", "outboundTrafficPolicy"});
+  if (doc["hosts"]) {
+    for (auto& rule : readHosts(r, doc["hosts"])) {
+      config.agentHosts.push_back(rule);
+      config.gatewayHosts.push_back(rule);
+    }
   }
-  if (!root || root.IsNull()) throw ConfigError(source.string() + ": the file is empty");
-  r.requireMap(root, "the top level", {"hosts", "agent", "gateway"});
+  if (doc["agent"]) {
+    if (config.agent) r.fail(doc["agent"], "a second 'agent' section (one is allowed across all files)");
+    config.agent = readAgent(r, doc["agent"]);
+  }
+  if (doc["gateway"]) {
+    if (config.gateway) r.fail(doc["gateway"], "a second 'gateway' section (one is allowed across all files)");
+    config.gateway = readGateway(r, doc["gateway"]);
+  }
+  if (doc["outboundTrafficPolicy"]) {
+    if (sawPolicy) r.fail(doc["outboundTrafficPolicy"], "a second 'outboundTrafficPolicy'");
+    sawPolicy = true;
+    config.outboundPolicy = readOutboundPolicy(r, doc["outboundTrafficPolicy"]);
+  }
+}
+
+// Several documents may name the same host: one rule with the union of their ports.
+std::vector<HostRule> mergeRules(const std::vector<HostRule>& rules) {
+  std::map<std::string, std::set<uint16_t>> merged;
+  for (const auto& rule : rules) merged[rule.name].insert(rule.ports.begin(), rule.ports.end());
+  std::vector<HostRule> out;
+  for (auto& [name, ports] : merged) out.push_back(HostRule{name, ports});
+  return out;
+}
+
+struct LoadedText {
+  std::filesystem::path source;
+  std::string text;
+};
+
+Config loadTexts(const std::vector<LoadedText>& texts) {
   Config config;
-  config.source = source;
-  config.hosts = readHosts(r, r.required(root, "hosts", "the top level"));
-  if (root["agent"]) config.agent = readAgent(r, root["agent"]);
-  if (root["gateway"]) config.gateway = readGateway(r, root["gateway"]);
+  IstioResources istio;
+  bool sawPolicy = false;
+  for (const auto& [source, text] : texts) {
+    config.sources.push_back(source);
+    auto reader = std::make_shared<YamlReader>(source, &config.warnings);
+    std::vector<YAML::Node> docs;
+    try {
+      docs = YAML::LoadAll(text);
+    } catch (const YAML::ParserException& e) {
+      std::ostringstream out;
+      out << source.string() << ":" << e.mark.line + 1 << ":" << e.mark.column + 1 << ": " << e.msg;
+      throw ConfigError(out.str());
+    }
+    size_t used = 0;
+    for (const auto& doc : docs) {
+      if (!doc || doc.IsNull()) continue;
+      ++used;
+      if (!doc.IsMap()) reader->fail(doc, "a document must be a mapping");
+      if (doc["apiVersion"] || doc["kind"]) {
+        istio.add(reader, doc);
+      } else {
+        readNativeDocument(*reader, doc, config, sawPolicy);
+      }
+    }
+    if (used == 0) throw ConfigError(source.string() + ": the file is empty");
+  }
+  istio.compileInto(config);
+  config.agentHosts = mergeRules(config.agentHosts);
+  config.gatewayHosts = mergeRules(config.gatewayHosts);
   return config;
 }
 
-Config loadConfigFile(const std::filesystem::path& path) {
+std::string readFile(const std::filesystem::path& path) {
   std::ifstream in(path);
   if (!in) throw ConfigError(path.string() + ": cannot open the rules file");
   std::stringstream buffer;
   buffer << in.rdbuf();
-  return loadConfigText(buffer.str(), std::filesystem::absolute(path));
+  return buffer.str();
+}
+
+}  // namespace
+
+HostMatcher Config::agentMatcher() const {
+  HostMatcher matcher;
+  for (const auto& rule : agentHosts) matcher.add(rule.name, rule.ports);
+  return matcher;
+}
+
+HostMatcher Config::gatewayMatcher() const {
+  HostMatcher matcher;
+  for (const auto& rule : gatewayHosts) matcher.add(rule.name, rule.ports);
+  return matcher;
+}
+
+GatewayRoute Config::routeFor(const std::string& rule, const std::string& host, uint16_t port) const {
+  auto it = gatewayRoutes.find(rule + ":" + std::to_string(port));
+  if (it != gatewayRoutes.end()) return it->second;
+  return GatewayRoute{{UpstreamDestination{host, port, 100, {}}}};
+}
+
+Config loadConfigText(const std::string& text, const std::filesystem::path& source) {
+  return loadTexts({LoadedText{source, text}});
+}
+
+Config loadConfigFiles(const std::vector<std::filesystem::path>& paths) {
+  if (paths.empty()) throw ConfigError("no rules file given");
+  std::vector<LoadedText> texts;
+  for (const auto& path : paths) texts.push_back({std::filesystem::absolute(path), readFile(path)});
+  return loadTexts(texts);
+}
+
+Config loadConfigFile(const std::filesystem::path& path) { return loadConfigFiles({path}); }
+
+const char* toString(OutboundPolicy policy) {
+  return policy == OutboundPolicy::AllowAny ? "ALLOW_ANY" : "REGISTRY_ONLY";
 }
 
 }  // namespace sluice

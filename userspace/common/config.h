@@ -1,10 +1,12 @@
-// The rules: sluice's native YAML format, loaded into one model for the agent and the
-// gateway. See README.md "Rules file" for the format.
+// The rules: sluice's native YAML and Istio's networking resources (ServiceEntry,
+// Gateway, DestinationRule, VirtualService), possibly in several files and documents,
+// loaded into one model for the agent and the gateway. See README.md "Rules".
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -33,17 +35,27 @@ struct HostRule {
   std::set<uint16_t> ports;
 };
 
+// Istio's meshConfig.outboundTrafficPolicy: what the agent does with a host no rule names.
+enum class OutboundPolicy {
+  RegistryOnly,  // refuse it (the default, deny by default)
+  AllowAny,      // pass it straight to its original destination, not via the gateway
+};
+
 struct AgentConfig {
-  Ipv4Endpoint listen;             // where connect4 sends redirected connections
+  Ipv4Endpoint listen;  // where connect4 sends redirected connections
   std::set<uint16_t> redirectPorts;
-  std::vector<Ipv4Cidr> bypass;    // as written; loopback etc. are added by the agent
+  std::vector<Ipv4Cidr> bypass;      // as written; loopback etc. are added by the agent
   std::vector<std::string> cgroups;  // relative to the cgroup2 mount
   std::chrono::milliseconds clientHelloTimeout{5000};
   uint32_t maxClientHelloBytes = 16384;
   TlsFiles tls;
   Ipv4Endpoint gatewayAddress;
   std::string gatewayIdentity;  // expected URI SAN of the gateway, e.g. spiffe://...
+  // The name Istio resources use for the egress gateway (DestinationRule host,
+  // VirtualService destination).
+  std::string gatewayService = "istio-egressgateway.istio-system.svc.cluster.local";
   std::chrono::milliseconds gatewayConnectTimeout{5000};
+  std::chrono::milliseconds directConnectTimeout{5000};  // ALLOW_ANY connections
 };
 
 struct GatewayConfig {
@@ -54,19 +66,48 @@ struct GatewayConfig {
   std::chrono::milliseconds handshakeTimeout{5000};
   TlsFiles tls;
   std::set<std::string> allowedClients;  // URI SANs of agents that may use the gateway
+  // How Istio resources name this gateway: Gateway metadata.name (as VirtualServices
+  // list it in `gateways`) and the labels its Gateway `selector` must match.
+  std::string name = "istio-egressgateway";
+  std::map<std::string, std::string> labels{{"istio", "egressgateway"}};
+};
+
+// Where the gateway sends an allowed (host, port): to the host itself, resolved by DNS,
+// unless a rule says otherwise.
+struct UpstreamDestination {
+  std::string host;  // resolved with DNS unless `addresses` is set
+  uint16_t port = 0;
+  uint32_t weight = 100;
+  std::vector<uint32_t> addressesBe;  // ServiceEntry resolution STATIC
+};
+
+struct GatewayRoute {
+  std::vector<UpstreamDestination> destinations;  // weighted choice
 };
 
 struct Config {
-  std::filesystem::path source;
-  std::vector<HostRule> hosts;
+  std::vector<std::filesystem::path> sources;
+  std::vector<HostRule> agentHosts;    // hosts the agent sends to the gateway
+  std::vector<HostRule> gatewayHosts;  // hosts the gateway connects to
+  OutboundPolicy outboundPolicy = OutboundPolicy::RegistryOnly;
   std::optional<AgentConfig> agent;
   std::optional<GatewayConfig> gateway;
+  // "host:port" (rule name as in gatewayHosts) -> route; absent: the host itself by DNS.
+  std::map<std::string, GatewayRoute> gatewayRoutes;
+  // Fields sluice reads but that have no effect, each naming its place.
+  std::vector<std::string> warnings;
 
-  HostMatcher hostMatcher() const;
+  HostMatcher agentMatcher() const;
+  HostMatcher gatewayMatcher() const;
+  // The route for an allowed gateway rule and port (the rule name HostMatcher returned).
+  GatewayRoute routeFor(const std::string& rule, const std::string& host, uint16_t port) const;
 };
 
-// Throws ConfigError. Relative certificate paths are taken from the file's directory.
+// Throws ConfigError. Relative certificate paths are taken from each file's directory.
+Config loadConfigFiles(const std::vector<std::filesystem::path>& paths);
 Config loadConfigFile(const std::filesystem::path& path);
 Config loadConfigText(const std::string& text, const std::filesystem::path& source);
+
+const char* toString(OutboundPolicy policy);
 
 }  // namespace sluice

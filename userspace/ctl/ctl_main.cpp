@@ -24,7 +24,7 @@ const char* kUsage =
     "  status                 maps, counters and enabled cgroups on this node\n"
     "  enable CGROUP_PATH     redirect this cgroup and its descendants (takes effect now)\n"
     "  disable CGROUP_PATH    stop redirecting this cgroup\n"
-    "  validate FILE          check a rules file; exit 0 if the agent and gateway would load it\n"
+    "  validate FILE...       check rules files (loaded together); exit 0 if they would load\n"
     "  uninstall              detach every link and remove every pin sluice made\n";
 
 int status(const PinLayout& pins) {
@@ -37,6 +37,7 @@ int status(const PinLayout& pins) {
   if (config && config->enabled) {
     in_addr addr{config->redirect_ip4_be};
     std::cout << "redirect to: " << inet_ntoa(addr) << ":" << ntohs(config->redirect_port_be) << "\n";
+    std::cout << "rules version: " << config->rules_version << "\n";
   } else {
     std::cout << "redirect to: (not configured: enabled cgroups are refused on redirected ports)\n";
   }
@@ -81,10 +82,12 @@ int disable(const PinLayout& pins, const std::string& name) {
   return 0;
 }
 
-int validate(const std::string& file) {
+int validate(const std::vector<std::filesystem::path>& files) {
   try {
-    Config config = loadConfigFile(file);
-    std::cout << file << ": ok: " << config.hosts.size() << " host rule(s)"
+    Config config = loadConfigFiles(files);
+    for (const auto& warning : config.warnings) std::cerr << "warning: " << warning << "\n";
+    std::cout << "ok: " << config.agentHosts.size() << " agent host rule(s), " << config.gatewayHosts.size()
+              << " gateway host rule(s), outbound policy " << toString(config.outboundPolicy)
               << (config.agent ? ", agent section" : "") << (config.gateway ? ", gateway section" : "") << "\n";
     return 0;
   } catch (const ConfigError& e) {
@@ -150,7 +153,10 @@ int main(int argc, char** argv) {
     if (command == "status") return needArgs(0), status(pins);
     if (command == "enable") return needArgs(1), enable(pins, args[0]);
     if (command == "disable") return needArgs(1), disable(pins, args[0]);
-    if (command == "validate") return needArgs(1), validate(args[0]);
+    if (command == "validate") {
+      if (args.empty()) throw std::invalid_argument("validate takes one or more files");
+      return validate(std::vector<std::filesystem::path>(args.begin(), args.end()));
+    }
     if (command == "uninstall") return needArgs(0), uninstall(pins);
     std::cerr << "sluicectl: unknown command '" << command << "'\n" << kUsage;
     return 2;

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "config.h"
+#include "config_watcher.h"
 #include "gateway_server.h"
 #include "logging.h"
 #include "spawn.h"
@@ -16,23 +17,27 @@ using namespace sluice;
 
 namespace {
 
-std::shared_ptr<const GatewayRules> buildRules(const std::filesystem::path& path, uint64_t version) {
-  Config config = loadConfigFile(path);
-  if (!config.gateway) throw ConfigError(path.string() + ": no 'gateway' section: sluice-gateway needs one");
+std::shared_ptr<const GatewayRules> buildRules(const std::vector<std::filesystem::path>& paths, uint64_t version) {
+  Config config = loadConfigFiles(paths);
+  for (const auto& warning : config.warnings) spdlog::warn("rules: {}", warning);
+  if (!config.gateway) throw ConfigError("no 'gateway' section in the rules files: sluice-gateway needs one");
   auto rules = std::make_shared<GatewayRules>();
   rules->gateway = *config.gateway;
-  rules->hosts = config.hostMatcher();
+  rules->hosts = config.gatewayMatcher();
   rules->serverTls = makeMeshTlsContext(rules->gateway.tls, TlsRole::Server);
   GatewayServer::configureAlpn(rules->serverTls.get());
   rules->resolver = std::make_unique<DnsResolver>(rules->gateway.dnsServer, rules->gateway.dnsTimeout);
   rules->version = version;
+  rules->config = std::move(config);
   return rules;
 }
 
 int run(const po::variables_map& options) {
-  const std::filesystem::path configPath = options["config"].as<std::string>();
+  std::vector<std::filesystem::path> paths;
+  for (const auto& p : options["config"].as<std::vector<std::string>>()) paths.emplace_back(p);
   uint64_t version = 1;
-  auto rules = buildRules(configPath, version);
+  uint64_t rejected = 0;
+  auto rules = buildRules(paths, version);
 
   asio::io_context io(1);
   asio::thread_pool resolverPool(2);
@@ -40,19 +45,34 @@ int run(const po::variables_map& options) {
   server.listen();
   asio::co_spawn(io, server.acceptLoop(), logEscapedException("accept loop"));
 
+  std::unique_ptr<ConfigWatcher> watcher;
+  auto reload = [&](const char* why) {
+    try {
+      auto next = buildRules(paths, version + 1);
+      if (next->gateway.listen != rules->gateway.listen) {
+        throw ConfigError("gateway.listen changed: restart the gateway to move its listener");
+      }
+      server.setRules(next);
+      rules = next;
+      version = next->version;
+      if (watcher) watcher->markLoaded();
+      spdlog::info("rules reloaded ({}) version={} hosts={}", why, version, next->hosts.size());
+    } catch (const std::exception& e) {
+      ++rejected;
+      spdlog::error("rules rejected ({}) rejected_total={}; keeping version={}: {}", why, rejected, version, e.what());
+    }
+  };
+  if (!options.count("no-watch")) {
+    watcher = std::make_unique<ConfigWatcher>(io, paths, [&] { reload("file changed"); });
+    asio::co_spawn(io, watcher->run(), logEscapedException("rules watcher"));
+  }
+
   asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const boost::system::error_code&, int)> onSignal = [&](const boost::system::error_code& ec,
                                                                             int signal) {
     if (ec) return;
     if (signal == SIGHUP) {
-      try {
-        auto next = buildRules(configPath, version + 1);
-        server.setRules(next);
-        version = next->version;
-        spdlog::info("rules reloaded version={} hosts={}", version, next->hosts.size());
-      } catch (const std::exception& e) {
-        spdlog::error("reload refused, keeping rules version={}: {}", version, e.what());
-      }
+      reload("SIGHUP");
       signals.async_wait(onSignal);
       return;
     }
@@ -76,7 +96,9 @@ int run(const po::variables_map& options) {
 int main(int argc, char** argv) {
   po::options_description description("sluice-gateway: mTLS egress gateway");
   description.add_options()("help,h", "show this help")(
-      "config,c", po::value<std::string>()->required(), "rules file (YAML)")(
+      "config,c", po::value<std::vector<std::string>>()->required()->composing(),
+      "rules file (YAML: native and/or Istio resources); repeat to load several together")(
+      "no-watch", "reload only on SIGHUP, not when a rules file changes")(
       "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
   po::variables_map options;
   try {

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <random>
 
 #include "byte_stream.h"
 #include "relay.h"
@@ -56,6 +57,20 @@ int selectPortAlpn(SSL*, const unsigned char** out, unsigned char* outLength, co
 // coroutine handed to co_spawn twice.
 awaitable<ResolveResult> resolveOnPool(const DnsResolver* resolver, std::string host) {
   co_return resolver->resolveIpv4(host);
+}
+
+// A route's destinations share traffic by weight (VirtualService route weights).
+UpstreamDestination pickDestination(const GatewayRoute& route) {
+  if (route.destinations.size() == 1) return route.destinations.front();
+  thread_local std::mt19937 random{std::random_device{}()};
+  uint32_t total = 0;
+  for (const auto& d : route.destinations) total += d.weight;
+  uint32_t ticket = std::uniform_int_distribution<uint32_t>(0, total - 1)(random);
+  for (const auto& d : route.destinations) {
+    if (ticket < d.weight) return d;
+    ticket -= d.weight;
+  }
+  return route.destinations.back();
 }
 
 }  // namespace
@@ -140,17 +155,25 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
     co_return;
   }
   record.port = *port;
-  if (!rules->hosts.match(*host, *port)) {
+  auto rule = rules->hosts.match(*host, *port);
+  if (!rule) {
     logAccess(record, 0, 0, "host-not-allowed");
     tunnel.abort();
     co_return;
   }
 
-  // 3. Resolve on the worker pool (c-ares blocks), with the rules' DNS server.
-  ResolveResult resolved =
-      co_await asio::co_spawn(resolverPool_, resolveOnPool(rules->resolver.get(), *host), use_awaitable);
+  // 3. Where to: the route's destination (weighted), its STATIC addresses or DNS
+  //    answers from the rules' DNS server (c-ares blocks, so on the worker pool).
+  const UpstreamDestination destination = pickDestination(rules->config.routeFor(*rule, *host, *port));
+  ResolveResult resolved;
+  if (!destination.addressesBe.empty()) {
+    resolved.addressesBe = destination.addressesBe;
+  } else {
+    resolved = co_await asio::co_spawn(resolverPool_, resolveOnPool(rules->resolver.get(), destination.host),
+                                       use_awaitable);
+  }
   if (resolved.addressesBe.empty()) {
-    logAccess(record, 0, 0, "dns-failed:" + resolved.error);
+    logAccess(record, 0, 0, "dns-failed:" + destination.host + ":" + resolved.error);
     tunnel.abort();
     co_return;
   }
@@ -164,8 +187,8 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
       upstream.cancel(ignored);
     });
     for (uint32_t address : resolved.addressesBe) {
-      tcp::endpoint endpoint(asio::ip::address_v4(ntohl(address)), *port);
-      record.upstream = endpoint.address().to_string() + ":" + std::to_string(*port);
+      tcp::endpoint endpoint(asio::ip::address_v4(ntohl(address)), destination.port);
+      record.upstream = endpoint.address().to_string() + ":" + std::to_string(destination.port);
       boost::system::error_code ignored;
       upstream.close(ignored);
       co_await upstream.async_connect(endpoint, asio::redirect_error(use_awaitable, ec));

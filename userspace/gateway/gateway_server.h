@@ -15,6 +15,7 @@ namespace sluice {
 struct GatewayRules {
   GatewayConfig gateway;
   HostMatcher hosts;
+  Config config;  // for routes (Config::routeFor)
   SslCtxPtr serverTls;
   std::unique_ptr<DnsResolver> resolver;
   uint64_t version = 0;
