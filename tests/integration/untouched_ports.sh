@@ -30,3 +30,17 @@ check_contains "no sluice program ran for pod-b" "$(kernel_counter redirected)" 
 # Control: the same probe to an external :443 from pod-a is redirected.
 out=$(sl_pod_exec pod-a "$SL_PROBE" connect $SL_ALLOWED_ADDR:443)
 check_contains "control: external :443 from pod-a is redirected" "$(kernel_counter redirected)" "^$((before + 1))$"
+
+# sluicectl explain agrees with what the kernel and the agent did.
+explain() { "$SL_BUILD/userspace/sluicectl" --pin-dir "$SL_PIN_DIR" explain --config "$SL_RUN_DIR/rules.yaml" "$@"; }
+out=$(explain --cgroup "$(sl_cgroup_name pod-a)" --to $SL_ALLOWED_ADDR:443 --sni $SL_ALLOWED_HOST)
+check "explain: allowed exits 0" test $? -eq 0
+check_contains "explain: pod-a to the allowed host is redirected and allowed" "$out" \
+  "decision: allow: the gateway \(rule '$SL_ALLOWED_HOST'\) connects to $SL_ALLOWED_HOST:443"
+out=$(explain --cgroup "$(sl_cgroup_name pod-a)" --to $SL_DENIED_ADDR:443 --sni $SL_DENIED_HOST)
+check "explain: denied exits 4" test $? -eq 4
+check_contains "explain: the denied host names the reason" "$out" "reason=host-not-allowed"
+out=$(explain --cgroup "$(sl_cgroup_name pod-a)" --to $SL_EGRESS_ADDR:8443)
+check_contains "explain: port 8443 is not redirected" "$out" "port 8443 is not in agent.redirectPorts"
+out=$(explain --cgroup "$(sl_cgroup_name pod-b)" --to $SL_ALLOWED_ADDR:443 --sni $SL_ALLOWED_HOST)
+check_contains "explain: pod-b is not enabled" "$out" "the cgroup is not enabled"

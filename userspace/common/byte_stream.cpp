@@ -26,6 +26,9 @@ awaitable<error_code> TcpStream::writeAll(std::span<const uint8_t> data) {
 awaitable<error_code> TcpStream::shutdownSend() {
   error_code ec;
   socket_.shutdown(tcp::socket::shutdown_send, ec);
+  // ENOTCONN: the peer already reset the connection (an HTTP server that closed after
+  // its response, then got the client's late close_notify). Nothing is left to end.
+  if (ec == asio::error::not_connected) ec.clear();
   co_return ec;
 }
 

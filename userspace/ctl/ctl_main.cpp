@@ -11,6 +11,7 @@
 #include "bpf_stats.h"
 #include "cgroup_enrollment.h"
 #include "config.h"
+#include "explain.h"
 #include "typed_map.h"
 
 namespace po = boost::program_options;
@@ -25,7 +26,9 @@ const char* kUsage =
     "  enable CGROUP_PATH     redirect this cgroup and its descendants (takes effect now)\n"
     "  disable CGROUP_PATH    stop redirecting this cgroup\n"
     "  validate FILE...       check rules files (loaded together); exit 0 if they would load\n"
-    "  uninstall              detach every link and remove every pin sluice made\n";
+    "  uninstall              detach every link and remove every pin sluice made\n"
+    "  explain --config FILE... --cgroup PATH --to ADDR:PORT [--sni NAME]\n"
+    "                         what sluice would do with that connection, and which rule decides\n";
 
 int status(const PinLayout& pins) {
   if (!std::filesystem::exists(pins.map("sl_config"))) {
@@ -96,6 +99,40 @@ int validate(const std::vector<std::filesystem::path>& files) {
   }
 }
 
+// Enabled if the cgroup or an ancestor has sluice links (programs apply to descendants).
+std::optional<std::filesystem::path> enabledBy(const PinLayout& pins, std::filesystem::path cgroup) {
+  const auto root = cgroup2Mount();
+  while (true) {
+    if (std::filesystem::exists(pins.cgroupLinks(cgroupId(cgroup)))) return cgroup;
+    if (cgroup == root || !cgroup.has_parent_path()) return std::nullopt;
+    cgroup = cgroup.parent_path();
+  }
+}
+
+int explain(const PinLayout& pins, const po::variables_map& options) {
+  if (!options.count("config") || !options.count("cgroup") || !options.count("to")) {
+    throw std::invalid_argument("explain needs --config FILE..., --cgroup PATH and --to ADDR:PORT");
+  }
+  std::vector<std::filesystem::path> files;
+  for (const auto& f : options["config"].as<std::vector<std::string>>()) files.emplace_back(f);
+  Config config = loadConfigFiles(files);
+  if (!config.agent) throw ConfigError("explain needs the rules' agent section");
+  auto to = parseIpv4Endpoint(options["to"].as<std::string>());
+  if (!to) throw std::invalid_argument("--to must be IPv4-address:port");
+  ConnectionQuery query;
+  query.to = *to;
+  auto cgroup = resolveCgroup(options["cgroup"].as<std::string>());
+  auto by = enabledBy(pins, cgroup);
+  query.cgroupEnabled = by.has_value();
+  query.enabledBy = by ? by->string() + (*by == cgroup ? "" : " (an ancestor)") : "";
+  if (options.count("sni")) query.sni = options["sni"].as<std::string>();
+  Explanation e = explainConnection(config, query);
+  std::cout << "connection: cgroup " << cgroup.string() << " -> " << formatEndpoint(*to)
+            << (query.sni ? " sni " + *query.sni : "") << "\n";
+  for (const auto& line : e.lines) std::cout << line << "\n";
+  return !e.allowed.has_value() ? 0 : (*e.allowed ? 0 : 4);
+}
+
 int uninstall(const PinLayout& pins) {
   if (!std::filesystem::exists(pins.dir)) {
     std::cout << "nothing to remove: " << pins.dir.string() << " does not exist\n";
@@ -126,6 +163,10 @@ int main(int argc, char** argv) {
   po::options_description description("options");
   description.add_options()("help,h", "show this help")(
       "pin-dir", po::value<std::string>()->default_value(kDefaultPinDir.string()), "bpffs directory of sluice's pins")(
+      "config", po::value<std::vector<std::string>>()->composing(), "explain: rules file (repeatable)")(
+      "cgroup", po::value<std::string>(), "explain: the app's cgroup")(
+      "to", po::value<std::string>(), "explain: destination ADDR:PORT")(
+      "sni", po::value<std::string>(), "explain: the SNI the app sends")(
       "command", po::value<std::string>(), "command")("args", po::value<std::vector<std::string>>(), "arguments");
   po::positional_options_description positional;
   positional.add("command", 1).add("args", -1);
@@ -158,6 +199,7 @@ int main(int argc, char** argv) {
       return validate(std::vector<std::filesystem::path>(args.begin(), args.end()));
     }
     if (command == "uninstall") return needArgs(0), uninstall(pins);
+    if (command == "explain") return needArgs(0), explain(pins, options);
     std::cerr << "sluicectl: unknown command '" << command << "'\n" << kUsage;
     return 2;
   } catch (const std::invalid_argument& e) {
