@@ -63,6 +63,29 @@ check_contains "the running rules stay in force" "$body" "^hello from $SL_DENIED
 check_contains "the kernel still holds version 2" \
   "$("$SL_BUILD/userspace/sluicectl" --pin-dir "$SL_PIN_DIR" status)" "rules version: 2"
 
+# The rest of the table of bad files: each is rejected whole, none changes the rules.
+n=1
+bad() { # NAME EXPECTED-MESSAGE-REGEX: publishes $SL_RUN_DIR/bad.yaml (no pipeline: counts stay here)
+  n=$((n + 1))
+  publish "bad$n" "$SL_RUN_DIR/bad.yaml"
+  check "bad file ($1) rejected with its message" wait_for_log agent "rejected_total=$n; keeping version=2: .*$2"
+}
+printf 'hosts: [\n' > "$SL_RUN_DIR/bad.yaml"
+bad "bad YAML" "rules.yaml:2:1: "
+printf 'apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: x}\nspec: {}\n' > "$SL_RUN_DIR/bad.yaml"
+bad "unknown kind" "rules.yaml:2:7: kind 'Sidecar' is not supported"
+sed 's/^hosts:/hosts:\n  - name: a.example.com\n    colour: blue/' "$base" > "$SL_RUN_DIR/bad.yaml"
+bad "unknown field" "unknown field 'colour'"
+sed 's/ports: \[443\]/ports: [0]/' "$base" > "$SL_RUN_DIR/bad.yaml"
+bad "port out of range" "'hosts\[\].ports' is 0, outside 1..65535"
+sed 's#pki/agent.pem#pki/nope.pem#' "$base" > "$SL_RUN_DIR/bad.yaml"
+bad "missing certificate" "nope.pem', which cannot be read"
+sed 's/^hosts:/hosts:\n  - name: WWW.googleapis.com/' "$base" > "$SL_RUN_DIR/bad.yaml"
+bad "duplicate host" "listed twice"
+body=$(pod_curl pod-a $SL_DENIED_HOST $SL_DENIED_ADDR)
+check_contains "after all of them, version 2 is still in force" "$body" "^hello from $SL_DENIED_HOST"
+check_contains "and in the kernel" "$("$SL_BUILD/userspace/sluicectl" --pin-dir "$SL_PIN_DIR" status)" "rules version: 2"
+
 # SIGHUP reloads too (here the good v1 again).
 publish v4 "$base"
 wait_for_log agent "version=3" 3

@@ -18,13 +18,15 @@ for tool in "$SL_BUILD/userspace/sluice-agent" "$SL_BUILD/userspace/sluice-gatew
   [ -x "$tool" ] || { echo "FAIL: $tool is not built" >&2; exit 1; }
 done
 
-sl_checks=0
-sl_failures=0
-
-ok() { sl_checks=$((sl_checks + 1)); echo "ok - $*"; }
+# Results go to a file as well as stdout, so a check made in a subshell (a pipeline,
+# $(...)) still counts.
+sl_results=$(mktemp /tmp/sluice-results.XXXXXX)
+ok() {
+  echo "ok" >> "$sl_results"
+  echo "ok - $*"
+}
 not_ok() {
-  sl_checks=$((sl_checks + 1))
-  sl_failures=$((sl_failures + 1))
+  echo "not ok" >> "$sl_results"
   echo "not ok - $*"
 }
 # check LABEL CMD...: passes if CMD exits 0.
@@ -58,6 +60,10 @@ kernel_counter() {
 
 sl_harness_exit() {
   local code=$?
+  local sl_checks sl_failures
+  sl_checks=$(grep -c . "$sl_results")
+  sl_failures=$(grep -c '^not ok' "$sl_results")
+  rm -f "$sl_results"
   if [ "$sl_failures" -gt 0 ] || [ "$code" -ne 0 ]; then
     echo "---- logs of $SL_PREFIX ----"
     for f in "$SL_RUN_DIR"/*.log; do

@@ -29,7 +29,6 @@ int forwardLibbpfLog(enum libbpf_print_level level, const char* format, va_list 
   return 0;
 }
 
-using BypassKey = std::pair<__u32, __u32>;  // prefix length, address (network order)
 
 }  // namespace
 
@@ -88,36 +87,16 @@ BpfDatapath::~BpfDatapath() {
   sluice_bpf__destroy(skeleton_);
 }
 
-std::vector<Ipv4Cidr> BpfDatapath::implicitBypass(const AgentConfig& agent) {
-  return {
-      *parseIpv4Cidr("127.0.0.0/8"),
-      Ipv4Cidr{agent.listen.addressBe, 32},
-      Ipv4Cidr{agent.gatewayAddress.addressBe, 32},
-  };
-}
-
-void BpfDatapath::applyRules(const AgentConfig& agent, uint32_t rulesVersion) {
-  std::set<uint16_t> wantPorts = agent.redirectPorts;
+void BpfDatapath::apply(const DatapathState& state) {
   for (const auto& key : ports_.keys()) {
-    if (!wantPorts.contains(key.port)) ports_.erase(key);
+    if (!state.redirectPorts.contains(key.port)) ports_.erase(key);
   }
-  for (uint16_t port : wantPorts) ports_.put(sl_port_key{port, 0}, 1);
-
-  std::set<BypassKey> wantBypass;
-  auto cidrs = agent.bypass;
-  for (const auto& cidr : implicitBypass(agent)) cidrs.push_back(cidr);
-  for (const auto& cidr : cidrs) wantBypass.insert({cidr.prefixLength, cidr.addressBe});
+  for (uint16_t port : state.redirectPorts) ports_.put(sl_port_key{port, 0}, 1);
   for (const auto& key : bypass4_.keys()) {
-    if (!wantBypass.contains({key.prefixlen, key.addr_be})) bypass4_.erase(key);
+    if (!state.bypass4.contains({key.prefixlen, key.addr_be})) bypass4_.erase(key);
   }
-  for (const auto& [prefix, address] : wantBypass) bypass4_.put(sl_bypass4_key{prefix, address}, 1);
-
-  sl_config config{};
-  config.redirect_ip4_be = agent.listen.addressBe;
-  config.redirect_port_be = htons(agent.listen.port);
-  config.enabled = 1;
-  config.rules_version = rulesVersion;
-  config_.put(0, config);
+  for (const auto& [prefix, address] : state.bypass4) bypass4_.put(sl_bypass4_key{prefix, address}, 1);
+  config_.put(0, state.config);
 }
 
 std::optional<sl_orig_dst> BpfDatapath::takeOriginalDestination(const Ipv4Endpoint& client) const {

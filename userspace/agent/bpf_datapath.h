@@ -8,6 +8,7 @@
 
 #include "bpf_pins.h"
 #include "config.h"
+#include "datapath_state.h"
 #include "sluice_abi.h"
 #include "typed_map.h"
 
@@ -25,14 +26,13 @@ class BpfDatapath {
   BpfDatapath(const BpfDatapath&) = delete;
   BpfDatapath& operator=(const BpfDatapath&) = delete;
 
-  // Makes the maps say what `agent` says: writes the difference only, config last, so a
-  // connect never sees a half-written rule set as enabled.
-  void applyRules(const AgentConfig& agent, uint32_t rulesVersion);
+  // Makes the maps say what `state` says: writes the difference only, config last, so
+  // a connect never sees a half-written rule set as enabled.
+  void apply(const DatapathState& state);
+  void applyRules(const AgentConfig& agent, uint32_t rulesVersion) { apply(desiredDatapath(agent, rulesVersion)); }
 
   // Takes (reads and removes) the original destination of an accepted client.
   std::optional<sl_orig_dst> takeOriginalDestination(const Ipv4Endpoint& client) const;
-
-  static std::vector<Ipv4Cidr> implicitBypass(const AgentConfig& agent);
 
  private:
   sluice_bpf* skeleton_ = nullptr;
