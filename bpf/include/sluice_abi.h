@@ -22,6 +22,8 @@
 #define SL_MAX_PENDING_FLOWS 65536
 #define SL_MAX_PORTS 64
 #define SL_MAX_BYPASS4 1024
+#define SL_MAX_BYPASS6 1024
+#define SL_MAX_CGROUP_STATS 4096
 
 /* The agent sets this SO_MARK on every socket it opens; the connect hooks never redirect
  * a marked socket. It is the second, independent guard against a redirect loop (the
@@ -35,14 +37,15 @@ enum sl_family {
 
 /* sl_config[0]: written by the agent from the rules, read by the connect hooks. */
 struct sl_config {
-  __u32 redirect_ip4_be; /* agent listener, IPv4 */
+  __u32 redirect_ip4_be; /* agent listener, IPv4 (also used, v4-mapped, for AF_INET6 sockets) */
   __u16 redirect_port_be;
-  __u8 enabled; /* 0 until the agent has written a complete config: refuse (fail closed) */
-  __u8 pad0;
+  __u8 enabled;    /* 0 until the agent has written a complete config: refuse (fail closed) */
+  __u8 block_quic; /* 1: UDP to a redirected port fails with EPERM, so clients fall back to TCP */
   __u32 rules_version; /* the agent's rule set version, for sluicectl status */
-  __u32 pad1;
+  __u32 pad0;
+  __u8 redirect_ip6[16]; /* agent listener, IPv6; all zero: no IPv6 listener, IPv6 refused */
 };
-SL_ASSERT_SIZE(struct sl_config, 16);
+SL_ASSERT_SIZE(struct sl_config, 32);
 
 /* An endpoint as the kernel saw it: the original destination, or a client's source. */
 struct sl_endpoint {
@@ -75,6 +78,13 @@ struct sl_bypass4_key {
 };
 SL_ASSERT_SIZE(struct sl_bypass4_key, 8);
 
+/* Key of sl_bypass6 (LPM trie). */
+struct sl_bypass6_key {
+  __u32 prefixlen;
+  __u8 addr[16];
+};
+SL_ASSERT_SIZE(struct sl_bypass6_key, 20);
+
 /* Indices of sl_stats (per-CPU array of __u64). Keep sl_stat_names in userspace in the
  * same order (userspace/common/bpf_stats.h asserts the count). */
 enum sl_stat {
@@ -88,7 +98,46 @@ enum sl_stat {
   SL_STAT_HANDOFF_FULL,   /* sl_orig_dst full: the agent will refuse the flow */
   SL_STAT_PEERNAME,       /* getpeername answered with the original destination */
   SL_STAT_FLOW_CLOSED,    /* a flow closed before the agent took it */
+  SL_STAT_QUIC_BLOCKED,   /* UDP to a redirected port refused */
+  SL_STAT_NO_IPV6_LISTENER, /* IPv6 connect refused: the agent has no IPv6 listener */
   SL_STAT_COUNT
 };
+
+/* Value of sl_cg_stats (per-CPU, keyed by cgroup id): the same counters per cgroup. A
+ * power-of-two number of slots, so BPF can index with a mask the verifier can follow. */
+#define SL_STAT_SLOTS 16
+struct sl_cgroup_stats {
+  __u64 count[SL_STAT_SLOTS];
+};
+SL_ASSERT_SIZE(struct sl_cgroup_stats, 8 * SL_STAT_SLOTS);
+#ifdef __cplusplus
+static_assert(SL_STAT_COUNT <= SL_STAT_SLOTS, "grow SL_STAT_SLOTS");
+#else
+_Static_assert(SL_STAT_COUNT <= SL_STAT_SLOTS, "grow SL_STAT_SLOTS");
+#endif
+
+/* What a connect or sendmsg hook decides from, in one struct so that the decision is a
+ * pure function the XDP test wrapper can drive with BPF_PROG_TEST_RUN (which does not
+ * exist for cgroup/connect* programs). */
+struct sl_decision_input {
+  __u8 addr[16]; /* IPv4 in the first 4 bytes for SL_FAMILY_INET; IPv6 (maybe v4-mapped) */
+  __u32 mark;
+  __u16 port_be;
+  __u8 family;   /* enum sl_family */
+  __u8 type;     /* SOCK_STREAM 1, SOCK_DGRAM 2 */
+  __u8 protocol; /* IPPROTO_TCP 6, IPPROTO_UDP 17 */
+  __u8 pad0[3];
+};
+SL_ASSERT_SIZE(struct sl_decision_input, 28);
+
+enum sl_verdict { SL_VERDICT_PASS = 0, SL_VERDICT_REDIRECT = 1, SL_VERDICT_REFUSE = 2 };
+
+/* One row of the decision test: input in, verdict and counter out. */
+struct sl_decision_case {
+  struct sl_decision_input input;
+  __u32 verdict; /* enum sl_verdict, written by the test program */
+  __u32 stat;    /* enum sl_stat counted, SL_STAT_COUNT if none */
+};
+SL_ASSERT_SIZE(struct sl_decision_case, 36);
 
 #endif /* SLUICE_ABI_H */

@@ -47,7 +47,10 @@ TEST_F(DatapathTest, LoadsPinsAndReconcilesRules) {
   EXPECT_EQ(programInfo(pins_.program("sl_connect4")).type, BPF_PROG_TYPE_CGROUP_SOCK_ADDR);
   EXPECT_EQ(programInfo(pins_.program("sl_getpeername4")).type, BPF_PROG_TYPE_CGROUP_SOCK_ADDR);
   EXPECT_EQ(programInfo(pins_.program("sl_sockops")).type, BPF_PROG_TYPE_SOCK_OPS);
-  for (const char* map : {"sl_config", "sl_ports", "sl_bypass4", "sl_sk_orig", "sl_orig_dst", "sl_stats"}) {
+  EXPECT_EQ(programInfo(pins_.program("sl_connect6")).type, BPF_PROG_TYPE_CGROUP_SOCK_ADDR);
+  EXPECT_EQ(programInfo(pins_.program("sl_sendmsg4")).type, BPF_PROG_TYPE_CGROUP_SOCK_ADDR);
+  for (const char* map : {"sl_config", "sl_ports", "sl_bypass4", "sl_bypass6", "sl_sk_orig", "sl_orig_dst",
+                          "sl_stats", "sl_cg_stats"}) {
     EXPECT_TRUE(std::filesystem::exists(pins_.map(map))) << map;
   }
 
@@ -75,6 +78,9 @@ TEST_F(DatapathTest, LoadsPinsAndReconcilesRules) {
   std::sort(cidrs.begin(), cidrs.end());
   EXPECT_EQ(cidrs, (std::vector<std::string>{"10.0.0.0/8", "127.0.0.0/8", "198.18.0.1/32", "198.18.3.2/32"}))
       << "configured CIDRs plus loopback, the agent and the gateway";
+  auto bypass6 = TypedMap<sl_bypass6_key, __u8>::openPinned(pins_.map("sl_bypass6"));
+  EXPECT_EQ(bypass6.keys().size(), 1u) << "::1/128";
+  EXPECT_EQ(cfg.block_quic, 1) << "QUIC is blocked unless the rules say otherwise";
 
   // A second apply with fewer rules removes what is gone (a diff, not an append).
   agent_.redirectPorts = {443};
@@ -96,11 +102,11 @@ TEST_F(DatapathTest, RestartAdoptsPinnedMapsAndTakesFlows) {
     flows.put(client, value);
   }
   BpfDatapath second(pins_);  // the agent restarted: same maps, same pending flow
-  auto taken = second.takeOriginalDestination(fromKernelEndpoint(client));
+  auto taken = second.takeOriginalDestination(client);
   ASSERT_TRUE(taken);
   EXPECT_EQ(formatEndpoint(fromKernelEndpoint(taken->dst)), "198.18.100.10:443");
   EXPECT_EQ(taken->cgroup_id, 77u);
-  EXPECT_FALSE(second.takeOriginalDestination(fromKernelEndpoint(client))) << "taking removes the entry";
+  EXPECT_FALSE(second.takeOriginalDestination(client)) << "taking removes the entry";
   auto config = TypedMap<__u32, sl_config>::openPinned(pins_.map("sl_config"));
   EXPECT_EQ(config.lookup(0)->enabled, 1) << "the config survived the restart";
 }

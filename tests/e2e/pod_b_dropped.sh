@@ -15,7 +15,7 @@ check_not_contains "the agent never saw pod-b" "$(log_of agent)" "src=$SL_POD_B_
 check_not_contains "the gateway never saw a connection" "$(log_of gateway)" "access "
 check_not_contains "the origin was never reached" "$(cat "$SL_RUN_DIR/origin-access.log" 2>/dev/null)" "."
 status=$("$SL_BUILD/userspace/sluicectl" --pin-dir "$SL_PIN_DIR" status)
-check_contains "pod-a's cgroup is enabled" "$status" "sluice-$SL_PREFIX/pod-a programs=3"
+check_contains "pod-a's cgroup is enabled" "$status" "sluice-$SL_PREFIX/pod-a programs=7"
 check_not_contains "pod-b's cgroup is not" "$status" "pod-b"
 
 # Control: the same request from pod-a succeeds, through the gateway.

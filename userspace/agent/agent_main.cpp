@@ -56,7 +56,10 @@ int run(const po::variables_map& options) {
   asio::io_context io(1);
   Forwarder forwarder(io, datapath, rules);
   forwarder.listen();
-  asio::co_spawn(io, forwarder.acceptLoop(), logEscapedException("accept loop"));
+  asio::co_spawn(io, forwarder.acceptLoop(forwarder.acceptor4()), logEscapedException("accept loop"));
+  if (forwarder.acceptor6()) {
+    asio::co_spawn(io, forwarder.acceptLoop(*forwarder.acceptor6()), logEscapedException("accept loop v6"));
+  }
 
   std::unique_ptr<ConfigWatcher> watcher;
   // New connections take the new rules; established ones keep the rules they started
@@ -64,8 +67,8 @@ int run(const po::variables_map& options) {
   auto reload = [&](const char* why) {
     try {
       auto next = buildRules(paths, version + 1);
-      if (next->agent.listen != rules->agent.listen) {
-        throw ConfigError("agent.listen changed: restart the agent to move its listener");
+      if (next->agent.listen != rules->agent.listen || next->agent.listen6 != rules->agent.listen6) {
+        throw ConfigError("agent.listen or agent.listen6 changed: restart the agent to move its listeners");
       }
       datapath.applyRules(next->agent, static_cast<uint32_t>(next->version));
       enrollCgroups(pins, next->agent);

@@ -17,9 +17,13 @@ namespace sluice {
 namespace {
 
 int forwardLibbpfLog(enum libbpf_print_level level, const char* format, va_list args) {
-  char line[1024];
-  vsnprintf(line, sizeof(line), format, args);
-  std::string text(line);
+  // The verifier's log arrives as one long message: size the buffer to it.
+  va_list copy;
+  va_copy(copy, args);
+  int length = vsnprintf(nullptr, 0, format, copy);
+  va_end(copy);
+  std::string text(length > 0 ? static_cast<size_t>(length) : 0, '\0');
+  vsnprintf(text.data(), text.size() + 1, format, args);
   while (!text.empty() && text.back() == '\n') text.pop_back();
   if (level == LIBBPF_WARN) {
     spdlog::warn("libbpf: {}", text);
@@ -74,6 +78,7 @@ BpfDatapath::BpfDatapath(const PinLayout& pins) {
     config_ = TypedMap<__u32, sl_config>::borrow(bpf_map__fd(skeleton_->maps.sl_config), "sl_config");
     ports_ = TypedMap<sl_port_key, __u8>::borrow(bpf_map__fd(skeleton_->maps.sl_ports), "sl_ports");
     bypass4_ = TypedMap<sl_bypass4_key, __u8>::borrow(bpf_map__fd(skeleton_->maps.sl_bypass4), "sl_bypass4");
+    bypass6_ = TypedMap<sl_bypass6_key, __u8>::borrow(bpf_map__fd(skeleton_->maps.sl_bypass6), "sl_bypass6");
     origDst_ = TypedMap<sl_endpoint, sl_orig_dst>::borrow(bpf_map__fd(skeleton_->maps.sl_orig_dst), "sl_orig_dst");
   } catch (...) {
     sluice_bpf__destroy(skeleton_);
@@ -96,11 +101,21 @@ void BpfDatapath::apply(const DatapathState& state) {
     if (!state.bypass4.contains({key.prefixlen, key.addr_be})) bypass4_.erase(key);
   }
   for (const auto& [prefix, address] : state.bypass4) bypass4_.put(sl_bypass4_key{prefix, address}, 1);
+  for (const auto& key : bypass6_.keys()) {
+    Ipv6Address address;
+    std::memcpy(address.data(), key.addr, 16);
+    if (!state.bypass6.contains({key.prefixlen, address})) bypass6_.erase(key);
+  }
+  for (const auto& [prefix, address] : state.bypass6) {
+    sl_bypass6_key key{prefix, {}};
+    std::memcpy(key.addr, address.data(), 16);
+    bypass6_.put(key, 1);
+  }
   config_.put(0, state.config);
 }
 
-std::optional<sl_orig_dst> BpfDatapath::takeOriginalDestination(const Ipv4Endpoint& client) const {
-  return origDst_.take(toKernelEndpoint(client));
+std::optional<sl_orig_dst> BpfDatapath::takeOriginalDestination(const sl_endpoint& client) const {
+  return origDst_.take(client);
 }
 
 }  // namespace sluice

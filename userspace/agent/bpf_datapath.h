@@ -32,13 +32,14 @@ class BpfDatapath {
   void applyRules(const AgentConfig& agent, uint32_t rulesVersion) { apply(desiredDatapath(agent, rulesVersion)); }
 
   // Takes (reads and removes) the original destination of an accepted client.
-  std::optional<sl_orig_dst> takeOriginalDestination(const Ipv4Endpoint& client) const;
+  std::optional<sl_orig_dst> takeOriginalDestination(const sl_endpoint& client) const;
 
  private:
   sluice_bpf* skeleton_ = nullptr;
   TypedMap<__u32, sl_config> config_;
   TypedMap<sl_port_key, __u8> ports_;
   TypedMap<sl_bypass4_key, __u8> bypass4_;
+  TypedMap<sl_bypass6_key, __u8> bypass6_;
   TypedMap<sl_endpoint, sl_orig_dst> origDst_;
 };
 

@@ -15,10 +15,14 @@
 
 namespace sluice {
 
-const std::array<ProgramHook, 3> kProgramHooks = {{
+const std::array<ProgramHook, 7> kProgramHooks = {{
     {"sl_connect4", BPF_CGROUP_INET4_CONNECT},
+    {"sl_connect6", BPF_CGROUP_INET6_CONNECT},
+    {"sl_sendmsg4", BPF_CGROUP_UDP4_SENDMSG},
+    {"sl_sendmsg6", BPF_CGROUP_UDP6_SENDMSG},
     {"sl_sockops", BPF_CGROUP_SOCK_OPS},
     {"sl_getpeername4", BPF_CGROUP_INET4_GETPEERNAME},
+    {"sl_getpeername6", BPF_CGROUP_INET6_GETPEERNAME},
 }};
 
 std::string errnoText(int err) { return std::strerror(err < 0 ? -err : err); }

@@ -17,7 +17,7 @@ struct ProgramHook {
   const char* name;  // as in bpf/sluice.bpf.c, also the pin and link file name
   int attachType;    // enum bpf_attach_type
 };
-extern const std::array<ProgramHook, 3> kProgramHooks;
+extern const std::array<ProgramHook, 7> kProgramHooks;
 
 // Pins: <dir>/sl_* maps, <dir>/progs/<program>, <dir>/links/<cgroup id>/<program>.
 struct PinLayout {

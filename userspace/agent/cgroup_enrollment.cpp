@@ -4,6 +4,7 @@
 #include <fcntl.h>
 
 #include <cerrno>
+#include <optional>
 #include <stdexcept>
 
 #include "fd.h"
@@ -79,11 +80,28 @@ std::vector<EnrolledCgroup> CgroupEnrollment::list() const {
 void CgroupEnrollment::adoptLinks() const {
   if (!std::filesystem::exists(pins_.linksDir())) return;
   for (const auto& dir : std::filesystem::directory_iterator(pins_.linksDir())) {
-    for (const auto& linkPin : std::filesystem::directory_iterator(dir.path())) {
-      UniqueFd link = openPinned(linkPin.path());
-      UniqueFd program = openPinned(pins_.program(linkPin.path().filename().string()));
-      if (bpf_link_update(link.get(), program.get(), nullptr) != 0) {
-        throw std::runtime_error("updating link " + linkPin.path().string() + ": " + errnoText(errno));
+    std::optional<UniqueFd> cgroup;
+    for (const auto& hook : kProgramHooks) {
+      const auto linkPin = dir.path() / hook.name;
+      UniqueFd program = openPinned(pins_.program(hook.name));
+      if (std::filesystem::exists(linkPin)) {
+        UniqueFd link = openPinned(linkPin);
+        if (bpf_link_update(link.get(), program.get(), nullptr) != 0) {
+          throw std::runtime_error("updating link " + linkPin.string() + ": " + errnoText(errno));
+        }
+        continue;
+      }
+      // A hook this agent has and the one that enabled the cgroup had not: attach it.
+      if (!cgroup) {
+        auto path = findCgroupById(std::stoull(dir.path().filename().string()));
+        if (path.empty()) break;  // the cgroup is gone; its links went with it
+        cgroup.emplace(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!*cgroup) throw std::runtime_error("opening cgroup " + path.string() + ": " + errnoText(errno));
+      }
+      UniqueFd link(bpf_link_create(program.get(), cgroup->get(), static_cast<bpf_attach_type>(hook.attachType), nullptr));
+      if (!link || bpf_obj_pin(link.get(), linkPin.c_str()) != 0) {
+        throw std::runtime_error("attaching " + std::string(hook.name) + " for " + dir.path().string() + ": " +
+                                 errnoText(errno));
       }
     }
   }

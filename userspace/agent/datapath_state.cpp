@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+
 namespace sluice {
 
 DatapathState desiredDatapath(const AgentConfig& agent, uint32_t rulesVersion) {
@@ -10,12 +12,18 @@ DatapathState desiredDatapath(const AgentConfig& agent, uint32_t rulesVersion) {
   state.config.redirect_port_be = htons(agent.listen.port);
   state.config.enabled = 1;
   state.config.rules_version = rulesVersion;
+  state.config.block_quic = agent.blockQuic ? 1 : 0;
+  if (agent.listen6) std::copy(agent.listen6->begin(), agent.listen6->end(), state.config.redirect_ip6);
   state.redirectPorts = agent.redirectPorts;
   auto cidrs = agent.bypass;
   cidrs.push_back(*parseIpv4Cidr("127.0.0.0/8"));
   cidrs.push_back(Ipv4Cidr{agent.listen.addressBe, 32});
   cidrs.push_back(Ipv4Cidr{agent.gatewayAddress.addressBe, 32});
   for (const auto& cidr : cidrs) state.bypass4.insert({cidr.prefixLength, cidr.addressBe});
+  auto cidrs6 = agent.bypass6;
+  cidrs6.push_back(*parseIpv6Cidr("::1/128"));
+  if (agent.listen6) cidrs6.push_back(Ipv6Cidr{*agent.listen6, 128});
+  for (const auto& cidr : cidrs6) state.bypass6.insert({cidr.prefixLength, cidr.address});
   return state;
 }
 

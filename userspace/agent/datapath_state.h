@@ -15,6 +15,7 @@ struct DatapathState {
   sl_config config{};
   std::set<uint16_t> redirectPorts;
   std::set<std::pair<uint32_t, uint32_t>> bypass4;  // (prefix length, address network order)
+  std::set<std::pair<uint32_t, Ipv6Address>> bypass6;
 };
 
 // Configured bypass CIDRs plus what must never be redirected: loopback, the agent's own

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <cstring>
 #include <optional>
 
 #include "byte_stream.h"
@@ -21,8 +22,8 @@ using Clock = std::chrono::steady_clock;
 
 // What one connection was, for its single log line.
 struct FlowRecord {
-  Ipv4Endpoint client;
-  Ipv4Endpoint destination;
+  tcp::endpoint client;
+  tcp::endpoint destination;
   uint64_t cgroupId = 0;
   std::string sni = "-";
   Clock::time_point started = Clock::now();
@@ -36,13 +37,49 @@ void resetAndClose(tcp::socket& socket) {
   socket.close(ignored);
 }
 
+// "198.18.1.2:443", "[2001:db8::2]:443".
+std::string formatEndpoint(const tcp::endpoint& endpoint) {
+  const auto& a = endpoint.address();
+  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(endpoint.port());
+}
+
 void logDenied(const FlowRecord& flow, const std::string& reason) {
   spdlog::warn("deny cgroup={} src={} dst={} sni={} reason={}", flow.cgroupId, formatEndpoint(flow.client),
                formatEndpoint(flow.destination), flow.sni, reason);
 }
 
-Ipv4Endpoint toIpv4(const tcp::endpoint& endpoint) {
-  return Ipv4Endpoint{htonl(endpoint.address().to_v4().to_uint()), endpoint.port()};
+// The hand-off key for an accepted peer: the form sockops published it in.
+sl_endpoint kernelKey(const tcp::endpoint& peer) {
+  sl_endpoint key{};
+  auto address = peer.address();
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+  }
+  if (address.is_v4()) {
+    uint32_t be = htonl(address.to_v4().to_uint());
+    std::memcpy(key.addr, &be, 4);
+    key.family = SL_FAMILY_INET;
+  } else {
+    auto bytes = address.to_v6().to_bytes();
+    std::memcpy(key.addr, bytes.data(), 16);
+    key.family = SL_FAMILY_INET6;
+  }
+  key.port_be = htons(peer.port());
+  return key;
+}
+
+// The original destination as a connectable endpoint (v4-mapped becomes IPv4).
+tcp::endpoint fromKernel(const sl_endpoint& e) {
+  asio::ip::address_v6::bytes_type bytes{};
+  std::memcpy(bytes.data(), e.addr, 16);
+  if (e.family == SL_FAMILY_INET6) {
+    asio::ip::address_v6 v6(bytes);
+    if (v6.is_v4_mapped()) return {asio::ip::make_address_v4(asio::ip::v4_mapped, v6), ntohs(e.port_be)};
+    return {v6, ntohs(e.port_be)};
+  }
+  uint32_t be;
+  std::memcpy(&be, e.addr, 4);
+  return {asio::ip::address_v4(ntohl(be)), ntohs(e.port_be)};
 }
 
 tcp::endpoint toAsio(const Ipv4Endpoint& endpoint) {
@@ -50,9 +87,9 @@ tcp::endpoint toAsio(const Ipv4Endpoint& endpoint) {
 }
 
 // Second, independent loop guard: connect4 never redirects a socket with this mark.
-boost::system::error_code openMarkedSocket(tcp::socket& socket) {
+boost::system::error_code openMarkedSocket(tcp::socket& socket, tcp protocol = tcp::v4()) {
   boost::system::error_code ec;
-  socket.open(tcp::v4(), ec);
+  socket.open(protocol, ec);
   if (ec) return ec;
   const int mark = static_cast<int>(SL_AGENT_SOCKET_MARK);
   if (setsockopt(socket.native_handle(), SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0) {
@@ -68,31 +105,39 @@ long millisSince(Clock::time_point start) {
 }  // namespace
 
 Forwarder::Forwarder(asio::io_context& io, const BpfDatapath& datapath, std::shared_ptr<const AgentRules> rules)
-    : io_(io), datapath_(datapath), rules_(std::move(rules)), acceptor_(io) {}
+    : io_(io), datapath_(datapath), rules_(std::move(rules)), acceptor_(io), acceptor6_(io) {}
+
+static void bindAndListen(tcp::acceptor& acceptor, const tcp::endpoint& endpoint) {
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(tcp::acceptor::reuse_address(true));
+  if (endpoint.address().is_v6()) acceptor.set_option(asio::ip::v6_only(true));
+  boost::system::error_code ec;
+  acceptor.bind(endpoint, ec);
+  if (ec) throw std::runtime_error("binding " + formatEndpoint(endpoint) + ": " + ec.message());
+  acceptor.listen(asio::socket_base::max_listen_connections);
+}
 
 void Forwarder::listen() {
-  const tcp::endpoint endpoint = toAsio(rules_->agent.listen);
-  acceptor_.open(endpoint.protocol());
-  acceptor_.set_option(tcp::acceptor::reuse_address(true));
-  boost::system::error_code ec;
-  acceptor_.bind(endpoint, ec);
-  if (ec) throw std::runtime_error("binding " + formatEndpoint(rules_->agent.listen) + ": " + ec.message());
-  acceptor_.listen(asio::socket_base::max_listen_connections);
+  bindAndListen(acceptor_, toAsio(rules_->agent.listen));
+  if (rules_->agent.listen6) {
+    bindAndListen(acceptor6_, tcp::endpoint(asio::ip::address_v6(*rules_->agent.listen6), rules_->agent.listen.port));
+  }
 }
 
 void Forwarder::stop() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
+  acceptor6_.close(ignored);
 }
 
-awaitable<void> Forwarder::acceptLoop() {
-  while (acceptor_.is_open()) {
+awaitable<void> Forwarder::acceptLoop(tcp::acceptor& acceptor) {
+  while (acceptor.is_open()) {
     boost::system::error_code ec;
-    tcp::socket client = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
+    tcp::socket client = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted) break;
     if (ec) {
       // EMFILE and friends: log and keep serving; the kernel queue holds the client.
-      spdlog::error("accept on {}: {}", formatEndpoint(rules_->agent.listen), ec.message());
+      spdlog::error("accept on {}: {}", formatEndpoint(acceptor.local_endpoint(ec)), ec.message());
       asio::steady_timer pause(io_, std::chrono::milliseconds(50));
       co_await pause.async_wait(use_awaitable);
       continue;
@@ -108,15 +153,15 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   FlowRecord flow;
   boost::system::error_code ec;
   const tcp::endpoint peer = client.remote_endpoint(ec);
-  if (ec || !peer.address().is_v4()) {
+  if (ec) {
     resetAndClose(client);
     co_return;
   }
-  flow.client = toIpv4(peer);
+  flow.client = peer;
   client.set_option(tcp::no_delay(true), ec);
 
   // 1. Where did the app want to go? Published by sockops, keyed by the app's source.
-  std::optional<sl_orig_dst> original = datapath_.takeOriginalDestination(flow.client);
+  std::optional<sl_orig_dst> original = datapath_.takeOriginalDestination(kernelKey(peer));
   if (!original) {
     // Not redirected by us (someone dialled the agent directly), or the hand-off map
     // was full: there is nowhere safe to send it.
@@ -124,7 +169,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
     resetAndClose(client);
     co_return;
   }
-  flow.destination = fromKernelEndpoint(original->dst);
+  flow.destination = fromKernel(original->dst);
   flow.cgroupId = original->cgroup_id;
 
   // 2. Read the ClientHello (possibly several segments and records) under a deadline.
@@ -170,7 +215,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
     resetAndClose(client);
     co_return;
   }
-  auto rule = rules->hosts.match(*host, flow.destination.port);
+  auto rule = rules->hosts.match(*host, flow.destination.port());
   if (!rule) {
     if (rules->outbound == OutboundPolicy::AllowAny) {
       std::string flowText = fmt::format("cgroup={} src={} dst={} sni={}", flow.cgroupId, formatEndpoint(flow.client),
@@ -210,7 +255,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
       upstream.set_option(tcp::no_delay(true), ec);
       tunnel.emplace(std::move(upstream), rules->gatewayTls.get(), TlsRole::Client);
       SSL_set_tlsext_host_name(tunnel->ssl(), host->c_str());
-      std::string alpn = portAlpn(flow.destination.port);
+      std::string alpn = portAlpn(flow.destination.port());
       std::string wire = std::string(1, static_cast<char>(alpn.size())) + alpn;
       SSL_set_alpn_protos(tunnel->ssl(), reinterpret_cast<const unsigned char*>(wire.data()), wire.size());
       ec = co_await tunnel->handshake();
@@ -244,13 +289,13 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
 }
 
 awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have,
-                                      Ipv4Endpoint destination, std::shared_ptr<const AgentRules> rules,
+                                      tcp::endpoint destination, std::shared_ptr<const AgentRules> rules,
                                       std::string flowText) {
   auto executor = co_await asio::this_coro::executor;
   const auto started = Clock::now();
   boost::system::error_code ec;
   tcp::socket upstream(executor);
-  ec = openMarkedSocket(upstream);
+  ec = openMarkedSocket(upstream, destination.protocol());
   std::string failure;
   if (ec) {
     failure = "local-socket-error:" + ec.message();
@@ -259,7 +304,7 @@ awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> p
       boost::system::error_code ignored;
       upstream.cancel(ignored);
     });
-    co_await upstream.async_connect(toAsio(destination), asio::redirect_error(use_awaitable, ec));
+    co_await upstream.async_connect(destination, asio::redirect_error(use_awaitable, ec));
     if (ec) failure = deadline.expired() ? "direct-connect-timeout" : "direct-connect:" + ec.message();
   }
   if (!failure.empty()) {

@@ -28,20 +28,24 @@ class Forwarder {
   Forwarder(asio::io_context& io, const BpfDatapath& datapath, std::shared_ptr<const AgentRules> rules);
   // Binds and listens on the rules' listen address. Throws with the reason.
   void listen();
-  awaitable<void> acceptLoop();
+  // One loop per listener (IPv4, and IPv6 if configured).
+  awaitable<void> acceptLoop(tcp::acceptor& acceptor);
+  tcp::acceptor& acceptor4() { return acceptor_; }
+  tcp::acceptor* acceptor6() { return acceptor6_.is_open() ? &acceptor6_ : nullptr; }
   void setRules(std::shared_ptr<const AgentRules> rules) { rules_ = std::move(rules); }
   void stop();
 
  private:
   awaitable<void> handle(tcp::socket client);
   // ALLOW_ANY: an unknown host goes to its original destination, not via the gateway.
-  awaitable<void> passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have, Ipv4Endpoint destination,
+  awaitable<void> passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have, tcp::endpoint destination,
                              std::shared_ptr<const AgentRules> rules, std::string flowText);
 
   asio::io_context& io_;
   const BpfDatapath& datapath_;
   std::shared_ptr<const AgentRules> rules_;
   tcp::acceptor acceptor_;
+  tcp::acceptor acceptor6_;
 };
 
 }  // namespace sluice

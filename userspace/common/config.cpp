@@ -29,8 +29,8 @@ std::vector<HostRule> readHosts(const YamlReader& r, const YAML::Node& node) {
 
 AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
   r.requireMap(node, "agent",
-               {"listen", "redirectPorts", "bypassCidrs", "cgroups", "clientHelloTimeoutMs", "maxClientHelloBytes",
-                "tls", "gateway", "directConnectTimeoutMs"});
+               {"listen", "listen6", "redirectPorts", "blockQuic", "bypassCidrs", "cgroups", "clientHelloTimeoutMs",
+                "maxClientHelloBytes", "tls", "gateway", "directConnectTimeoutMs"});
   AgentConfig agent;
   agent.listen = r.endpoint(r.required(node, "listen", "agent"), "agent.listen");
   agent.redirectPorts =
@@ -38,9 +38,28 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
   if (node["bypassCidrs"]) {
     if (!node["bypassCidrs"].IsSequence()) r.fail(node["bypassCidrs"], "'agent.bypassCidrs' must be a list");
     for (const auto& item : node["bypassCidrs"]) {
-      auto cidr = parseIpv4Cidr(r.string(item, "agent.bypassCidrs"));
-      if (!cidr) r.fail(item, "'" + item.as<std::string>() + "' is not an IPv4 CIDR with zero host bits");
-      agent.bypass.push_back(*cidr);
+      std::string text = r.string(item, "agent.bypassCidrs");
+      if (text.find(':') != std::string::npos) {
+        auto cidr = parseIpv6Cidr(text);
+        if (!cidr) r.fail(item, "'" + text + "' is not an IPv6 CIDR with zero host bits");
+        agent.bypass6.push_back(*cidr);
+      } else {
+        auto cidr = parseIpv4Cidr(text);
+        if (!cidr) r.fail(item, "'" + text + "' is not an IPv4 CIDR with zero host bits");
+        agent.bypass.push_back(*cidr);
+      }
+    }
+  }
+  if (node["listen6"]) {
+    auto address = parseIpv6(r.string(node["listen6"], "agent.listen6"));
+    if (!address) r.fail(node["listen6"], "'agent.listen6' must be an IPv6 address (the port is agent.listen's)");
+    agent.listen6 = *address;
+  }
+  if (node["blockQuic"]) {
+    try {
+      agent.blockQuic = node["blockQuic"].as<bool>();
+    } catch (const YAML::Exception&) {
+      r.fail(node["blockQuic"], "'agent.blockQuic' must be true or false");
     }
   }
   if (node["cgroups"]) agent.cgroups = r.strings(node["cgroups"], "agent.cgroups");
