@@ -17,7 +17,11 @@ SL_RUN_DIR=${SL_RUN_DIR:-/tmp/sluice-run-$SL_PREFIX}
 SL_PIN_DIR=${SL_PIN_DIR:-/sys/fs/bpf/sluice}
 
 SL_AGENT_ADDR=198.18.0.1
+SL_AGENT_ADDR6=2001:db8::1
 SL_AGENT_PORT=15001
+SL_POD_A_ADDR6=2001:db8:1::2
+SL_POD_B_ADDR6=2001:db8:2::2
+SL_ALLOWED_ADDR6=2001:db8:100::10  # no host has it: an IPv6 app's destination, redirected
 SL_POD_A_ADDR=198.18.1.2
 SL_POD_B_ADDR=198.18.2.2
 SL_EGRESS_ADDR=198.18.3.2
@@ -64,6 +68,15 @@ sl_topology_up() {
   sl_veth node eg 198.18.3.1/24 egress eth0 $SL_EGRESS_ADDR/24
   sl_veth egress inet $SL_EGRESS_INET_ADDR/24 inet eth0 198.18.4.2/24
   ip -n "$(sl_ns node)" addr add $SL_AGENT_ADDR/32 dev lo
+  # IPv6 for the pods and the agent (nodad: usable at once). The node has no IPv6 route
+  # beyond the pods: an IPv6 connection leaves only through the agent.
+  ip -n "$(sl_ns pod-a)" -6 addr add $SL_POD_A_ADDR6/64 dev eth0 nodad
+  ip -n "$(sl_ns node)" -6 addr add 2001:db8:1::1/64 dev pa nodad
+  ip -n "$(sl_ns pod-b)" -6 addr add $SL_POD_B_ADDR6/64 dev eth0 nodad
+  ip -n "$(sl_ns node)" -6 addr add 2001:db8:2::1/64 dev pb nodad
+  ip -n "$(sl_ns node)" -6 addr add $SL_AGENT_ADDR6/128 dev lo nodad
+  ip -n "$(sl_ns pod-a)" -6 route add 2001:db8::/32 via 2001:db8:1::1
+  ip -n "$(sl_ns pod-b)" -6 route add 2001:db8::/32 via 2001:db8:2::1
   for a in $SL_ALLOWED_ADDR $SL_DENIED_ADDR $SL_DNS_ADDR; do
     ip -n "$(sl_ns inet)" addr add $a/32 dev lo
   done
@@ -87,7 +100,8 @@ sl_topology_up() {
   ip netns exec "$nodens" iptables -A SL-POD-EGRESS -d 198.18.4.0/24 -j DROP
 
   mkdir -p "$(sl_cgroup_root)"
-  for c in pod-a pod-b system; do mkdir -p "$(sl_cgroup_root)/$c"; done
+  for c in pod-a pod-b; do mkdir -p "$(sl_cgroup_root)/$c"; done
+  for h in "${SL_HOSTS[@]}"; do mkdir -p "$(sl_cgroup_root)/host-$h"; done
 
   bash "$SL_ROOT/scripts/pki.sh" "$SL_RUN_DIR/pki" $SL_ALLOWED_HOST $SL_DENIED_HOST
   sl_start_internet
@@ -98,13 +112,14 @@ sl_topology_up() {
 # mounts the agent needs, as a DaemonSet's hostPath mounts would provide them.
 sl_netns_path() { echo "/run/netns/$(sl_ns "$1")"; }
 
-# sl_spawn NAME HOST CMD...: runs CMD in the host's network namespace and the system
-# cgroup in the background, logging to $SL_RUN_DIR/NAME.log; the PID is recorded.
+# sl_spawn NAME HOST CMD...: runs CMD in the host's network namespace and its cgroup
+# (host-HOST, never enabled unless a test says so) in the background, logging to
+# $SL_RUN_DIR/NAME.log; the PID is recorded.
 sl_spawn() {
   local name=$1 host=$2
   shift 2
   bash -c 'echo $$ > "$0/cgroup.procs" && exec nsenter --net="$1" -- "${@:2}"' \
-    "$(sl_cgroup_root)/system" "$(sl_netns_path "$host")" "$@" > "$SL_RUN_DIR/$name.log" 2>&1 &
+    "$(sl_cgroup_root)/host-$host" "$(sl_netns_path "$host")" "$@" > "$SL_RUN_DIR/$name.log" 2>&1 &
   local pid=$!
   echo "$pid $name" >> "$SL_RUN_DIR/pids"
 }
@@ -216,8 +231,15 @@ sl_start_sluice() {
   local args
   mapfile -t args < <(sl_config_args)
   sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" "${args[@]}"
-  sl_spawn agent node "$SL_BUILD/userspace/sluice-agent" "${args[@]}" --pin-dir "$SL_PIN_DIR"
   sl_wait_listen egress $SL_GATEWAY_PORT
+  sl_start_agent
+}
+
+# sl_start_agent [EXTRA ARGS...]: (re)starts only the agent and waits for its listener.
+sl_start_agent() {
+  local args
+  mapfile -t args < <(sl_config_args)
+  sl_spawn agent node "$SL_BUILD/userspace/sluice-agent" "${args[@]}" --pin-dir "$SL_PIN_DIR" "$@"
   sl_wait_listen node $SL_AGENT_PORT
 }
 

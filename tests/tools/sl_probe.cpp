@@ -1,7 +1,11 @@
 // sl-probe: a tiny socket client and server for the root tests, printing exactly what the
-// kernel says (getpeername, accepted peer, errno) in key=value form.
+// kernel says (getpeername, accepted peer, errno) in key=value form. Addresses are
+// IPv4 "a.b.c.d:port" or IPv6 "[addr]:port" (v4-mapped "[::ffff:a.b.c.d]:port" makes an
+// AF_INET6 socket reach IPv4, as Java does).
 //   sl-probe connect ADDR:PORT [--timeout-ms N] [--send TEXT] [--read]
+//   sl-probe udp ADDR:PORT [--connect]       one datagram (sendto, or connect then send)
 //   sl-probe serve ADDR:PORT [--count N] [--timeout-ms N]
+//   sl-probe storm ADDR:PORT --count N [--send TEXT]   N connects, each closed at once; prints counts
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -12,63 +16,104 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <optional>
 #include <string>
-
-#include "net_address.h"
-
-using namespace sluice;
 
 namespace {
 
-sockaddr_in toSockaddr(const Ipv4Endpoint& e) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = e.addressBe;
-  sa.sin_port = htons(e.port);
-  return sa;
+struct Address {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  int family() const { return storage.ss_family; }
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+};
+
+std::optional<Address> parse(const std::string& text) {
+  Address a;
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos) return std::nullopt;
+  int port = std::atoi(text.c_str() + colon + 1);
+  std::string host = text.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    auto* sa = reinterpret_cast<sockaddr_in6*>(&a.storage);
+    sa->sin6_family = AF_INET6;
+    sa->sin6_port = htons(port);
+    if (inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &sa->sin6_addr) != 1) return std::nullopt;
+    a.length = sizeof(sockaddr_in6);
+  } else {
+    auto* sa = reinterpret_cast<sockaddr_in*>(&a.storage);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons(port);
+    if (inet_pton(AF_INET, host.c_str(), &sa->sin_addr) != 1) return std::nullopt;
+    a.length = sizeof(sockaddr_in);
+  }
+  return a;
 }
 
-std::string fromSockaddr(const sockaddr_in& sa) {
-  return formatEndpoint(Ipv4Endpoint{sa.sin_addr.s_addr, ntohs(sa.sin_port)});
+std::string format(const sockaddr_storage& s) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (s.ss_family == AF_INET6) {
+    auto* sa = reinterpret_cast<const sockaddr_in6*>(&s);
+    inet_ntop(AF_INET6, &sa->sin6_addr, text, sizeof(text));
+    return "[" + std::string(text) + "]:" + std::to_string(ntohs(sa->sin6_port));
+  }
+  auto* sa = reinterpret_cast<const sockaddr_in*>(&s);
+  inet_ntop(AF_INET, &sa->sin_addr, text, sizeof(text));
+  return std::string(text) + ":" + std::to_string(ntohs(sa->sin_port));
 }
 
 int usage() {
   std::fprintf(stderr,
                "usage: sl-probe connect ADDR:PORT [--timeout-ms N] [--send TEXT] [--read]\n"
-               "       sl-probe serve ADDR:PORT [--count N] [--timeout-ms N]\n");
+               "       sl-probe udp ADDR:PORT [--connect]\n"
+               "       sl-probe serve ADDR:PORT [--count N] [--timeout-ms N]\n"
+               "       sl-probe storm ADDR:PORT --count N [--send TEXT]\n");
   return 2;
 }
 
-int connectCommand(const Ipv4Endpoint& target, int timeoutMs, const std::string& send, bool read) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-  sockaddr_in sa = toSockaddr(target);
-  int r = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+// Connects with a timeout; returns the fd, or -1 with errno set.
+int connectTo(const Address& target, int timeoutMs) {
+  int fd = socket(target.family(), SOCK_STREAM | SOCK_NONBLOCK, 0);
+  int r = connect(fd, target.get(), target.length);
   if (r != 0 && errno == EINPROGRESS) {
     pollfd p{fd, POLLOUT, 0};
     if (poll(&p, 1, timeoutMs) != 1) {
-      std::printf("connect=error errno=ETIMEDOUT\n");
-      return 1;
+      close(fd);
+      errno = ETIMEDOUT;
+      return -1;
     }
     int err = 0;
     socklen_t len = sizeof(err);
     getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    errno = err;
     r = err ? -1 : 0;
+    errno = err;
   }
   if (r != 0) {
-    std::printf("connect=error errno=%s\n", strerrorname_np(errno));
+    int err = errno;
+    close(fd);
+    errno = err;
+    return -1;
+  }
+  return fd;
+}
+
+int connectCommand(const Address& target, int timeoutMs, const std::string& send, bool read) {
+  auto started = std::chrono::steady_clock::now();
+  int fd = connectTo(target, timeoutMs);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+  if (fd < 0) {
+    std::printf("connect=error errno=%s ms=%ld\n", strerrorname_np(errno), static_cast<long>(ms));
     return 1;
   }
-  sockaddr_in peer{}, local{};
+  sockaddr_storage peer{}, local{};
   socklen_t len = sizeof(peer);
   getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len);
   len = sizeof(local);
   getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len);
-  std::printf("connect=ok peer=%s local=%s\n", fromSockaddr(peer).c_str(), fromSockaddr(local).c_str());
-  if (!send.empty()) {
-    if (write(fd, send.data(), send.size()) != static_cast<ssize_t>(send.size())) {
-      std::printf("send=error errno=%s\n", strerrorname_np(errno));
-    }
+  std::printf("connect=ok peer=%s local=%s\n", format(peer).c_str(), format(local).c_str());
+  if (!send.empty() && write(fd, send.data(), send.size()) != static_cast<ssize_t>(send.size())) {
+    std::printf("send=error errno=%s\n", strerrorname_np(errno));
   }
   if (read) {
     char buf[4096];
@@ -89,16 +134,35 @@ int connectCommand(const Ipv4Endpoint& target, int timeoutMs, const std::string&
   return 0;
 }
 
-int serveCommand(const Ipv4Endpoint& address, int count, int timeoutMs) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+int udpCommand(const Address& target, bool connected) {
+  int fd = socket(target.family(), SOCK_DGRAM, 0);
+  const char datagram[] = "quic?";
+  if (connected) {
+    if (connect(fd, target.get(), target.length) != 0) {
+      std::printf("udp-connect=error errno=%s\n", strerrorname_np(errno));
+      return 1;
+    }
+    std::printf("udp-connect=ok\n");
+  }
+  ssize_t n = connected ? send(fd, datagram, sizeof(datagram), 0)
+                        : sendto(fd, datagram, sizeof(datagram), 0, target.get(), target.length);
+  if (n < 0) {
+    std::printf("send=error errno=%s\n", strerrorname_np(errno));
+    return 1;
+  }
+  std::printf("send=ok\n");
+  return 0;
+}
+
+int serveCommand(const Address& address, int count, int timeoutMs) {
+  int fd = socket(address.family(), SOCK_STREAM, 0);
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in sa = toSockaddr(address);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 || listen(fd, 64) != 0) {
+  if (bind(fd, address.get(), address.length) != 0 || listen(fd, 4096) != 0) {
     std::printf("serve=error errno=%s\n", strerrorname_np(errno));
     return 1;
   }
-  std::printf("serve=listening address=%s\n", formatEndpoint(address).c_str());
+  std::printf("serve=listening address=%s\n", format(address.storage).c_str());
   std::fflush(stdout);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
   for (int served = 0; served < count;) {
@@ -108,11 +172,11 @@ int serveCommand(const Ipv4Endpoint& address, int count, int timeoutMs) {
       std::printf("serve=timeout served=%d\n", served);
       return 1;
     }
-    sockaddr_in peer{};
+    sockaddr_storage peer{};
     socklen_t len = sizeof(peer);
     int client = accept(fd, reinterpret_cast<sockaddr*>(&peer), &len);
     if (client < 0) continue;
-    std::printf("accepted peer=%s\n", fromSockaddr(peer).c_str());
+    std::printf("accepted peer=%s\n", format(peer).c_str());
     std::fflush(stdout);
     const char reply[] = "hello from sl-probe\n";
     (void)!write(client, reply, sizeof(reply) - 1);
@@ -122,16 +186,33 @@ int serveCommand(const Ipv4Endpoint& address, int count, int timeoutMs) {
   return 0;
 }
 
+// Many short connections, each closed right after connect (or after sending TEXT).
+int stormCommand(const Address& target, int count, const std::string& send) {
+  std::map<std::string, int> outcomes;
+  for (int i = 0; i < count; ++i) {
+    int fd = connectTo(target, 2000);
+    if (fd < 0) {
+      ++outcomes[std::string("error_") + strerrorname_np(errno)];
+      continue;
+    }
+    if (!send.empty()) (void)!write(fd, send.data(), send.size());
+    ++outcomes["connected"];
+    close(fd);
+  }
+  for (auto& [k, v] : outcomes) std::printf("%s=%d\n", k.c_str(), v);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 3) return usage();
   std::string command = argv[1];
-  auto endpoint = parseIpv4Endpoint(argv[2]);
-  if (!endpoint) return usage();
+  auto address = parse(argv[2]);
+  if (!address) return usage();
   int timeoutMs = 3000, count = 1;
   std::string send;
-  bool read = false;
+  bool read = false, connected = false;
   for (int i = 3; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--timeout-ms" && i + 1 < argc) {
@@ -142,11 +223,15 @@ int main(int argc, char** argv) {
       send = argv[++i];
     } else if (arg == "--read") {
       read = true;
+    } else if (arg == "--connect") {
+      connected = true;
     } else {
       return usage();
     }
   }
-  if (command == "connect") return connectCommand(*endpoint, timeoutMs, send, read);
-  if (command == "serve") return serveCommand(*endpoint, count, timeoutMs);
+  if (command == "connect") return connectCommand(*address, timeoutMs, send, read);
+  if (command == "udp") return udpCommand(*address, connected);
+  if (command == "serve") return serveCommand(*address, count, timeoutMs);
+  if (command == "storm") return stormCommand(*address, count, send);
   return usage();
 }

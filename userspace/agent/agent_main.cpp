@@ -38,6 +38,7 @@ void enrollCgroups(const PinLayout& pins, const AgentConfig& agent) {
     auto dir = resolveCgroup(name);
     bool added = enrollment.enable(dir);
     spdlog::info("cgroup {} id={} {}", dir.string(), cgroupId(dir), added ? "enabled" : "already enabled");
+    for (const auto& foreign : enrollment.foreignPrograms(dir)) spdlog::warn("cgroup {}: {}", dir.string(), foreign);
   }
 }
 

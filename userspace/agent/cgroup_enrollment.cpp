@@ -77,6 +77,35 @@ std::vector<EnrolledCgroup> CgroupEnrollment::list() const {
   return out;
 }
 
+std::vector<std::string> CgroupEnrollment::foreignPrograms(const std::filesystem::path& cgroupDir) const {
+  std::vector<std::string> out;
+  UniqueFd cgroup(open(cgroupDir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!cgroup) return out;
+  for (const auto& hook : kProgramHooks) {
+    UniqueFd ours(bpf_obj_get(pins_.program(hook.name).c_str()));
+    bpf_prog_info ourInfo{};
+    __u32 length = sizeof(ourInfo);
+    if (ours) bpf_obj_get_info_by_fd(ours.get(), &ourInfo, &length);
+    __u32 ids[64];
+    __u32 count = 64;
+    __u32 flags = 0;
+    if (bpf_prog_query(cgroup.get(), static_cast<bpf_attach_type>(hook.attachType), 0, &flags, ids, &count) != 0) {
+      continue;
+    }
+    for (__u32 i = 0; i < count; ++i) {
+      if (ids[i] == ourInfo.id) continue;
+      UniqueFd other(bpf_prog_get_fd_by_id(ids[i]));
+      bpf_prog_info info{};
+      length = sizeof(info);
+      std::string name = "?";
+      if (other && bpf_obj_get_info_by_fd(other.get(), &info, &length) == 0) name = info.name;
+      out.push_back(std::string(hook.name) + " hook: program id " + std::to_string(ids[i]) + " '" + name +
+                    "' is attached too");
+    }
+  }
+  return out;
+}
+
 void CgroupEnrollment::adoptLinks() const {
   if (!std::filesystem::exists(pins_.linksDir())) return;
   for (const auto& dir : std::filesystem::directory_iterator(pins_.linksDir())) {

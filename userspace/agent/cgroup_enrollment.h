@@ -35,6 +35,9 @@ class CgroupEnrollment {
   // Detaches and unpins the cgroup's links. Returns false if it was not enabled.
   bool disable(uint64_t cgroupId);
   std::vector<EnrolledCgroup> list() const;
+  // Programs on the cgroup's hooks that are not sluice's (another agent, a CNI, systemd):
+  // they run too, before or after ours, so an operator must know. One line each.
+  std::vector<std::string> foreignPrograms(const std::filesystem::path& cgroupDir) const;
   // Points every existing link at the currently pinned programs (agent restart): the
   // swap is atomic per link, so there is no moment without the redirect.
   void adoptLinks() const;

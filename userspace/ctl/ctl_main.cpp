@@ -41,6 +41,13 @@ int status(const PinLayout& pins) {
     in_addr addr{config->redirect_ip4_be};
     std::cout << "redirect to: " << inet_ntoa(addr) << ":" << ntohs(config->redirect_port_be) << "\n";
     std::cout << "rules version: " << config->rules_version << "\n";
+    bool ip6 = false;
+    for (auto b : config->redirect_ip6) ip6 |= b != 0;
+    char text[INET6_ADDRSTRLEN] = {};
+    if (ip6) inet_ntop(AF_INET6, config->redirect_ip6, text, sizeof(text));
+    std::cout << "redirect IPv6 to: " << (ip6 ? text : "none (IPv6 connects to redirected ports are refused)")
+              << "\n";
+    std::cout << "QUIC (UDP to redirected ports): " << (config->block_quic ? "blocked" : "allowed") << "\n";
   } else {
     std::cout << "redirect to: (not configured: enabled cgroups are refused on redirected ports)\n";
   }
@@ -52,6 +59,11 @@ int status(const PinLayout& pins) {
     std::cout << " " << inet_ntoa(addr) << "/" << key.prefixlen;
   }
   auto pending = TypedMap<sl_endpoint, sl_orig_dst>::openPinned(pins.map("sl_orig_dst")).keys().size();
+  for (auto& key : TypedMap<sl_bypass6_key, __u8>::openPinned(pins.map("sl_bypass6")).keys()) {
+    char text[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, key.addr, text, sizeof(text));
+    std::cout << " " << text << "/" << key.prefixlen;
+  }
   std::cout << "\nflows waiting for the agent: " << pending << " of " << SL_MAX_PENDING_FLOWS << "\n";
   std::cout << "counters:\n";
   auto stats = TypedMap<__u32, __u64>::openPinned(pins.map("sl_stats"));
@@ -65,6 +77,19 @@ int status(const PinLayout& pins) {
     std::cout << "  id=" << cgroup.id << " " << (cgroup.path.empty() ? "(cgroup removed)" : cgroup.path.string())
               << " programs=" << cgroup.programs.size() << "\n";
   }
+  std::cout << "counters per cgroup (non-zero):\n";
+  auto perCgroup = TypedMap<__u64, sl_cgroup_stats>::openPinned(pins.map("sl_cg_stats"));
+  for (__u64 id : perCgroup.keys()) {
+    auto values = perCgroup.lookupPerCpu(id, cpus);
+    auto path = findCgroupById(id);
+    std::cout << "  id=" << id << " " << (path.empty() ? "(cgroup removed)" : path.string());
+    for (__u32 i = 0; i < SL_STAT_COUNT; ++i) {
+      __u64 sum = 0;
+      for (const auto& v : values) sum += v.count[i];
+      if (sum) std::cout << " " << kStatNames[i] << "=" << sum;
+    }
+    std::cout << "\n";
+  }
   return 0;
 }
 
@@ -73,8 +98,10 @@ int enable(const PinLayout& pins, const std::string& name) {
   if (!std::filesystem::exists(pins.program(kProgramHooks[0].name))) {
     throw std::runtime_error("no programs pinned under " + pins.dir.string() + ": start sluice-agent first");
   }
-  bool added = CgroupEnrollment(pins).enable(dir);
+  CgroupEnrollment enrollment(pins);
+  bool added = enrollment.enable(dir);
   std::cout << dir.string() << (added ? ": enabled\n" : ": already enabled\n");
+  for (const auto& foreign : enrollment.foreignPrograms(dir)) std::cout << "warning: " << foreign << "\n";
   return 0;
 }
 
