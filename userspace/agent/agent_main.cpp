@@ -56,6 +56,11 @@ int run(const po::variables_map& options) {
 
   asio::io_context io(1);
   Forwarder forwarder(io, datapath, rules);
+  if (options.count("test-no-socket-mark")) {
+    spdlog::warn("--test-no-socket-mark: the agent's sockets carry no mark; only its unenrolled cgroup guards "
+                 "against a redirect loop");
+    forwarder.setSocketMark(false);
+  }
   forwarder.listen();
   asio::co_spawn(io, forwarder.acceptLoop(forwarder.acceptor4()), logEscapedException("accept loop"));
   if (forwarder.acceptor6()) {
@@ -120,6 +125,7 @@ int main(int argc, char** argv) {
       "rules file (YAML: native and/or Istio resources); repeat to load several together")(
       "pin-dir", po::value<std::string>()->default_value(kDefaultPinDir.string()), "bpffs directory for pins")(
       "no-watch", "reload only on SIGHUP, not when a rules file changes")(
+      "test-no-socket-mark", "tests of the loop guards only: do not mark the agent's sockets")(
       "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
   po::variables_map options;
   try {

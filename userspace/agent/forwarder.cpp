@@ -87,12 +87,12 @@ tcp::endpoint toAsio(const Ipv4Endpoint& endpoint) {
 }
 
 // Second, independent loop guard: connect4 never redirects a socket with this mark.
-boost::system::error_code openMarkedSocket(tcp::socket& socket, tcp protocol = tcp::v4()) {
+boost::system::error_code openMarkedSocket(tcp::socket& socket, tcp protocol, bool mark) {
   boost::system::error_code ec;
   socket.open(protocol, ec);
-  if (ec) return ec;
-  const int mark = static_cast<int>(SL_AGENT_SOCKET_MARK);
-  if (setsockopt(socket.native_handle(), SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0) {
+  if (ec || !mark) return ec;
+  const int value = static_cast<int>(SL_AGENT_SOCKET_MARK);
+  if (setsockopt(socket.native_handle(), SOL_SOCKET, SO_MARK, &value, sizeof(value)) != 0) {
     return boost::system::error_code(errno, boost::system::system_category());
   }
   return ec;
@@ -230,7 +230,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
 
   // 4. mTLS to the gateway: SNI = host, port as ALPN, gateway identity checked.
   tcp::socket upstream(executor);
-  ec = openMarkedSocket(upstream);
+  ec = openMarkedSocket(upstream, tcp::v4(), socketMark_);
   if (ec) {
     spdlog::error("flow cgroup={} src={} dst={} sni={} result=local-socket-error:{}", flow.cgroupId,
                   formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, ec.message());
@@ -295,7 +295,7 @@ awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> p
   const auto started = Clock::now();
   boost::system::error_code ec;
   tcp::socket upstream(executor);
-  ec = openMarkedSocket(upstream, destination.protocol());
+  ec = openMarkedSocket(upstream, destination.protocol(), socketMark_);
   std::string failure;
   if (ec) {
     failure = "local-socket-error:" + ec.message();

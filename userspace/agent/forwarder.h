@@ -34,6 +34,9 @@ class Forwarder {
   tcp::acceptor* acceptor6() { return acceptor6_.is_open() ? &acceptor6_ : nullptr; }
   void setRules(std::shared_ptr<const AgentRules> rules) { rules_ = std::move(rules); }
   void stop();
+  // Tests of the loop guards only: the agent's sockets then carry no SO_MARK, leaving the
+  // unenrolled agent cgroup as the one guard.
+  void setSocketMark(bool on) { socketMark_ = on; }
 
  private:
   awaitable<void> handle(tcp::socket client);
@@ -46,6 +49,7 @@ class Forwarder {
   std::shared_ptr<const AgentRules> rules_;
   tcp::acceptor acceptor_;
   tcp::acceptor acceptor6_;
+  bool socketMark_ = true;
 };
 
 }  // namespace sluice
