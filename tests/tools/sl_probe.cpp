@@ -5,7 +5,8 @@
 //   sl-probe connect ADDR:PORT [--timeout-ms N] [--send TEXT] [--read]
 //   sl-probe udp ADDR:PORT [--connect]       one datagram (sendto, or connect then send)
 //   sl-probe serve ADDR:PORT [--count N] [--timeout-ms N]
-//   sl-probe storm ADDR:PORT --count N [--send TEXT]   N connects, each closed at once; prints counts
+//   sl-probe storm ADDR:PORT --count N [--send TEXT | --hello SNI] [--timeout-ms N]
+//                                  N connects, each closed at once (after sending); prints counts
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -68,7 +69,7 @@ int usage() {
                "usage: sl-probe connect ADDR:PORT [--timeout-ms N] [--send TEXT] [--read]\n"
                "       sl-probe udp ADDR:PORT [--connect]\n"
                "       sl-probe serve ADDR:PORT [--count N] [--timeout-ms N]\n"
-               "       sl-probe storm ADDR:PORT --count N [--send TEXT]\n");
+               "       sl-probe storm ADDR:PORT --count N [--send TEXT | --hello SNI] [--timeout-ms N]\n");
   return 2;
 }
 
@@ -186,11 +187,23 @@ int serveCommand(const Address& address, int count, int timeoutMs) {
   return 0;
 }
 
+// A minimal TLS 1.2-shaped ClientHello carrying SNI `host`: enough for the agent to
+// decide; no real handshake follows.
+std::string clientHello(const std::string& host) {
+  auto u16 = [](size_t v) { return std::string{static_cast<char>(v >> 8), static_cast<char>(v & 0xff)}; };
+  std::string sni = std::string(1, '\0') + u16(host.size()) + host;  // host_name entry
+  std::string ext = u16(0) + u16(sni.size() + 2) + u16(sni.size()) + sni;  // server_name
+  std::string body = std::string("\x03\x03") + std::string(32, '\x11') + std::string(1, '\0') + u16(2) +
+                     std::string("\x13\x01") + std::string("\x01\x00", 2) + u16(ext.size()) + ext;
+  std::string handshake = std::string(1, '\x01') + std::string(1, '\0') + u16(body.size()) + body;
+  return std::string("\x16\x03\x01") + u16(handshake.size()) + handshake;
+}
+
 // Many short connections, each closed right after connect (or after sending TEXT).
-int stormCommand(const Address& target, int count, const std::string& send) {
+int stormCommand(const Address& target, int count, const std::string& send, int timeoutMs) {
   std::map<std::string, int> outcomes;
   for (int i = 0; i < count; ++i) {
-    int fd = connectTo(target, 2000);
+    int fd = connectTo(target, timeoutMs);
     if (fd < 0) {
       ++outcomes[std::string("error_") + strerrorname_np(errno)];
       continue;
@@ -211,7 +224,7 @@ int main(int argc, char** argv) {
   auto address = parse(argv[2]);
   if (!address) return usage();
   int timeoutMs = 3000, count = 1;
-  std::string send;
+  std::string send, hello;
   bool read = false, connected = false;
   for (int i = 3; i < argc; ++i) {
     std::string arg = argv[i];
@@ -221,6 +234,8 @@ int main(int argc, char** argv) {
       count = std::stoi(argv[++i]);
     } else if (arg == "--send" && i + 1 < argc) {
       send = argv[++i];
+    } else if (arg == "--hello" && i + 1 < argc) {
+      hello = argv[++i];
     } else if (arg == "--read") {
       read = true;
     } else if (arg == "--connect") {
@@ -232,6 +247,6 @@ int main(int argc, char** argv) {
   if (command == "connect") return connectCommand(*address, timeoutMs, send, read);
   if (command == "udp") return udpCommand(*address, connected);
   if (command == "serve") return serveCommand(*address, count, timeoutMs);
-  if (command == "storm") return stormCommand(*address, count, send);
+  if (command == "storm") return stormCommand(*address, count, hello.empty() ? send : clientHello(hello), timeoutMs);
   return usage();
 }
