@@ -12,7 +12,7 @@ packages=(
   libssl-dev libboost-dev libboost-program-options-dev libyaml-cpp-dev libspdlog-dev
   libfmt-dev libc-ares-dev libgtest-dev libgmock-dev libbenchmark-dev
   # test topology: namespaces, firewall, DNS server, HTTPS origins, real clients
-  iproute2 iptables dnsmasq-base nginx-light curl openssl procps psmisc
+  iproute2 iptables dnsmasq-base nginx-light curl openssl procps psmisc bc
 )
 
 if [ "$(id -u)" -ne 0 ]; then
