@@ -33,3 +33,15 @@ check "the agent logged the nested cgroup's id" wait_for_log agent "flow cgroup=
 
 out=$(ctl enable /no/such/cgroup 2>&1)
 check_contains "enabling a missing cgroup fails with the path" "$out" "no/such/cgroup: No such file or directory"
+
+# uninstall: every link detached, every pin gone, and said so.
+out=$(ctl uninstall)
+check_contains "uninstall names the detached cgroup" "$out" "detached cgroup id=[0-9]+ .*pod-a"
+check_contains "uninstall names the removed programs and maps" "$out" "removed $SL_PIN_DIR/progs/sl_connect4"
+check_contains "uninstall names the maps" "$out" "removed $SL_PIN_DIR/sl_orig_dst"
+check "the pin directory is gone" test ! -e "$SL_PIN_DIR"
+check_not_contains "no sluice program is left on pod-a's cgroup" \
+  "$(bpftool cgroup show "$(sl_cgroup_root)/pod-a" 2>&1)" "sl_"
+out=$(pod_curl pod-a $SL_ALLOWED_HOST $SL_ALLOWED_ADDR 2>&1)
+check_contains "after uninstall pod-a is no longer redirected (dropped by the node)" "$out" \
+  "Timeout was reached|timed out"
