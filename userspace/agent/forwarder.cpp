@@ -278,10 +278,8 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   ec = co_await tunnel->writeAll(std::span<const uint8_t>(peeked.data(), have));
   peeked = {};
   RelayResult relayed;
-  if (!ec) relayed = co_await relayBoth(app, *tunnel);
-  std::string result = ec ? "gateway-write:" + ec.message()
-                     : relayed.clean() ? "ok"
-                                       : "relay-error:" + (relayed.errorAtoB ? relayed.errorAtoB : relayed.errorBtoA).message();
+  if (!ec) relayed = co_await relayBoth(app, *tunnel, agent.idleTimeout);
+  std::string result = ec ? "gateway-write:" + ec.message() : relayed.outcome();
   spdlog::info("flow cgroup={} src={} dst={} sni={} rule={} up={} down={} duration_ms={} result={}", flow.cgroupId,
                formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, *rule,
                have + relayed.bytesAtoB, relayed.bytesBtoA, millisSince(flow.started), result);
@@ -318,10 +316,10 @@ awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> p
   ec = co_await origin.writeAll(std::span<const uint8_t>(peeked.data(), have));
   peeked = {};
   RelayResult relayed;
-  if (!ec) relayed = co_await relayBoth(app, origin);
+  if (!ec) relayed = co_await relayBoth(app, origin, rules->agent.idleTimeout);
   spdlog::info("flow {} rule=- via=direct policy=ALLOW_ANY up={} down={} duration_ms={} result={}", flowText,
                have + relayed.bytesAtoB, relayed.bytesBtoA, millisSince(started),
-               ec ? "write:" + ec.message() : relayed.clean() ? "ok" : "relay-error");
+               ec ? "write:" + ec.message() : relayed.outcome());
   if (!relayed.clean() || ec) resetAndClose(app.socket());
 }
 

@@ -30,7 +30,7 @@ std::vector<HostRule> readHosts(const YamlReader& r, const YAML::Node& node) {
 AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
   r.requireMap(node, "agent",
                {"listen", "listen6", "redirectPorts", "blockQuic", "bypassCidrs", "cgroups", "clientHelloTimeoutMs",
-                "maxClientHelloBytes", "tls", "gateway", "directConnectTimeoutMs"});
+                "maxClientHelloBytes", "tls", "gateway", "directConnectTimeoutMs", "idleTimeoutMs"});
   AgentConfig agent;
   agent.listen = r.endpoint(r.required(node, "listen", "agent"), "agent.listen");
   agent.redirectPorts =
@@ -65,6 +65,7 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
   if (node["cgroups"]) agent.cgroups = r.strings(node["cgroups"], "agent.cgroups");
   agent.clientHelloTimeout = r.millis(node, "clientHelloTimeoutMs", agent.clientHelloTimeout);
   agent.directConnectTimeout = r.millis(node, "directConnectTimeoutMs", agent.directConnectTimeout);
+  agent.idleTimeout = r.millis(node, "idleTimeoutMs", agent.idleTimeout);
   if (node["maxClientHelloBytes"]) {
     agent.maxClientHelloBytes =
         static_cast<uint32_t>(r.number(node["maxClientHelloBytes"], "agent.maxClientHelloBytes", 512, 65536 + 5));
@@ -82,13 +83,14 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
 GatewayConfig readGateway(const YamlReader& r, const YAML::Node& node) {
   r.requireMap(node, "gateway",
                {"listen", "dns", "dnsTimeoutMs", "upstreamConnectTimeoutMs", "handshakeTimeoutMs", "tls",
-                "allowedClients", "name", "labels"});
+                "allowedClients", "name", "labels", "idleTimeoutMs"});
   GatewayConfig gateway;
   gateway.listen = r.endpoint(r.required(node, "listen", "gateway"), "gateway.listen");
   gateway.dnsServer = r.endpoint(r.required(node, "dns", "gateway"), "gateway.dns");
   gateway.dnsTimeout = r.millis(node, "dnsTimeoutMs", gateway.dnsTimeout);
   gateway.upstreamConnectTimeout = r.millis(node, "upstreamConnectTimeoutMs", gateway.upstreamConnectTimeout);
   gateway.handshakeTimeout = r.millis(node, "handshakeTimeoutMs", gateway.handshakeTimeout);
+  gateway.idleTimeout = r.millis(node, "idleTimeoutMs", gateway.idleTimeout);
   gateway.tls = r.tls(r.required(node, "tls", "gateway"), "gateway.tls");
   YAML::Node clients = r.required(node, "allowedClients", "gateway");
   if (!clients.IsSequence() || clients.size() == 0) {

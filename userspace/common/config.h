@@ -59,6 +59,7 @@ struct AgentConfig {
   std::string gatewayService = "istio-egressgateway.istio-system.svc.cluster.local";
   std::chrono::milliseconds gatewayConnectTimeout{5000};
   std::chrono::milliseconds directConnectTimeout{5000};  // ALLOW_ANY connections
+  std::chrono::milliseconds idleTimeout{3'600'000};      // a relay with no byte either way ends
 };
 
 struct GatewayConfig {
@@ -67,6 +68,7 @@ struct GatewayConfig {
   std::chrono::milliseconds dnsTimeout{3000};
   std::chrono::milliseconds upstreamConnectTimeout{5000};
   std::chrono::milliseconds handshakeTimeout{5000};
+  std::chrono::milliseconds idleTimeout{3'600'000};
   TlsFiles tls;
   std::set<std::string> allowedClients;  // URI SANs of agents that may use the gateway
   // How Istio resources name this gateway: Gateway metadata.name (as VirtualServices

@@ -2,7 +2,9 @@
 // each end of stream on as a half-close. An error in either direction ends both.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "async.h"
@@ -15,13 +17,21 @@ struct RelayResult {
   uint64_t bytesBtoA = 0;
   boost::system::error_code errorAtoB;  // empty when that direction ended cleanly
   boost::system::error_code errorBtoA;
-  bool clean() const { return !errorAtoB && !errorBtoA; }
+  bool idleTimeout = false;  // ended because neither direction moved a byte for too long
+  std::chrono::steady_clock::time_point lastActivity = std::chrono::steady_clock::now();
+  bool clean() const { return !errorAtoB && !errorBtoA && !idleTimeout; }
+  std::string outcome() const {
+    if (idleTimeout) return "idle-timeout";
+    if (clean()) return "ok";
+    return "relay-error:" + (errorAtoB ? errorAtoB : errorBtoA).message();
+  }
 };
 
 inline constexpr size_t kRelayBufferBytes = 16384;
 
 template <class From, class To>
-awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& count) {
+awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& count,
+                                               std::chrono::steady_clock::time_point* lastActivity) {
   std::vector<uint8_t> buffer(kRelayBufferBytes);
   while (true) {
     IoResult read = co_await from.readSome(buffer);
@@ -30,12 +40,18 @@ awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& cou
     auto error = co_await to.writeAll(std::span<const uint8_t>(buffer.data(), read.bytes));
     if (error) co_return error;
     count += read.bytes;
+    *lastActivity = std::chrono::steady_clock::now();
   }
+}
+
+inline awaitable<void> signalAfter(awaitable<void> work, Signal& done) {
+  co_await std::move(work);
+  done.set();
 }
 
 template <class A, class B>
 awaitable<void> pumpThenSignal(A& a, B& b, RelayResult& result, Signal& done) {
-  result.errorAtoB = co_await pumpBytes(a, b, result.bytesAtoB);
+  result.errorAtoB = co_await pumpBytes(a, b, result.bytesAtoB, &result.lastActivity);
   if (result.errorAtoB) {
     a.abort();
     b.abort();
@@ -43,21 +59,48 @@ awaitable<void> pumpThenSignal(A& a, B& b, RelayResult& result, Signal& done) {
   done.set();
 }
 
-// `a` and `b` must outlive the returned awaitable, which always waits for both
-// directions before it completes.
+// Ends the relay when no byte has moved either way for `idle`: a quiet peer must not
+// hold a connection (and its buffers) forever. One timer per connection, not per read.
 template <class A, class B>
-awaitable<RelayResult> relayBoth(A& a, B& b) {
+awaitable<void> idleWatchdog(A& a, B& b, RelayResult& result, std::chrono::milliseconds idle, bool& finished,
+                             asio::steady_timer& timer) {
+  while (!finished) {
+    timer.expires_at(result.lastActivity + idle);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (finished) break;
+    if (std::chrono::steady_clock::now() - result.lastActivity >= idle) {
+      result.idleTimeout = true;
+      a.abort();
+      b.abort();
+      break;
+    }
+  }
+}
+
+// `a` and `b` must outlive the returned awaitable, which always waits for both
+// directions (and the watchdog) before it completes.
+template <class A, class B>
+awaitable<RelayResult> relayBoth(A& a, B& b, std::chrono::milliseconds idle) {
   auto executor = co_await asio::this_coro::executor;
   RelayResult result;
   Signal aToBDone(executor);
-  // A named coroutine rather than a lambda (g++ 12 lambda-coroutine capture bugs).
+  bool finished = false;
+  asio::steady_timer watchdogTimer(executor);
+  Signal watchdogDone(executor);
+  // Named coroutines rather than lambdas (g++ 12 lambda-coroutine capture bugs).
   asio::co_spawn(executor, pumpThenSignal(a, b, result, aToBDone), asio::detached);
-  result.errorBtoA = co_await pumpBytes(b, a, result.bytesBtoA);
+  asio::co_spawn(executor, signalAfter(idleWatchdog(a, b, result, idle, finished, watchdogTimer), watchdogDone),
+                 asio::detached);
+  result.errorBtoA = co_await pumpBytes(b, a, result.bytesBtoA, &result.lastActivity);
   if (result.errorBtoA) {
     a.abort();
     b.abort();
   }
   co_await aToBDone.wait();
+  finished = true;
+  watchdogTimer.cancel();
+  co_await watchdogDone.wait();
   co_return result;
 }
 

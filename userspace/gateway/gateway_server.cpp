@@ -209,10 +209,8 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
 
   // 5. Relay: agent -> origin is "up".
   TcpStream origin(std::move(upstream));
-  RelayResult relayed = co_await relayBoth(tunnel, origin);
-  logAccess(record, relayed.bytesAtoB, relayed.bytesBtoA,
-            relayed.clean() ? "ok"
-                            : "relay-error:" + (relayed.errorAtoB ? relayed.errorAtoB : relayed.errorBtoA).message());
+  RelayResult relayed = co_await relayBoth(tunnel, origin, rules->gateway.idleTimeout);
+  logAccess(record, relayed.bytesAtoB, relayed.bytesBtoA, relayed.outcome());
 }
 
 }  // namespace sluice
