@@ -13,6 +13,8 @@ packages=(
   libfmt-dev libc-ares-dev libgtest-dev libgmock-dev libbenchmark-dev
   # test topology: namespaces, firewall, DNS server, HTTPS origins, real clients
   iproute2 iptables dnsmasq-base nginx-light curl openssl procps psmisc bc
+  # benchmarks: nginx stream proxies (the sidecar-style alternative) and the report chart
+  libnginx-mod-stream gnuplot-nox
 )
 
 if [ "$(id -u)" -ne 0 ]; then

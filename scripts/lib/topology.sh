@@ -33,6 +33,8 @@ SL_DENIED_HOST=blocked.example.net
 SL_DENIED_ADDR=198.18.100.20
 SL_DNS_ADDR=198.18.100.53
 SL_HOSTS=(pod-a pod-b node egress inet)
+# Extra origin names for dnsmasq and inet's loopback: "name=address" (benchmarks).
+SL_EXTRA_ORIGINS=(${SL_EXTRA_ORIGINS[@]+"${SL_EXTRA_ORIGINS[@]}"})
 SL_RULE_FILES=()
 
 sl_ns() { echo "$SL_PREFIX-$1"; }
@@ -79,6 +81,10 @@ sl_topology_up() {
   ip -n "$(sl_ns pod-b)" -6 route add 2001:db8::/32 via 2001:db8:2::1
   for a in $SL_ALLOWED_ADDR $SL_DENIED_ADDR $SL_DNS_ADDR; do
     ip -n "$(sl_ns inet)" addr add $a/32 dev lo
+  done
+  local extra
+  for extra in ${SL_EXTRA_ORIGINS[@]+"${SL_EXTRA_ORIGINS[@]}"}; do
+    ip -n "$(sl_ns inet)" addr add "${extra#*=}/32" dev lo
   done
   # Routes: only between test ranges. No default route anywhere.
   ip -n "$(sl_ns pod-a)" route add 198.18.0.0/15 via 198.18.1.1
@@ -151,11 +157,16 @@ sl_wait_listen() {
 }
 
 sl_start_internet() {
-  local run=$SL_RUN_DIR
+  local run=$SL_RUN_DIR extra
+  local dns_extra=()
+  for extra in ${SL_EXTRA_ORIGINS[@]+"${SL_EXTRA_ORIGINS[@]}"}; do
+    dns_extra+=("--address=/${extra%%=*}/${extra#*=}")
+  done
   sl_spawn dnsmasq inet dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll \
     --bind-interfaces --listen-address=$SL_DNS_ADDR --user=root --log-queries --log-facility=- \
     --pid-file="$run/dnsmasq.pid" \
-    --address=/$SL_ALLOWED_HOST/$SL_ALLOWED_ADDR --address=/$SL_DENIED_HOST/$SL_DENIED_ADDR
+    --address=/$SL_ALLOWED_HOST/$SL_ALLOWED_ADDR --address=/$SL_DENIED_HOST/$SL_DENIED_ADDR \
+    ${dns_extra[@]+"${dns_extra[@]}"}
   mkdir -p "$run/nginx"
   cat > "$run/nginx/nginx.conf" <<NGINX
 user root;
@@ -265,7 +276,7 @@ sl_topology_down() {
   if [ -x "$SL_BUILD/userspace/sluicectl" ] && [ -d "$SL_PIN_DIR" ]; then
     "$SL_BUILD/userspace/sluicectl" --pin-dir "$SL_PIN_DIR" uninstall > /dev/null
   fi
-  for h in "${SL_HOSTS[@]}"; do
+  for h in "${SL_HOSTS[@]}" ${SL_EXTRA_HOSTS[@]+"${SL_EXTRA_HOSTS[@]}"}; do
     ip netns del "$(sl_ns "$h")" 2>/dev/null
   done
   local root

@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# sluice against what users would run instead, side by side, in one run on the netns
+# topology, and bench/REPORT.md (with charts) from it. As root, on a fresh Debian 12:
+#   sudo scripts/bench.sh            the full run (about 6 minutes)
+#   sudo scripts/bench.sh --smoke    a few seconds per figure: every path and figure works
+#   --out DIR                        where REPORT.md and the charts go (default bench/)
+#
+# Paths, each from its own pod namespace to the same origins:
+#   direct   pod-b: routed straight to the origin (the floor; the bench opens this route)
+#   sluice   pod-a: BPF redirect, sluice-agent, mTLS, sluice-gateway
+#   pair     pod-c: iptables REDIRECT to an nginx stream proxy that wraps the stream in mTLS
+#            to a second nginx on the egress node, which connects by SNI (sidecar style)
+#   plain    pod-d: the same two nginx hops relaying plain TCP: not a real alternative
+#            (no mTLS), the ceiling for two userspace hops on this machine
+# All traffic stays inside the namespaces; every loop is bounded by count or time.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+smoke=0
+out=$root/bench
+while [ $# -gt 0 ]; do
+  case $1 in
+    --smoke) smoke=1 ;;
+    --out) out=$2; shift ;;
+    *) echo "usage: bench.sh [--smoke] [--out DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/bench.sh: run as root (sudo): it attaches BPF programs and makes namespaces" >&2
+  exit 1
+fi
+if [ "${SL_BENCH_SKIP_SETUP:-0}" != 1 ]; then
+  bash "$root/scripts/install-deps.sh"
+  BUILD_DIR=${SL_BUILD:-$root/build-release} bash "$root/scripts/build.sh" Release
+fi
+export SL_BUILD=${SL_BUILD:-$root/build-release}
+
+if [ $smoke = 1 ]; then
+  runs=1 seconds=1 stream_bytes=$((64 << 20)) idle=100 connects=2000
+else
+  runs=3 seconds=3 stream_bytes=$((1 << 30)) idle=1000 connects=20000
+fi
+
+export SL_PREFIX=${SL_PREFIX:-slb$$}
+export SL_RUN_DIR=/tmp/sluice-bench-$SL_PREFIX
+export SL_PIN_DIR=/sys/fs/bpf/sluice-bench-$SL_PREFIX
+PLAIN_HOST=plain.bench.example PLAIN_ADDR=198.18.100.30
+STREAM_HOST=stream.bench.example STREAM_ADDR=198.18.100.31
+export SL_EXTRA_ORIGINS=("$PLAIN_HOST=$PLAIN_ADDR" "$STREAM_HOST=$STREAM_ADDR")
+SL_EXTRA_HOSTS=(pod-c pod-d)
+source "$root/scripts/lib/topology.sh"
+trap sl_topology_down EXIT
+trap 'exit 130' INT TERM
+mkdir -p "$out"
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- topology and paths
+log "topology"
+sl_topology_up > /dev/null
+for pod in pod-c:5 pod-d:6; do
+  name=${pod%%:*} n=${pod##*:}
+  ip netns add "$(sl_ns $name)"
+  ip -n "$(sl_ns $name)" link set lo up
+  sl_veth $name eth0 198.18.$n.2/24 node p$n 198.18.$n.1/24
+  ip -n "$(sl_ns $name)" route add 198.18.0.0/15 via 198.18.$n.1
+  mkdir -p "$(sl_cgroup_root)/$name"
+done
+# The direct path: pod-b may reach the origins; the egress node routes; inet routes back.
+sl_host_exec node iptables -D FORWARD -i pb -j SL-POD-EGRESS
+sl_host_exec egress sysctl -qw net.ipv4.ip_forward=1
+ip -n "$(sl_ns inet)" route replace 198.18.0.0/16 via $SL_EGRESS_INET_ADDR
+sl_spawn origin-reply inet "$SL_BUILD/bench/sl-bench-origin" reply $PLAIN_ADDR:443
+sl_spawn origin-stream inet "$SL_BUILD/bench/sl-bench-origin" stream $STREAM_ADDR:443
+
+# sluice: the seed rules plus the bench origins.
+sl_write_rules native
+sed -i "s/^hosts:/hosts:\n  - name: $PLAIN_HOST\n  - name: $STREAM_HOST/" "$SL_RUN_DIR/rules.yaml"
+sed -i 's/^    - 198.18.3.0\/24/    - 198.18.3.0\/24\n    - 198.18.5.0\/24\n    - 198.18.6.0\/24/' "$SL_RUN_DIR/rules.yaml"
+sl_start_sluice
+pki=$SL_RUN_DIR/pki
+
+# nginx stream proxies, one worker each (sluice's daemons are one thread each).
+# bench_nginx NAME HOST CGROUP SERVER-BLOCK
+bench_nginx() {
+  local name=$1 host=$2 cgroup=$3 server=$4 dir=$SL_RUN_DIR/$1
+  mkdir -p "$dir" "$(sl_cgroup_root)/$cgroup"
+  cat > "$dir/nginx.conf" <<NGINX
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+user root;
+daemon off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log error;
+events { worker_connections 20000; }
+stream {
+  resolver $SL_DNS_ADDR valid=300s ipv6=off;
+  $server
+}
+NGINX
+  bash -c 'echo $$ > "$0/cgroup.procs" && exec nsenter --net="$1" -- "${@:2}"' \
+    "$(sl_cgroup_root)/$cgroup" "$(sl_netns_path "$host")" nginx -c "$dir/nginx.conf" -e "$dir/error.log" \
+    > "$SL_RUN_DIR/$name.log" 2>&1 &
+  echo "$! $name" >> "$SL_RUN_DIR/pids"
+}
+bench_nginx pair-egress egress pair-egress "server {
+    listen $SL_EGRESS_ADDR:16443 ssl;
+    ssl_certificate $pki/gateway.pem; ssl_certificate_key $pki/gateway.key;
+    ssl_client_certificate $pki/mesh-ca.pem; ssl_verify_client on;
+    ssl_protocols TLSv1.3; ssl_session_tickets off;
+    proxy_pass \$ssl_server_name:443;
+  }"
+bench_nginx pair-local pod-c pair-local "server {
+    listen 15001; ssl_preread on;
+    proxy_pass $SL_EGRESS_ADDR:16443;
+    proxy_ssl on; proxy_ssl_protocols TLSv1.3;
+    proxy_ssl_certificate $pki/agent.pem; proxy_ssl_certificate_key $pki/agent.key;
+    proxy_ssl_server_name on; proxy_ssl_name \$ssl_preread_server_name;
+  }"
+bench_nginx plain-egress egress plain-egress "server {
+    listen $SL_EGRESS_ADDR:16080; ssl_preread on;
+    proxy_pass \$ssl_preread_server_name:443;
+  }"
+bench_nginx plain-local pod-d plain-local "server {
+    listen 15001; ssl_preread on;
+    proxy_pass $SL_EGRESS_ADDR:16080;
+  }"
+for pod in pod-c pod-d; do
+  sl_host_exec $pod iptables -t nat -A OUTPUT -p tcp --dport 443 -j REDIRECT --to-ports 15001
+done
+sl_wait_listen egress 16443 && sl_wait_listen egress 16080
+sl_wait_listen pod-c 15001 && sl_wait_listen pod-d 15001
+
+paths=(direct sluice pair plain)
+declare -A pod=([direct]=pod-b [sluice]=pod-a [pair]=pod-c [plain]=pod-d)
+declare -A node_cg=([sluice]=host-node [pair]=pair-local [plain]=plain-local)
+declare -A gw_cg=([sluice]=host-egress [pair]=pair-egress [plain]=plain-egress)
+
+client() { # PATH ARGS...: the load generator in the path's pod
+  local p=$1
+  shift
+  sl_pod_exec "${pod[$p]}" "$SL_BUILD/bench/sl-bench-client" "$@"
+}
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< " $2"; }
+cpu_us() { awk '$1=="usage_usec"{print $2}' "$(sl_cgroup_root)/$1/cpu.stat"; }
+rss_kib() { # sum of VmRSS over a cgroup's processes
+  local total=0 pid kib
+  for pid in $(cat "$(sl_cgroup_root)/$1/cgroup.procs"); do
+    kib=$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    total=$((total + ${kib:-0}))
+  done
+  echo $total
+}
+# stats VALUES...: "median min max" of numbers
+stats() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{printf "%s %s %s\n", v[int((NR+1)/2)], v[1], v[NR]}'; }
+
+# Sanity before measuring: each path reaches both kinds of origin.
+for p in "${paths[@]}"; do
+  r=$(client $p path $PLAIN_ADDR:443 --sni $PLAIN_HOST --duration-ms 300)
+  [ "$(field conns "$r")" -gt 0 ] || { log "path $p does not work (path-only): $r"; exit 1; }
+  r=$(client $p tls $SL_ALLOWED_ADDR:443 --sni $SL_ALLOWED_HOST --ca "$pki/public-ca.pem" --duration-ms 300)
+  [ "$(field conns "$r")" -gt 0 ] || { log "path $p does not work (TLS): $r"; exit 1; }
+done
+
+declare -A R  # results: R[figure,path] = "median min max"
+
+# ---------------------------------------------------------------- connections and latency
+for mode in path tls; do
+  for c in 1 16; do
+    for p in "${paths[@]}"; do
+      cps=() p50=() p99=()
+      for ((i = 0; i < runs; i++)); do
+        if [ $mode = path ]; then
+          r=$(client $p path $PLAIN_ADDR:443 --sni $PLAIN_HOST --concurrency $c --duration-ms $((seconds * 1000)))
+        else
+          r=$(client $p tls $SL_ALLOWED_ADDR:443 --sni $SL_ALLOWED_HOST --ca "$pki/public-ca.pem" \
+            --concurrency $c --duration-ms $((seconds * 1000)))
+        fi
+        cps+=("$(field cps "$r")") p50+=("$(field p50_us "$r")") p99+=("$(field p99_us "$r")")
+      done
+      R[cps_${mode}_$c,$p]=$(stats "${cps[@]}")
+      R[p50_${mode}_$c,$p]=$(stats "${p50[@]}")
+      R[p99_${mode}_$c,$p]=$(stats "${p99[@]}")
+      log "$mode c=$c $p: cps ${R[cps_${mode}_$c,$p]} p50 ${R[p50_${mode}_$c,$p]} p99 ${R[p99_${mode}_$c,$p]}"
+    done
+  done
+done
+
+# ---------------------------------------------------------------- throughput and CPU per GiB
+for streams in 1 8; do
+  for p in "${paths[@]}"; do
+    mibs=() node_cpu=() gw_cpu=()
+    for ((i = 0; i < runs; i++)); do
+      n0=0 g0=0
+      [ $p != direct ] && n0=$(cpu_us ${node_cg[$p]}) && g0=$(cpu_us ${gw_cg[$p]})
+      r=$(client $p stream $STREAM_ADDR:443 --sni $STREAM_HOST --concurrency $streams --bytes $stream_bytes)
+      mibs+=("$(field mib_per_s "$r")")
+      if [ $p != direct ]; then
+        gib=$(echo "$(field bytes "$r") / 1073741824" | bc -l)
+        node_cpu+=("$(echo "($(cpu_us ${node_cg[$p]}) - $n0) / 1000000 / $gib" | bc -l)")
+        gw_cpu+=("$(echo "($(cpu_us ${gw_cg[$p]}) - $g0) / 1000000 / $gib" | bc -l)")
+      fi
+    done
+    R[mibs_$streams,$p]=$(stats "${mibs[@]}")
+    if [ $p != direct ]; then
+      R[cpu_node_$streams,$p]=$(stats "${node_cpu[@]}")
+      R[cpu_gw_$streams,$p]=$(stats "${gw_cpu[@]}")
+    fi
+    log "stream x$streams $p: MiB/s ${R[mibs_$streams,$p]}"
+  done
+done
+
+# ---------------------------------------------------------------- memory per idle connection
+for p in sluice pair plain; do
+  n0=$(rss_kib ${node_cg[$p]}) g0=$(rss_kib ${gw_cg[$p]})
+  client $p hold $PLAIN_ADDR:443 --sni $PLAIN_HOST --concurrency $idle --duration-ms 4000 > "$SL_RUN_DIR/hold.out" &
+  holder=$!
+  for _ in $(seq 60); do grep -q held= "$SL_RUN_DIR/hold.out" && break; sleep 0.1; done
+  sleep 0.5
+  n1=$(rss_kib ${node_cg[$p]}) g1=$(rss_kib ${gw_cg[$p]})
+  held=$(field held "$(cat "$SL_RUN_DIR/hold.out")")
+  wait $holder || true
+  R[mem_node,$p]=$(echo "($n1 - $n0) * 1000 / ${held:-1} / 1024" | bc -l)
+  R[mem_gw,$p]=$(echo "($g1 - $g0) * 1000 / ${held:-1} / 1024" | bc -l)
+  log "idle x$held $p: node +$((n1 - n0)) KiB, gateway +$((g1 - g0)) KiB"
+done
+
+# ---------------------------------------------------------------- connect() cost
+# The agent is stopped so its accept work does not share the cores with the measurement.
+sl_stop agent
+declare -A cc
+for ((i = 0; i < runs * 3; i++)); do
+  cc[none]+="$(sl_pod_exec pod-b "$SL_BUILD/bench/sl-connect-cost" $PLAIN_ADDR:443 $connects 1 | sed -n 's/^median_ns=\([0-9]*\).*/\1/p') "
+  cc[sluice]+="$(sl_pod_exec pod-a "$SL_BUILD/bench/sl-connect-cost" $PLAIN_ADDR:443 $connects 1 | sed -n 's/^median_ns=\([0-9]*\).*/\1/p') "
+  cc[iptables]+="$(sl_pod_exec pod-c "$SL_BUILD/bench/sl-connect-cost" $PLAIN_ADDR:443 $connects 1 | sed -n 's/^median_ns=\([0-9]*\).*/\1/p') "
+done
+for k in none sluice iptables; do
+  # shellcheck disable=SC2086
+  R[connect,$k]=$(stats ${cc[$k]})
+done
+
+# ---------------------------------------------------------------- the report
+bash "$root/bench/report.sh" "$out" "$smoke" "$(declare -p R)"
+log "wrote $out/REPORT.md"
