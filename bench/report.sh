@@ -85,7 +85,9 @@ verdict() { [ "$(echo "$1" | bc -l)" = 1 ] && echo "met" || echo "not met"; }
   echo
   echo "### connect() cost"
   echo
-  echo "ns inside a non-blocking \`connect()\` to an external :443 (hooks, sockops, netfilter, the SYN)."
+  echo "ns inside a non-blocking \`connect()\` (hooks, sockops, netfilter, the SYN). *no program*: pod-b, not enabled,"
+  echo "connecting to the agent's address, where sluice sends an external :443; *sluice*: pod-a to the external :443;"
+  echo "*iptables REDIRECT*: pod-c with the nat rule, to the same external :443."
   echo
   echo "| path | ns, median (min–max) | vs no program |"
   echo "|---|---|---|"

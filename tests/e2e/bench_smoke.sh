@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The benchmark's smoke mode: every path works and every figure is produced. The figures
+# themselves are never asserted.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+out=$(mktemp -d /tmp/sluice-bench-smoke.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+SL_BENCH_SKIP_SETUP=1 bash "$root/scripts/bench.sh" --smoke --out "$out" > "$out/bench.log" 2>&1
+rc=$?
+failures=0
+fail() { echo "not ok - $*"; failures=$((failures + 1)); }
+pass() { echo "ok - $*"; }
+[ $rc -eq 0 ] && pass "bench.sh --smoke exits 0" || { fail "bench.sh --smoke exited $rc"; tail -30 "$out/bench.log"; }
+report=$out/REPORT.md
+[ -s "$report" ] && pass "REPORT.md written" || fail "no REPORT.md"
+for figure in "path-only conn/s, 1 client" "path-only conn/s, 16 clients" "realistic conn/s, 1 client" \
+  "realistic conn/s, 16 clients" "path-only p50 µs, 1 client" "path-only p99 µs, 1 client" \
+  "realistic p50 µs, 1 client" "1 stream MiB/s" "8 streams MiB/s (total)"; do
+  line=$(grep -F "| $figure |" "$report")
+  # direct, sluice, pair, plain: four numbers, none missing.
+  if [ "$(grep -oE '\| [0-9.]+ \(' <<< "$line" | wc -l)" -eq 4 ]; then pass "$figure: all four paths"; else
+    fail "$figure: $line"; fi
+done
+for figure in "node CPU s per GiB, 1 stream" "gateway CPU s per GiB, 8 streams" "node KiB per idle connection" \
+  "gateway KiB per idle connection"; do
+  line=$(grep -F "| $figure |" "$report")
+  if [ "$(grep -oE '\| -?[0-9.]+ \(' <<< "$line" | wc -l)" -eq 3 ]; then pass "$figure: the three proxied paths"; else
+    fail "$figure: $line"; fi
+done
+for k in "no program" "sluice programs" "iptables REDIRECT"; do
+  grep -qE "^\| $k \| [0-9]+ \(" "$report" && pass "connect() cost: $k" || fail "connect() cost: $k missing"
+done
+for png in bench-cps.png bench-latency.png; do
+  [ "$(head -c 4 "$out/$png" | tail -c 3)" = PNG ] && pass "chart $png" || fail "chart $png missing"
+done
+[ $failures -eq 0 ] || { echo "$failures failed"; exit 1; }
+echo "bench smoke: all figures produced"
