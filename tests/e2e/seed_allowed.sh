@@ -35,3 +35,8 @@ if [ "${SL_RULES_VARIANT:-native}" = istio ]; then
   check "the seed file is byte for byte the committed copy" cmp -s "$SL_RUN_DIR/seed-egress.yaml" \
     "$SL_ROOT/examples/istio/seed-egress.yaml"
 fi
+# Tunnels after the first resume the TLS session (no certificate signatures), and the
+# gateway still knows the agent's identity from the session.
+check "a later tunnel resumed its TLS session" wait_for_log agent "sni=$SL_ALLOWED_HOST .*tunnel=resumed .*result=ok"
+check_not_contains "every relayed access at the gateway carries the agent's identity" \
+  "$(grep 'result=ok' "$SL_RUN_DIR/gateway.log")" "identity=- "

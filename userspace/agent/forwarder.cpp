@@ -255,6 +255,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
       upstream.set_option(tcp::no_delay(true), ec);
       tunnel.emplace(std::move(upstream), rules->gatewayTls.get(), TlsRole::Client);
       SSL_set_tlsext_host_name(tunnel->ssl(), host->c_str());
+      resumeSession(tunnel->ssl(), *host);
       std::string alpn = portAlpn(flow.destination.port());
       std::string wire = std::string(1, static_cast<char>(alpn.size())) + alpn;
       SSL_set_alpn_protos(tunnel->ssl(), reinterpret_cast<const unsigned char*>(wire.data()), wire.size());
@@ -280,9 +281,10 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   RelayResult relayed;
   if (!ec) relayed = co_await relayBoth(app, *tunnel, agent.idleTimeout);
   std::string result = ec ? "gateway-write:" + ec.message() : relayed.outcome();
-  spdlog::info("flow cgroup={} src={} dst={} sni={} rule={} up={} down={} duration_ms={} result={}", flow.cgroupId,
-               formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, *rule,
-               have + relayed.bytesAtoB, relayed.bytesBtoA, millisSince(flow.started), result);
+  spdlog::info("flow cgroup={} src={} dst={} sni={} rule={} tunnel={} up={} down={} duration_ms={} result={}",
+               flow.cgroupId, formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, *rule,
+               SSL_session_reused(tunnel->ssl()) ? "resumed" : "full", have + relayed.bytesAtoB, relayed.bytesBtoA,
+               millisSince(flow.started), result);
   if (!relayed.clean() || ec) resetAndClose(app.socket());
 }
 

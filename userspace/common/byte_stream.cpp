@@ -16,6 +16,12 @@ awaitable<IoResult> TcpStream::readSome(std::span<uint8_t> buffer) {
   co_return result;
 }
 
+awaitable<error_code> TcpStream::waitReadable() {
+  error_code ec;
+  co_await socket_.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
+  co_return ec;
+}
+
 awaitable<error_code> TcpStream::writeAll(std::span<const uint8_t> data) {
   error_code ec;
   co_await asio::async_write(socket_, asio::buffer(data.data(), data.size()),
@@ -85,6 +91,14 @@ awaitable<error_code> TlsStream::handshake() {
       co_return error;
     }
   }
+}
+
+awaitable<error_code> TlsStream::waitReadable() {
+  error_code ec;
+  // Decrypted or buffered record bytes are readable without the socket.
+  if (SSL_has_pending(ssl_.get())) co_return ec;
+  co_await socket_.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
+  co_return ec;
 }
 
 awaitable<IoResult> TlsStream::readSome(std::span<uint8_t> buffer) {

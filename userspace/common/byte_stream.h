@@ -22,6 +22,8 @@ struct IoResult {
 class TcpStream {
  public:
   explicit TcpStream(tcp::socket socket) : socket_(std::move(socket)) {}
+  // Completes when a read would not block (data, end of stream or an error).
+  awaitable<boost::system::error_code> waitReadable();
   awaitable<IoResult> readSome(std::span<uint8_t> buffer);
   awaitable<boost::system::error_code> writeAll(std::span<const uint8_t> data);
   // Half-close: sends FIN, keeps reading.
@@ -42,6 +44,7 @@ class TlsStream {
  public:
   TlsStream(tcp::socket socket, SSL_CTX* ctx, TlsRole role);
   awaitable<boost::system::error_code> handshake();
+  awaitable<boost::system::error_code> waitReadable();
   awaitable<IoResult> readSome(std::span<uint8_t> buffer);
   awaitable<boost::system::error_code> writeAll(std::span<const uint8_t> data);
   // Sends close_notify once; the peer sees end of stream, we can still read.

@@ -83,11 +83,14 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
 GatewayConfig readGateway(const YamlReader& r, const YAML::Node& node) {
   r.requireMap(node, "gateway",
                {"listen", "dns", "dnsTimeoutMs", "upstreamConnectTimeoutMs", "handshakeTimeoutMs", "tls",
-                "allowedClients", "name", "labels", "idleTimeoutMs"});
+                "allowedClients", "name", "labels", "idleTimeoutMs", "dnsCacheMs"});
   GatewayConfig gateway;
   gateway.listen = r.endpoint(r.required(node, "listen", "gateway"), "gateway.listen");
   gateway.dnsServer = r.endpoint(r.required(node, "dns", "gateway"), "gateway.dns");
   gateway.dnsTimeout = r.millis(node, "dnsTimeoutMs", gateway.dnsTimeout);
+  if (node["dnsCacheMs"]) {
+    gateway.dnsCacheLifetime = std::chrono::milliseconds(r.number(node["dnsCacheMs"], "gateway.dnsCacheMs", 0, 3'600'000));
+  }
   gateway.upstreamConnectTimeout = r.millis(node, "upstreamConnectTimeoutMs", gateway.upstreamConnectTimeout);
   gateway.handshakeTimeout = r.millis(node, "handshakeTimeoutMs", gateway.handshakeTimeout);
   gateway.idleTimeout = r.millis(node, "idleTimeoutMs", gateway.idleTimeout);

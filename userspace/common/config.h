@@ -66,6 +66,7 @@ struct GatewayConfig {
   Ipv4Endpoint listen;
   Ipv4Endpoint dnsServer;
   std::chrono::milliseconds dnsTimeout{3000};
+  std::chrono::milliseconds dnsCacheLifetime{5000};  // 0: ask the DNS server every time
   std::chrono::milliseconds upstreamConnectTimeout{5000};
   std::chrono::milliseconds handshakeTimeout{5000};
   std::chrono::milliseconds idleTimeout{3'600'000};

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <memory>
+#include <span>
 #include <vector>
 
 #include "async.h"
@@ -27,13 +29,52 @@ struct RelayResult {
   }
 };
 
-inline constexpr size_t kRelayBufferBytes = 16384;
+inline constexpr size_t kRelayBufferBytes = 65536;
+
+// Relay buffers are lent only while bytes are in flight, so an idle connection holds
+// none: memory follows the active connections, not the open ones. One pool per thread
+// (each daemon runs its connections on one thread).
+class BufferPool {
+ public:
+  class Lease {
+   public:
+    explicit Lease(std::unique_ptr<uint8_t[]> buffer) : buffer_(std::move(buffer)) {}
+    Lease(Lease&&) = default;
+    ~Lease() {
+      if (buffer_) local().give(std::move(buffer_));
+    }
+    std::span<uint8_t> span() { return {buffer_.get(), kRelayBufferBytes}; }
+
+   private:
+    std::unique_ptr<uint8_t[]> buffer_;
+  };
+  static BufferPool& local() {
+    thread_local BufferPool pool;
+    return pool;
+  }
+  Lease take() {
+    if (free_.empty()) return Lease(std::make_unique_for_overwrite<uint8_t[]>(kRelayBufferBytes));
+    auto buffer = std::move(free_.back());
+    free_.pop_back();
+    return Lease(std::move(buffer));
+  }
+
+ private:
+  void give(std::unique_ptr<uint8_t[]> buffer) {
+    if (free_.size() < kMaxFree) free_.push_back(std::move(buffer));
+  }
+  static constexpr size_t kMaxFree = 64;
+  std::vector<std::unique_ptr<uint8_t[]>> free_;
+};
 
 template <class From, class To>
 awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& count,
                                                std::chrono::steady_clock::time_point* lastActivity) {
-  std::vector<uint8_t> buffer(kRelayBufferBytes);
   while (true) {
+    // Wait with no buffer; borrow one only to move the bytes that are there.
+    if (auto waited = co_await from.waitReadable()) co_return waited;
+    BufferPool::Lease lease = BufferPool::local().take();
+    std::span<uint8_t> buffer = lease.span();
     IoResult read = co_await from.readSome(buffer);
     if (read.error == asio::error::eof) co_return co_await to.shutdownSend();
     if (read.error) co_return read.error;

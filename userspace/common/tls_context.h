@@ -24,9 +24,19 @@ using SslPtr = std::unique_ptr<SSL, SslFree>;
 enum class TlsRole { Client, Server };
 
 // TLS 1.3 only, peer verification against `files.ca`, our chain and key from `files`.
-// A server also requires a client certificate. Throws std::runtime_error with OpenSSL's
-// reason and the file involved.
+// A server also requires a client certificate and issues one session ticket per
+// handshake (lifetime kTicketLifetimeSeconds); a client keeps the newest ticket per SNI
+// (resumeSession). Throws std::runtime_error with OpenSSL's reason and the file involved.
 SslCtxPtr makeMeshTlsContext(const TlsFiles& files, TlsRole role);
+
+// Resumption skips the certificate signatures and checks; the peer's certificate comes
+// from the session, so identity checks still apply. Short-lived so that a revoked
+// identity does not linger.
+inline constexpr long kTicketLifetimeSeconds = 300;
+
+// Client side: offers the newest ticket received for this SNI, if any. Call before the
+// handshake, after SSL_set_tlsext_host_name.
+void resumeSession(SSL* ssl, const std::string& serverName);
 
 // The URI subject alternative names of the verified peer certificate.
 std::vector<std::string> peerUriSans(SSL* ssl);

@@ -27,6 +27,7 @@ std::shared_ptr<const GatewayRules> buildRules(const std::vector<std::filesystem
   rules->serverTls = makeMeshTlsContext(rules->gateway.tls, TlsRole::Server);
   GatewayServer::configureAlpn(rules->serverTls.get());
   rules->resolver = std::make_unique<DnsResolver>(rules->gateway.dnsServer, rules->gateway.dnsTimeout);
+  rules->dnsCache = std::make_unique<DnsCache>(rules->gateway.dnsCacheLifetime);
   rules->version = version;
   rules->config = std::move(config);
   return rules;

@@ -168,9 +168,12 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   ResolveResult resolved;
   if (!destination.addressesBe.empty()) {
     resolved.addressesBe = destination.addressesBe;
+  } else if (const auto* cached = rules->dnsCache->find(destination.host)) {
+    resolved.addressesBe = *cached;
   } else {
     resolved = co_await asio::co_spawn(resolverPool_, resolveOnPool(rules->resolver.get(), destination.host),
                                        use_awaitable);
+    rules->dnsCache->put(destination.host, resolved.addressesBe);
   }
   if (resolved.addressesBe.empty()) {
     logAccess(record, 0, 0, "dns-failed:" + destination.host + ":" + resolved.error);

@@ -6,6 +6,7 @@
 
 #include "async.h"
 #include "config.h"
+#include "dns_cache.h"
 #include "dns_resolver.h"
 #include "host_matcher.h"
 #include "tls_context.h"
@@ -18,6 +19,8 @@ struct GatewayRules {
   Config config;  // for routes (Config::routeFor)
   SslCtxPtr serverTls;
   std::unique_ptr<DnsResolver> resolver;
+  // Per rule set: a reload (maybe a new DNS server) starts with an empty cache.
+  std::unique_ptr<DnsCache> dnsCache;
   uint64_t version = 0;
 };
 
