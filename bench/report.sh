@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Writes REPORT.md and the charts from the results of scripts/bench.sh.
 #   report.sh OUT_DIR SMOKE "declare -A R=(...)"
+# (bench.sh also saves that argument as OUT_DIR/results.txt, to re-render a report.)
 set -euo pipefail
 out=$1 smoke=$2
 eval "declare -A R=${3#*=}"
@@ -40,7 +41,8 @@ verdict() { [ "$(echo "$1" | bc -l)" = 1 ] && echo "met" || echo "not met"; }
   echo "- $(nproc) cores: $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo); $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
   echo "- Linux $(uname -r), Debian $(cat /etc/debian_version)"
   echo "- $(openssl version), $(nginx -v 2>&1 | sed 's/.*: //'), $(g++ --version | head -1)"
-  echo "- Each figure: median of the runs with (min–max); paths interleave per figure on the same machine."
+  echo "- Each figure: median of the runs with (min–max); the paths run one after the other per figure."
+  echo "- Every namespace: \`net.ipv4.tcp_tw_reuse=1\`, ports 1024–65000 (thousands of short connections per second)."
   echo
   echo "## Paths"
   echo
@@ -119,7 +121,6 @@ verdict() { [ "$(echo "$1" | bc -l)" = 1 ] && echo "met" || echo "not met"; }
 # Charts: grouped bars per path.
 data=$(mktemp)
 {
-  echo "path path1 path16 tls1 tls16 p50 p99"
   for p in "${paths[@]}"; do
     echo "$p $(med cps_path_1 $p) $(med cps_path_16 $p) $(med cps_tls_1 $p) $(med cps_tls_16 $p) $(med p50_path_1 $p) $(med p99_path_1 $p)"
   done
@@ -127,17 +128,19 @@ data=$(mktemp)
 gnuplot <<GP
 set terminal pngcairo size 900,480 font ",10"
 set style data histograms
+set logscale y
+set yrange [10:*]
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set key top right
 set grid ytics
 set output "$out/bench-cps.png"
-set title "New connections per second (higher is better)"
+set title "New connections per second (higher is better; log scale)"
 set ylabel "connections/s"
 plot "$data" using 2:xtic(1) title "path-only, 1 client", '' using 3 title "path-only, 16 clients", \
      '' using 4 title "realistic TLS, 1 client", '' using 5 title "realistic TLS, 16 clients"
 set output "$out/bench-latency.png"
-set title "Connect to first byte, path-only, 1 client (lower is better)"
+set title "Connect to first byte, path-only, 1 client (lower is better; log scale)"
 set ylabel "µs"
 plot "$data" using 6:xtic(1) title "p50", '' using 7 title "p99"
 GP

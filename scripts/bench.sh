@@ -65,6 +65,12 @@ for pod in pod-c:5 pod-d:6; do
   ip -n "$(sl_ns $name)" route add 198.18.0.0/15 via 198.18.$n.1
   mkdir -p "$(sl_cgroup_root)/$name"
 done
+# Thousands of short connections per second per path: as on a busy node, reuse TIME_WAIT
+# ports for outgoing connections and use the whole port range, or the later runs would
+# measure ephemeral-port exhaustion left by the earlier ones.
+for h in "${SL_HOSTS[@]}" "${SL_EXTRA_HOSTS[@]}"; do
+  sl_host_exec $h sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65000"
+done
 # The direct path: pod-b may reach the origins; the egress node routes; inet routes back.
 sl_host_exec node iptables -D FORWARD -i pb -j SL-POD-EGRESS
 sl_host_exec egress sysctl -qw net.ipv4.ip_forward=1
@@ -242,5 +248,6 @@ for k in none sluice iptables; do
 done
 
 # ---------------------------------------------------------------- the report
+declare -p R > "$out/results.txt"
 bash "$root/bench/report.sh" "$out" "$smoke" "$(declare -p R)"
 log "wrote $out/REPORT.md"
