@@ -210,6 +210,35 @@ static __always_inline int sl_remember(struct bpf_sock *sk, const struct sl_deci
   return 1;
 }
 
+/* The part of every connect/sendmsg hook that does not depend on the family: decide,
+ * remember the original destination when redirecting, count. Returns the verdict; on
+ * SL_VERDICT_REDIRECT the caller rewrites the destination with *cfgOut. */
+static __always_inline enum sl_verdict sl_hook_decide(struct bpf_sock *sk, const struct sl_decision_input *in,
+                                                      int rewrite, struct sl_config **cfgOut) {
+  struct sl_config *cfg = sl_current_config();
+  __u32 stat;
+  enum sl_verdict verdict = sl_decide(in, cfg, &stat);
+  __u64 cgroupId = bpf_get_current_cgroup_id();
+  if (verdict == SL_VERDICT_REDIRECT && (!rewrite || !cfg)) {
+    verdict = SL_VERDICT_PASS; /* sendmsg never rewrites; cfg is known non-NULL here */
+  } else if (verdict == SL_VERDICT_REDIRECT && !sl_remember(sk, in, cgroupId)) {
+    stat = SL_STAT_STORAGE_FAILED;
+    verdict = SL_VERDICT_REFUSE;
+  }
+  sl_count(stat, cgroupId);
+  *cfgOut = cfg;
+  return verdict;
+}
+
+static __always_inline void sl_input_common(struct bpf_sock_addr *ctx, struct bpf_sock *sk,
+                                            struct sl_decision_input *in, __u8 family) {
+  in->port_be = (__u16)ctx->user_port;
+  in->family = family;
+  in->type = ctx->type;
+  in->protocol = ctx->protocol;
+  in->mark = sk->mark;
+}
+
 /* connect4 and sendmsg4: returns SL_SOCK_ADDR_PROCEED or _REJECT. */
 static __always_inline int sl_hook4(struct bpf_sock_addr *ctx, int rewrite) {
   struct bpf_sock *sk = ctx->sk;
@@ -218,25 +247,13 @@ static __always_inline int sl_hook4(struct bpf_sock_addr *ctx, int rewrite) {
   struct sl_decision_input in = {};
   __u32 dst = ctx->user_ip4;
   __builtin_memcpy(in.addr, &dst, 4);
-  in.port_be = (__u16)ctx->user_port;
-  in.family = SL_FAMILY_INET;
-  in.type = ctx->type;
-  in.protocol = ctx->protocol;
-  in.mark = sk->mark;
-  struct sl_config *cfg = sl_current_config();
-  __u32 stat;
-  enum sl_verdict verdict = sl_decide(&in, cfg, &stat);
-  __u64 cgroupId = bpf_get_current_cgroup_id();
-  if (verdict == SL_VERDICT_REDIRECT && rewrite && cfg) {
-    if (!sl_remember(sk, &in, cgroupId)) {
-      stat = SL_STAT_STORAGE_FAILED;
-      verdict = SL_VERDICT_REFUSE;
-    } else {
-      ctx->user_ip4 = cfg->redirect_ip4_be;
-      ctx->user_port = cfg->redirect_port_be;
-    }
+  sl_input_common(ctx, sk, &in, SL_FAMILY_INET);
+  struct sl_config *cfg;
+  enum sl_verdict verdict = sl_hook_decide(sk, &in, rewrite, &cfg);
+  if (verdict == SL_VERDICT_REDIRECT && cfg) {
+    ctx->user_ip4 = cfg->redirect_ip4_be;
+    ctx->user_port = cfg->redirect_port_be;
   }
-  sl_count(stat, cgroupId);
   return verdict == SL_VERDICT_REFUSE ? SL_SOCK_ADDR_REJECT : SL_SOCK_ADDR_PROCEED;
 }
 
@@ -251,26 +268,16 @@ static __always_inline int sl_hook6(struct bpf_sock_addr *ctx, int rewrite) {
   __builtin_memcpy(in.addr + 4, &w1, 4);
   __builtin_memcpy(in.addr + 8, &w2, 4);
   __builtin_memcpy(in.addr + 12, &w3, 4);
-  in.port_be = (__u16)ctx->user_port;
-  in.family = SL_FAMILY_INET6;
-  in.type = ctx->type;
-  in.protocol = ctx->protocol;
-  in.mark = sk->mark;
-  struct sl_config *cfg = sl_current_config();
-  __u32 stat;
-  enum sl_verdict verdict = sl_decide(&in, cfg, &stat);
-  __u64 cgroupId = bpf_get_current_cgroup_id();
-  if (verdict == SL_VERDICT_REDIRECT && rewrite && cfg) {
-    if (!sl_remember(sk, &in, cgroupId)) {
-      stat = SL_STAT_STORAGE_FAILED;
-      verdict = SL_VERDICT_REFUSE;
-    } else if (sl_is_v4_mapped(in.addr)) {
+  sl_input_common(ctx, sk, &in, SL_FAMILY_INET6);
+  struct sl_config *cfg;
+  enum sl_verdict verdict = sl_hook_decide(sk, &in, rewrite, &cfg);
+  if (verdict == SL_VERDICT_REDIRECT && cfg) {
+    if (sl_is_v4_mapped(in.addr)) {
       /* The connection is IPv4 on the wire: send it to the IPv4 listener, v4-mapped. */
       ctx->user_ip6[0] = 0;
       ctx->user_ip6[1] = 0;
       ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
       ctx->user_ip6[3] = cfg->redirect_ip4_be;
-      ctx->user_port = cfg->redirect_port_be;
     } else {
       __u32 r[4];
       __builtin_memcpy(r, cfg->redirect_ip6, 16);
@@ -278,10 +285,9 @@ static __always_inline int sl_hook6(struct bpf_sock_addr *ctx, int rewrite) {
       ctx->user_ip6[1] = r[1];
       ctx->user_ip6[2] = r[2];
       ctx->user_ip6[3] = r[3];
-      ctx->user_port = cfg->redirect_port_be;
     }
+    ctx->user_port = cfg->redirect_port_be;
   }
-  sl_count(stat, cgroupId);
   return verdict == SL_VERDICT_REFUSE ? SL_SOCK_ADDR_REJECT : SL_SOCK_ADDR_PROCEED;
 }
 

@@ -8,11 +8,7 @@ sed -i 's/^  clientHelloTimeoutMs: 5000/  clientHelloTimeoutMs: 5000\n  idleTime
 check "the rules carry the short idle timeout" grep -q "idleTimeoutMs: 800" "$SL_RUN_DIR/rules.yaml"
 sl_start_sluice || { not_ok "sluice daemons start"; exit 1; }
 
-mkfifo "$SL_RUN_DIR/idle.in"
-sl_pod_exec pod-a openssl s_client -quiet -connect $SL_ALLOWED_ADDR:443 -servername $SL_ALLOWED_HOST \
-  -CAfile "$SL_RUN_DIR/pki/public-ca.pem" < "$SL_RUN_DIR/idle.in" > "$SL_RUN_DIR/idle.log" 2>&1 &
-echo "$! idle" >> "$SL_RUN_DIR/pids"
-exec 3> "$SL_RUN_DIR/idle.in"
+open_stream idle
 check "an idle relay is ended after the idle timeout" \
   wait_for_log agent "sni=$SL_ALLOWED_HOST .*duration_ms=(8|9|1[0-9])[0-9]{2} result=idle-timeout" 5
 exec 3>&-

@@ -5,14 +5,9 @@ source "$(dirname "$0")/../lib/harness.sh"
 harness_start
 ctl() { "$SL_BUILD/userspace/sluicectl" --pin-dir "$SL_PIN_DIR" "$@"; }
 
-mkfifo "$SL_RUN_DIR/stream.in"
-sl_pod_exec pod-a openssl s_client -quiet -connect $SL_ALLOWED_ADDR:443 -servername $SL_ALLOWED_HOST \
-  -CAfile "$SL_RUN_DIR/pki/public-ca.pem" < "$SL_RUN_DIR/stream.in" > "$SL_RUN_DIR/stream.log" 2>&1 &
-echo "$! stream" >> "$SL_RUN_DIR/pids"
-exec 3> "$SL_RUN_DIR/stream.in"
-established() { sl_host_exec node ss -Htn state established "( sport = :$SL_AGENT_PORT )" | grep -c .; }
-for _ in $(seq 40); do [ "$(established)" -gt 0 ] && break; sleep 0.05; done
-check "a stream is established before the map fills" test "$(established)" -gt 0
+open_stream stream
+for _ in $(seq 40); do [ "$(agent_established)" -gt 0 ] && break; sleep 0.05; done
+check "a stream is established before the map fills" test "$(agent_established)" -gt 0
 
 # Fill sl_orig_dst to its 65536 entries with fake sources (198.19.x.y, no such client).
 batch=$SL_RUN_DIR/fill.batch
@@ -30,7 +25,4 @@ check_contains "a new connect fails closed (reset), not direct" "$out" "reset by
 check_contains "the kernel counted it" "$(kernel_counter handoff_full)" "^[1-9]"
 check "the agent refused it for want of a destination" wait_for_log agent "reason=no-original-destination"
 
-printf 'GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' $SL_ALLOWED_HOST >&3
-exec 3>&-
-for _ in $(seq 50); do grep -q "hello from $SL_ALLOWED_HOST" "$SL_RUN_DIR/stream.log" && break; sleep 0.1; done
-check "the established stream is unaffected" grep -q "hello from $SL_ALLOWED_HOST" "$SL_RUN_DIR/stream.log"
+check "the established stream is unaffected" stream_request stream

@@ -24,14 +24,9 @@ SL_RULE_FILES=("$cm/rules.yaml")
 sl_start_sluice || { not_ok "sluice daemons start"; exit 1; }
 
 # A TLS stream to the allowed host, opened now, used after the reloads.
-mkfifo "$SL_RUN_DIR/stream.in"
-sl_pod_exec pod-a openssl s_client -quiet -connect $SL_ALLOWED_ADDR:443 -servername $SL_ALLOWED_HOST \
-  -CAfile "$SL_RUN_DIR/pki/public-ca.pem" < "$SL_RUN_DIR/stream.in" > "$SL_RUN_DIR/stream.log" 2>&1 &
-echo "$! stream" >> "$SL_RUN_DIR/pids"
-exec 3> "$SL_RUN_DIR/stream.in"
-established() { sl_host_exec node ss -Htn state established "( sport = :$SL_AGENT_PORT )" | grep -c .; }
-for _ in $(seq 40); do [ "$(established)" -gt 0 ] && break; sleep 0.05; done
-check "the early stream is established through the agent" test "$(established)" -gt 0
+open_stream stream
+for _ in $(seq 40); do [ "$(agent_established)" -gt 0 ] && break; sleep 0.05; done
+check "the early stream is established through the agent" test "$(agent_established)" -gt 0
 
 # v2: allow the other host instead.
 sed "s/- name: $SL_ALLOWED_HOST/- name: $SL_DENIED_HOST/" "$base" > "$SL_RUN_DIR/v2.yaml"
@@ -47,10 +42,7 @@ body=$(pod_curl pod-a $SL_DENIED_HOST $SL_DENIED_ADDR)
 check_contains "a host added by the reload is allowed" "$body" "^hello from $SL_DENIED_HOST"
 
 # The stream opened under v1 still flows both ways.
-printf 'GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' $SL_ALLOWED_HOST >&3
-exec 3>&-
-for _ in $(seq 50); do grep -q "hello from $SL_ALLOWED_HOST" "$SL_RUN_DIR/stream.log" && break; sleep 0.1; done
-check "a stream opened before the reload keeps flowing" grep -q "hello from $SL_ALLOWED_HOST" "$SL_RUN_DIR/stream.log"
+check "a stream opened before the reload keeps flowing" stream_request stream
 
 # v3: broken. Both daemons refuse it whole and keep v2.
 printf 'hosts:\n  - name: "*.com"\n' > "$SL_RUN_DIR/v3.yaml"

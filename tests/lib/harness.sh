@@ -93,3 +93,23 @@ pod_curl() {
   sl_pod_exec "$pod" curl -sS --connect-timeout 3 -m 8 --cacert "$SL_RUN_DIR/pki/public-ca.pem" \
     --resolve "$host:443:$addr" "$@" "https://$host/"
 }
+
+# open_stream NAME: a TLS session from pod-a to the allowed host, kept open (its stdin is
+# a fifo held on fd 3); its output goes to $SL_RUN_DIR/NAME.log.
+open_stream() {
+  mkfifo "$SL_RUN_DIR/$1.in"
+  sl_pod_exec pod-a openssl s_client -quiet -connect $SL_ALLOWED_ADDR:443 -servername $SL_ALLOWED_HOST \
+    -CAfile "$SL_RUN_DIR/pki/public-ca.pem" < "$SL_RUN_DIR/$1.in" > "$SL_RUN_DIR/$1.log" 2>&1 &
+  echo "$! $1" >> "$SL_RUN_DIR/pids"
+  exec 3> "$SL_RUN_DIR/$1.in"
+}
+# stream_request NAME: sends one HTTP request on the open stream, closes its input, and
+# waits up to 5 s for the origin's answer in the stream's output.
+stream_request() {
+  printf 'GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' $SL_ALLOWED_HOST >&3
+  exec 3>&-
+  for _ in $(seq 50); do grep -q "hello from $SL_ALLOWED_HOST" "$SL_RUN_DIR/$1.log" && return 0; sleep 0.1; done
+  return 1
+}
+# agent_established: connections the agent's listener holds now.
+agent_established() { sl_host_exec node ss -Htn state established "( sport = :$SL_AGENT_PORT )" | grep -c .; }

@@ -12,6 +12,7 @@
 #include "config_watcher.h"
 #include "forwarder.h"
 #include "logging.h"
+#include "signals.h"
 #include "spawn.h"
 
 namespace po = boost::program_options;
@@ -94,20 +95,13 @@ int run(const po::variables_map& options) {
     asio::co_spawn(io, watcher->run(), logEscapedException("rules watcher"));
   }
 
-  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
-  std::function<void(const boost::system::error_code&, int)> onSignal = [&](const boost::system::error_code& ec,
-                                                                            int signal) {
-    if (ec) return;
-    if (signal == SIGHUP) {
-      reload("SIGHUP");
-      signals.async_wait(onSignal);
-      return;
-    }
-    spdlog::info("signal {}: stopping; links stay pinned, so enabled cgroups fail closed", signal);
-    forwarder.stop();
-    io.stop();
-  };
-  signals.async_wait(onSignal);
+  auto signals = handleSignals(
+      io, [&] { reload("SIGHUP"); },
+      [&](int signal) {
+        spdlog::info("signal {}: stopping; links stay pinned, so enabled cgroups fail closed", signal);
+        forwarder.stop();
+        io.stop();
+      });
 
   spdlog::info("agent ready listen={} gateway={} hosts={} outbound={} rules_version={} pin_dir={}",
                formatEndpoint(rules->agent.listen), formatEndpoint(rules->agent.gatewayAddress), rules->hosts.size(),

@@ -10,6 +10,7 @@
 #include "config_watcher.h"
 #include "gateway_server.h"
 #include "logging.h"
+#include "signals.h"
 #include "spawn.h"
 
 namespace po = boost::program_options;
@@ -68,20 +69,13 @@ int run(const po::variables_map& options) {
     asio::co_spawn(io, watcher->run(), logEscapedException("rules watcher"));
   }
 
-  asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
-  std::function<void(const boost::system::error_code&, int)> onSignal = [&](const boost::system::error_code& ec,
-                                                                            int signal) {
-    if (ec) return;
-    if (signal == SIGHUP) {
-      reload("SIGHUP");
-      signals.async_wait(onSignal);
-      return;
-    }
-    spdlog::info("signal {}: stopping", signal);
-    server.stop();
-    io.stop();
-  };
-  signals.async_wait(onSignal);
+  auto signals = handleSignals(
+      io, [&] { reload("SIGHUP"); },
+      [&](int signal) {
+        spdlog::info("signal {}: stopping", signal);
+        server.stop();
+        io.stop();
+      });
 
   spdlog::info("gateway ready listen={} dns={} hosts={} clients={} rules_version={}",
                formatEndpoint(rules->gateway.listen), formatEndpoint(rules->gateway.dnsServer), rules->hosts.size(),
