@@ -191,12 +191,18 @@ int main(int argc, char** argv) {
   }
   for (int i = 3; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--sni") o.sni = v;
-    else if (k == "--ca") o.ca = v;
-    else if (k == "--concurrency") o.concurrency = std::atoi(v.c_str());
-    else if (k == "--duration-ms") o.durationMs = std::atoi(v.c_str());
-    else if (k == "--bytes") o.bytes = std::strtoull(v.c_str(), nullptr, 10);
-    else return usage();
+    if (k == "--sni")
+      o.sni = v;
+    else if (k == "--ca")
+      o.ca = v;
+    else if (k == "--concurrency")
+      o.concurrency = std::atoi(v.c_str());
+    else if (k == "--duration-ms")
+      o.durationMs = std::atoi(v.c_str());
+    else if (k == "--bytes")
+      o.bytes = std::strtoull(v.c_str(), nullptr, 10);
+    else
+      return usage();
   }
   const auto hello = openSslClientHello(o.sni);
   Totals t;
@@ -210,11 +216,13 @@ int main(int argc, char** argv) {
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);  // every connection a full handshake
   }
   if (o.mode == "path") {
-    for (int i = 0; i < o.concurrency; ++i) threads.emplace_back(pathWorker, std::cref(o), std::cref(hello), end, std::ref(t));
+    for (int i = 0; i < o.concurrency; ++i)
+      threads.emplace_back(pathWorker, std::cref(o), std::cref(hello), end, std::ref(t));
   } else if (o.mode == "tls") {
     for (int i = 0; i < o.concurrency; ++i) threads.emplace_back(tlsWorker, std::cref(o), ctx, end, std::ref(t));
   } else if (o.mode == "stream") {
-    for (int i = 0; i < o.concurrency; ++i) threads.emplace_back(streamWorker, std::cref(o), std::cref(hello), std::ref(t));
+    for (int i = 0; i < o.concurrency; ++i)
+      threads.emplace_back(streamWorker, std::cref(o), std::cref(hello), std::ref(t));
   } else if (o.mode == "hold") {
     std::vector<int> fds;
     char buf[64];

@@ -97,38 +97,33 @@ struct {
 
 /* cgroupId 0: the node total only (a context with no current task, like a softirq). */
 static __always_inline void sl_count(__u32 stat, __u64 cgroupId) {
-  if (stat >= SL_STAT_COUNT)
-    return;
-  __u64 *total = bpf_map_lookup_elem(&sl_stats, &stat);
-  if (total)
-    *total += 1; /* per-CPU slot: no atomic needed */
-  if (!cgroupId)
-    return;
-  struct sl_cgroup_stats *per = bpf_map_lookup_elem(&sl_cg_stats, &cgroupId);
+  if (stat >= SL_STAT_COUNT) return;
+  __u64* total = bpf_map_lookup_elem(&sl_stats, &stat);
+  if (total) *total += 1; /* per-CPU slot: no atomic needed */
+  if (!cgroupId) return;
+  struct sl_cgroup_stats* per = bpf_map_lookup_elem(&sl_cg_stats, &cgroupId);
   if (!per) {
     struct sl_cgroup_stats zero = {};
     bpf_map_update_elem(&sl_cg_stats, &cgroupId, &zero, BPF_NOEXIST);
     per = bpf_map_lookup_elem(&sl_cg_stats, &cgroupId);
-    if (!per)
-      return;
+    if (!per) return;
   }
   per->count[stat & (SL_STAT_SLOTS - 1)] += 1;
 }
 
-static __always_inline int sl_is_v4_mapped(const __u8 *addr) {
+static __always_inline int sl_is_v4_mapped(const __u8* addr) {
   for (int i = 0; i < 10; i++)
-    if (addr[i])
-      return 0;
+    if (addr[i]) return 0;
   return addr[10] == 0xff && addr[11] == 0xff;
 }
 
-static __always_inline int sl_is_bypassed4(const __u8 *addr4) {
+static __always_inline int sl_is_bypassed4(const __u8* addr4) {
   struct sl_bypass4_key key = {.prefixlen = 32};
   __builtin_memcpy(&key.addr_be, addr4, 4);
   return bpf_map_lookup_elem(&sl_bypass4, &key) != NULL;
 }
 
-static __always_inline int sl_is_bypassed6(const __u8 *addr) {
+static __always_inline int sl_is_bypassed6(const __u8* addr) {
   struct sl_bypass6_key key = {.prefixlen = 128};
   __builtin_memcpy(key.addr, addr, 16);
   return bpf_map_lookup_elem(&sl_bypass6, &key) != NULL;
@@ -139,21 +134,19 @@ static __always_inline int sl_is_redirected_port(__u16 port) {
   return bpf_map_lookup_elem(&sl_ports, &key) != NULL;
 }
 
-static __always_inline int sl_has_ip6_listener(const struct sl_config *cfg) {
+static __always_inline int sl_has_ip6_listener(const struct sl_config* cfg) {
   __u8 any = 0;
-  for (int i = 0; i < 16; i++)
-    any |= cfg->redirect_ip6[i];
+  for (int i = 0; i < 16; i++) any |= cfg->redirect_ip6[i];
   return any != 0;
 }
 
 /* The whole redirect policy of the kernel side, from values only. */
-static __always_inline enum sl_verdict sl_decide(const struct sl_decision_input *in, const struct sl_config *cfg,
-                                                 __u32 *stat) {
+static __always_inline enum sl_verdict sl_decide(const struct sl_decision_input* in, const struct sl_config* cfg,
+                                                 __u32* stat) {
   *stat = SL_NO_STAT;
   int tcp = in->type == SL_SOCK_STREAM && in->protocol == SL_IPPROTO_TCP;
   int udp = in->type == SL_SOCK_DGRAM && (in->protocol == SL_IPPROTO_UDP || in->protocol == 0);
-  if (!tcp && !udp)
-    return SL_VERDICT_PASS;
+  if (!tcp && !udp) return SL_VERDICT_PASS;
   if (in->mark == SL_AGENT_SOCKET_MARK) {
     *stat = SL_STAT_AGENT_SOCKET;
     return SL_VERDICT_PASS;
@@ -192,16 +185,15 @@ static __always_inline enum sl_verdict sl_decide(const struct sl_decision_input 
   return SL_VERDICT_REDIRECT;
 }
 
-static __always_inline struct sl_config *sl_current_config(void) {
+static __always_inline struct sl_config* sl_current_config(void) {
   __u32 zero = 0;
   return bpf_map_lookup_elem(&sl_config, &zero);
 }
 
 /* Records the original destination in socket storage; false if storage failed. */
-static __always_inline int sl_remember(struct bpf_sock *sk, const struct sl_decision_input *in, __u64 cgroupId) {
-  struct sl_orig_dst *orig = bpf_sk_storage_get(&sl_sk_orig, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-  if (!orig)
-    return 0;
+static __always_inline int sl_remember(struct bpf_sock* sk, const struct sl_decision_input* in, __u64 cgroupId) {
+  struct sl_orig_dst* orig = bpf_sk_storage_get(&sl_sk_orig, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+  if (!orig) return 0;
   __builtin_memset(&orig->dst, 0, sizeof(orig->dst));
   __builtin_memcpy(orig->dst.addr, in->addr, 16);
   orig->dst.port_be = in->port_be;
@@ -213,9 +205,9 @@ static __always_inline int sl_remember(struct bpf_sock *sk, const struct sl_deci
 /* The part of every connect/sendmsg hook that does not depend on the family: decide,
  * remember the original destination when redirecting, count. Returns the verdict; on
  * SL_VERDICT_REDIRECT the caller rewrites the destination with *cfgOut. */
-static __always_inline enum sl_verdict sl_hook_decide(struct bpf_sock *sk, const struct sl_decision_input *in,
-                                                      int rewrite, struct sl_config **cfgOut) {
-  struct sl_config *cfg = sl_current_config();
+static __always_inline enum sl_verdict sl_hook_decide(struct bpf_sock* sk, const struct sl_decision_input* in,
+                                                      int rewrite, struct sl_config** cfgOut) {
+  struct sl_config* cfg = sl_current_config();
   __u32 stat;
   enum sl_verdict verdict = sl_decide(in, cfg, &stat);
   __u64 cgroupId = bpf_get_current_cgroup_id();
@@ -230,8 +222,8 @@ static __always_inline enum sl_verdict sl_hook_decide(struct bpf_sock *sk, const
   return verdict;
 }
 
-static __always_inline void sl_input_common(struct bpf_sock_addr *ctx, struct bpf_sock *sk,
-                                            struct sl_decision_input *in, __u8 family) {
+static __always_inline void sl_input_common(struct bpf_sock_addr* ctx, struct bpf_sock* sk,
+                                            struct sl_decision_input* in, __u8 family) {
   in->port_be = (__u16)ctx->user_port;
   in->family = family;
   in->type = ctx->type;
@@ -240,15 +232,14 @@ static __always_inline void sl_input_common(struct bpf_sock_addr *ctx, struct bp
 }
 
 /* connect4 and sendmsg4: returns SL_SOCK_ADDR_PROCEED or _REJECT. */
-static __always_inline int sl_hook4(struct bpf_sock_addr *ctx, int rewrite) {
-  struct bpf_sock *sk = ctx->sk;
-  if (!sk)
-    return SL_SOCK_ADDR_PROCEED;
+static __always_inline int sl_hook4(struct bpf_sock_addr* ctx, int rewrite) {
+  struct bpf_sock* sk = ctx->sk;
+  if (!sk) return SL_SOCK_ADDR_PROCEED;
   struct sl_decision_input in = {};
   __u32 dst = ctx->user_ip4;
   __builtin_memcpy(in.addr, &dst, 4);
   sl_input_common(ctx, sk, &in, SL_FAMILY_INET);
-  struct sl_config *cfg;
+  struct sl_config* cfg;
   enum sl_verdict verdict = sl_hook_decide(sk, &in, rewrite, &cfg);
   if (verdict == SL_VERDICT_REDIRECT && cfg) {
     ctx->user_ip4 = cfg->redirect_ip4_be;
@@ -258,10 +249,9 @@ static __always_inline int sl_hook4(struct bpf_sock_addr *ctx, int rewrite) {
 }
 
 /* connect6 and sendmsg6, including v4-mapped destinations on dual-stack sockets. */
-static __always_inline int sl_hook6(struct bpf_sock_addr *ctx, int rewrite) {
-  struct bpf_sock *sk = ctx->sk;
-  if (!sk)
-    return SL_SOCK_ADDR_PROCEED;
+static __always_inline int sl_hook6(struct bpf_sock_addr* ctx, int rewrite) {
+  struct bpf_sock* sk = ctx->sk;
+  if (!sk) return SL_SOCK_ADDR_PROCEED;
   struct sl_decision_input in = {};
   __u32 w0 = ctx->user_ip6[0], w1 = ctx->user_ip6[1], w2 = ctx->user_ip6[2], w3 = ctx->user_ip6[3];
   __builtin_memcpy(in.addr, &w0, 4);
@@ -269,7 +259,7 @@ static __always_inline int sl_hook6(struct bpf_sock_addr *ctx, int rewrite) {
   __builtin_memcpy(in.addr + 8, &w2, 4);
   __builtin_memcpy(in.addr + 12, &w3, 4);
   sl_input_common(ctx, sk, &in, SL_FAMILY_INET6);
-  struct sl_config *cfg;
+  struct sl_config* cfg;
   enum sl_verdict verdict = sl_hook_decide(sk, &in, rewrite, &cfg);
   if (verdict == SL_VERDICT_REDIRECT && cfg) {
     if (sl_is_v4_mapped(in.addr)) {
@@ -293,7 +283,7 @@ static __always_inline int sl_hook6(struct bpf_sock_addr *ctx, int rewrite) {
 
 /* The client's source endpoint as the agent's accept() will see it: IPv4 for AF_INET
  * sockets and for v4-mapped connections of AF_INET6 sockets, IPv6 otherwise. */
-static __always_inline void sl_local_endpoint(struct bpf_sock_ops *skops, struct sl_endpoint *ep) {
+static __always_inline void sl_local_endpoint(struct bpf_sock_ops* skops, struct sl_endpoint* ep) {
   __builtin_memset(ep, 0, sizeof(*ep));
   ep->port_be = bpf_htons((__u16)skops->local_port); /* local_port is host order */
   __u32 w[4] = {skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2], skops->local_ip6[3]};
@@ -308,13 +298,11 @@ static __always_inline void sl_local_endpoint(struct bpf_sock_ops *skops, struct
   }
 }
 
-static __always_inline void sl_publish_flow(struct bpf_sock_ops *skops) {
-  struct bpf_sock *sk = skops->sk;
-  if (!sk)
-    return;
-  struct sl_orig_dst *orig = bpf_sk_storage_get(&sl_sk_orig, sk, 0, 0);
-  if (!orig)
-    return; /* not a redirected socket */
+static __always_inline void sl_publish_flow(struct bpf_sock_ops* skops) {
+  struct bpf_sock* sk = skops->sk;
+  if (!sk) return;
+  struct sl_orig_dst* orig = bpf_sk_storage_get(&sl_sk_orig, sk, 0, 0);
+  if (!orig) return; /* not a redirected socket */
   struct sl_endpoint key;
   sl_local_endpoint(skops, &key);
   struct sl_orig_dst value = *orig;
@@ -327,20 +315,18 @@ static __always_inline void sl_publish_flow(struct bpf_sock_ops *skops) {
   sl_count(SL_STAT_HANDOFF, value.cgroup_id);
 }
 
-static __always_inline void sl_forget_flow(struct bpf_sock_ops *skops) {
+static __always_inline void sl_forget_flow(struct bpf_sock_ops* skops) {
   struct sl_endpoint key;
   sl_local_endpoint(skops, &key);
   if (bpf_map_delete_elem(&sl_orig_dst, &key) == 0)
     sl_count(SL_STAT_FLOW_CLOSED, 0); /* may run in softirq: no current cgroup */
 }
 
-static __always_inline void sl_restore_peer4(struct bpf_sock_addr *ctx) {
-  struct bpf_sock *sk = ctx->sk;
-  if (!sk)
-    return;
-  struct sl_orig_dst *orig = bpf_sk_storage_get(&sl_sk_orig, sk, 0, 0);
-  if (!orig || orig->dst.family != SL_FAMILY_INET)
-    return;
+static __always_inline void sl_restore_peer4(struct bpf_sock_addr* ctx) {
+  struct bpf_sock* sk = ctx->sk;
+  if (!sk) return;
+  struct sl_orig_dst* orig = bpf_sk_storage_get(&sl_sk_orig, sk, 0, 0);
+  if (!orig || orig->dst.family != SL_FAMILY_INET) return;
   __u32 dst_be;
   __builtin_memcpy(&dst_be, orig->dst.addr, sizeof(dst_be));
   ctx->user_ip4 = dst_be;
@@ -348,13 +334,11 @@ static __always_inline void sl_restore_peer4(struct bpf_sock_addr *ctx) {
   sl_count(SL_STAT_PEERNAME, bpf_get_current_cgroup_id());
 }
 
-static __always_inline void sl_restore_peer6(struct bpf_sock_addr *ctx) {
-  struct bpf_sock *sk = ctx->sk;
-  if (!sk)
-    return;
-  struct sl_orig_dst *orig = bpf_sk_storage_get(&sl_sk_orig, sk, 0, 0);
-  if (!orig || orig->dst.family != SL_FAMILY_INET6)
-    return;
+static __always_inline void sl_restore_peer6(struct bpf_sock_addr* ctx) {
+  struct bpf_sock* sk = ctx->sk;
+  if (!sk) return;
+  struct sl_orig_dst* orig = bpf_sk_storage_get(&sl_sk_orig, sk, 0, 0);
+  if (!orig || orig->dst.family != SL_FAMILY_INET6) return;
   __u32 w[4];
   __builtin_memcpy(w, orig->dst.addr, 16);
   ctx->user_ip6[0] = w[0];

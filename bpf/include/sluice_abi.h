@@ -39,8 +39,8 @@ enum sl_family {
 struct sl_config {
   __u32 redirect_ip4_be; /* agent listener, IPv4 (also used, v4-mapped, for AF_INET6 sockets) */
   __u16 redirect_port_be;
-  __u8 enabled;    /* 0 until the agent has written a complete config: refuse (fail closed) */
-  __u8 block_quic; /* 1: UDP to a redirected port fails with EPERM, so clients fall back to TCP */
+  __u8 enabled;        /* 0 until the agent has written a complete config: refuse (fail closed) */
+  __u8 block_quic;     /* 1: UDP to a redirected port fails with EPERM, so clients fall back to TCP */
   __u32 rules_version; /* the agent's rule set version, for sluicectl status */
   __u32 pad0;
   __u8 redirect_ip6[16]; /* agent listener, IPv6; all zero: no IPv6 listener, IPv6 refused */
@@ -88,17 +88,17 @@ SL_ASSERT_SIZE(struct sl_bypass6_key, 20);
 /* Indices of sl_stats (per-CPU array of __u64). Keep sl_stat_names in userspace in the
  * same order (userspace/common/bpf_stats.h asserts the count). */
 enum sl_stat {
-  SL_STAT_REDIRECTED = 0, /* connect rewritten to the agent */
-  SL_STAT_BYPASSED,       /* destination in a bypass CIDR */
-  SL_STAT_PORT_IGNORED,   /* destination port not redirected */
-  SL_STAT_AGENT_SOCKET,   /* socket carries the agent's mark */
-  SL_STAT_NOT_CONFIGURED, /* no config yet: connect refused (fail closed) */
-  SL_STAT_STORAGE_FAILED, /* socket storage unavailable: connect refused */
-  SL_STAT_HANDOFF,        /* sockops published the flow for the agent */
-  SL_STAT_HANDOFF_FULL,   /* sl_orig_dst full: the agent will refuse the flow */
-  SL_STAT_PEERNAME,       /* getpeername answered with the original destination */
-  SL_STAT_FLOW_CLOSED,    /* a flow closed before the agent took it */
-  SL_STAT_QUIC_BLOCKED,   /* UDP to a redirected port refused */
+  SL_STAT_REDIRECTED = 0,   /* connect rewritten to the agent */
+  SL_STAT_BYPASSED,         /* destination in a bypass CIDR */
+  SL_STAT_PORT_IGNORED,     /* destination port not redirected */
+  SL_STAT_AGENT_SOCKET,     /* socket carries the agent's mark */
+  SL_STAT_NOT_CONFIGURED,   /* no config yet: connect refused (fail closed) */
+  SL_STAT_STORAGE_FAILED,   /* socket storage unavailable: connect refused */
+  SL_STAT_HANDOFF,          /* sockops published the flow for the agent */
+  SL_STAT_HANDOFF_FULL,     /* sl_orig_dst full: the agent will refuse the flow */
+  SL_STAT_PEERNAME,         /* getpeername answered with the original destination */
+  SL_STAT_FLOW_CLOSED,      /* a flow closed before the agent took it */
+  SL_STAT_QUIC_BLOCKED,     /* UDP to a redirected port refused */
   SL_STAT_NO_IPV6_LISTENER, /* IPv6 connect refused: the agent has no IPv6 listener */
   SL_STAT_COUNT
 };

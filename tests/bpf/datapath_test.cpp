@@ -49,8 +49,8 @@ TEST_F(DatapathTest, LoadsPinsAndReconcilesRules) {
   EXPECT_EQ(programInfo(pins_.program("sl_sockops")).type, BPF_PROG_TYPE_SOCK_OPS);
   EXPECT_EQ(programInfo(pins_.program("sl_connect6")).type, BPF_PROG_TYPE_CGROUP_SOCK_ADDR);
   EXPECT_EQ(programInfo(pins_.program("sl_sendmsg4")).type, BPF_PROG_TYPE_CGROUP_SOCK_ADDR);
-  for (const char* map : {"sl_config", "sl_ports", "sl_bypass4", "sl_bypass6", "sl_sk_orig", "sl_orig_dst",
-                          "sl_stats", "sl_cg_stats"}) {
+  for (const char* map :
+       {"sl_config", "sl_ports", "sl_bypass4", "sl_bypass6", "sl_sk_orig", "sl_orig_dst", "sl_stats", "sl_cg_stats"}) {
     EXPECT_TRUE(std::filesystem::exists(pins_.map(map))) << map;
   }
 

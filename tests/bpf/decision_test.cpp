@@ -149,8 +149,8 @@ TEST_F(DecisionTest, FailsClosedWithoutConfigAndWithoutAnIpv6Listener) {
   check({
       {"v6 with no IPv6 listener", "2001:db8:100::10", 443, kStream, kTcp, 0, SL_VERDICT_REFUSE,
        SL_STAT_NO_IPV6_LISTENER},
-      {"v4-mapped still goes to the IPv4 listener", "::ffff:198.18.100.10", 443, kStream, kTcp, 0,
-       SL_VERDICT_REDIRECT, SL_STAT_REDIRECTED},
+      {"v4-mapped still goes to the IPv4 listener", "::ffff:198.18.100.10", 443, kStream, kTcp, 0, SL_VERDICT_REDIRECT,
+       SL_STAT_REDIRECTED},
       {"QUIC allowed when not blocked", "198.18.100.10", 443, kDgram, kUdp, 0, SL_VERDICT_PASS, SL_STAT_PORT_IGNORED},
   });
   s.config.enabled = 0;

@@ -191,7 +191,7 @@ int serveCommand(const Address& address, int count, int timeoutMs) {
 // decide; no real handshake follows.
 std::string clientHello(const std::string& host) {
   auto u16 = [](size_t v) { return std::string{static_cast<char>(v >> 8), static_cast<char>(v & 0xff)}; };
-  std::string sni = std::string(1, '\0') + u16(host.size()) + host;  // host_name entry
+  std::string sni = std::string(1, '\0') + u16(host.size()) + host;        // host_name entry
   std::string ext = u16(0) + u16(sni.size() + 2) + u16(sni.size()) + sni;  // server_name
   std::string body = std::string("\x03\x03") + std::string(32, '\x11') + std::string(1, '\0') + u16(2) +
                      std::string("\x13\x01") + std::string("\x01\x00", 2) + u16(ext.size()) + ext;

@@ -13,14 +13,16 @@ namespace {
 
 struct HelloSpec {
   std::string name;
-  std::string sni;       // empty: no SNI
-  int maxVersion = 0;    // 0: library default (TLS 1.3)
-  size_t alpnCount = 0;  // extra ALPN ids to grow the hello
+  std::string sni;           // empty: no SNI
+  int maxVersion = 0;        // 0: library default (TLS 1.3)
+  size_t alpnCount = 0;      // extra ALPN ids to grow the hello
   unsigned maxFragment = 0;  // >0: OpenSSL splits the hello into records of this size
 };
 
 // Short names in test listings instead of a byte dump of the struct.
-void PrintTo(const HelloSpec& spec, std::ostream* out) { *out << spec.name; }
+void PrintTo(const HelloSpec& spec, std::ostream* out) {
+  *out << spec.name;
+}
 
 // The bytes an OpenSSL client sends first, captured from a memory BIO.
 std::vector<uint8_t> openSslClientHello(const HelloSpec& spec) {
@@ -88,15 +90,15 @@ TEST_P(OpenSslHello, RefusesWhenLargerThanTheCap) {
   EXPECT_NE(capped.error.find("larger than"), std::string::npos) << capped.error;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Hellos, OpenSslHello,
-    ::testing::Values(HelloSpec{"tls13_sni", "www.googleapis.com"}, HelloSpec{"tls13_no_sni", ""},
-                      HelloSpec{"tls12_sni", "example.com", TLS1_2_VERSION},
-                      HelloSpec{"long_sni", std::string(60, 'a') + "." + std::string(60, 'b') + ".example.org"},
-                      HelloSpec{"big_alpn", "big.example.com", 0, 60},
-                      HelloSpec{"multi_record_512", "split.example.com", 0, 20, 512},
-                      HelloSpec{"multi_record_no_sni", "", 0, 20, 512}),
-    [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Hellos, OpenSslHello,
+                         ::testing::Values(HelloSpec{"tls13_sni", "www.googleapis.com"}, HelloSpec{"tls13_no_sni", ""},
+                                           HelloSpec{"tls12_sni", "example.com", TLS1_2_VERSION},
+                                           HelloSpec{"long_sni", std::string(60, 'a') + "." + std::string(60, 'b') +
+                                                                     ".example.org"},
+                                           HelloSpec{"big_alpn", "big.example.com", 0, 60},
+                                           HelloSpec{"multi_record_512", "split.example.com", 0, 20, 512},
+                                           HelloSpec{"multi_record_no_sni", "", 0, 20, 512}),
+                         [](const auto& info) { return info.param.name; });
 
 TEST(ClientHello, PlaintextIsNotTls) {
   std::string http = "GET / HTTP/1.1\r\nHost: www.googleapis.com\r\n\r\n";

@@ -13,9 +13,8 @@ namespace {
 class ConfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("sluice-config-test-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() / ("sluice-config-test-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(dir_ / "pki");
     for (const char* f : {"mesh-ca.pem", "agent.pem", "agent.key", "gateway.pem", "gateway.key"}) {
       std::ofstream(dir_ / "pki" / f) << "x";
@@ -52,8 +51,7 @@ TEST_F(ConfigTest, TheSeedExampleLoads) {
   EXPECT_EQ(c.agent->bypass.size(), 3u);
   EXPECT_EQ(c.agent->cgroups, std::vector<std::string>{"sluice-sl/pod-a"});
   EXPECT_EQ(c.agent->tls.cert, dir_ / "pki/agent.pem") << "relative to the rules file";
-  EXPECT_EQ(c.agent->gatewayIdentity,
-            "spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account");
+  EXPECT_EQ(c.agent->gatewayIdentity, "spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account");
   EXPECT_EQ(formatEndpoint(c.gateway->dnsServer), "198.18.100.53:53");
   EXPECT_TRUE(c.gateway->allowedClients.contains("spiffe://cluster.local/ns/sluice-system/sa/sluice-agent"));
   EXPECT_TRUE(c.agentMatcher().match("www.googleapis.com", 443));
@@ -85,8 +83,9 @@ TEST_F(ConfigTest, InvalidFilesNameThePlaceAndTheProblem) {
       {"cidr with host bits", replaced("- 198.18.1.0/24", "- 198.18.1.7/24"), "zero host bits"},
       {"identity not spiffe", replaced("identity: spiffe://cluster.local/ns/istio-system", "identity: https://x"),
        "must be a SPIFFE ID"},
-      {"no clients", replaced("  allowedClients:\n    - spiffe://cluster.local/ns/sluice-system/sa/sluice-agent\n",
-                              "  allowedClients: []\n"),
+      {"no clients",
+       replaced("  allowedClients:\n    - spiffe://cluster.local/ns/sluice-system/sa/sluice-agent\n",
+                "  allowedClients: []\n"),
        "at least one SPIFFE ID"},
       {"second agent section", example_ + "---\nagent: {}\n", "a second 'agent' section"},
   };

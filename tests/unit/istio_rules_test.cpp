@@ -109,7 +109,8 @@ spec:
   EXPECT_EQ(route.destinations[0].addressesBe.size(), 2u) << "STATIC endpoints of the destination's entry";
   EXPECT_FALSE(c.agentMatcher().match("mirror.example.org", 443)) << "registered but not routed from mesh";
   bool warned = false;
-  for (auto& w : c.warnings) warned |= w.find("'mirror.example.org' is registered but no VirtualService") != std::string::npos;
+  for (auto& w : c.warnings)
+    warned |= w.find("'mirror.example.org' is registered but no VirtualService") != std::string::npos;
   EXPECT_TRUE(warned);
 }
 
@@ -121,13 +122,15 @@ TEST_F(IstioRulesTest, InvalidResourcesNameThePlaceAndTheProblem) {
   };
   std::vector<Row> rows = {
       {"unknown kind", seedWith("kind: Gateway", "kind: Sidecar"), "istio.yaml:15:7: kind 'Sidecar' is not supported"},
-      {"unknown apiVersion", seedWith("apiVersion: networking.istio.io/v1alpha3\nkind: Gateway",
-                                      "apiVersion: networking.istio.io/v2\nkind: Gateway"),
+      {"unknown apiVersion",
+       seedWith("apiVersion: networking.istio.io/v1alpha3\nkind: Gateway",
+                "apiVersion: networking.istio.io/v2\nkind: Gateway"),
        "istio.yaml:14:13: apiVersion 'networking.istio.io/v2'"},
       {"unknown spec field", seedWith("  resolution: DNS", "  resolution: DNS\n  colour: blue"),
        "istio.yaml:13:3: unknown field 'colour' in 'ServiceEntry.spec'"},
       {"http route", seedWith("  tcp:\n", "  http:\n  - route: []\n  tcp:\n"), "http routes are not supported"},
-      {"resolution NONE", seedWith("resolution: DNS", "resolution: NONE"), "istio.yaml:12:15: resolution NONE is not supported"},
+      {"resolution NONE", seedWith("resolution: DNS", "resolution: NONE"),
+       "istio.yaml:12:15: resolution NONE is not supported"},
       {"protocol HTTP", seedWith("    protocol: TLS\n  resolution", "    protocol: HTTP\n  resolution"),
        "protocol 'HTTP' is not supported"},
       {"passthrough gateway", seedWith("mode: MUTUAL", "mode: PASSTHROUGH"),

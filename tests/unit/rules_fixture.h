@@ -15,9 +15,8 @@ namespace sluice {
 class RulesFixture : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("sluice-rules-test-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = std::filesystem::temp_directory_path() / ("sluice-rules-test-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(dir_ / "pki");
     for (const char* f : {"mesh-ca.pem", "agent.pem", "agent.key", "gateway.pem", "gateway.key"}) {
       std::ofstream(dir_ / "pki" / f) << "x";

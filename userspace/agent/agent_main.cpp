@@ -58,8 +58,9 @@ int run(const po::variables_map& options) {
   asio::io_context io(1);
   Forwarder forwarder(io, datapath, rules);
   if (options.count("test-no-socket-mark")) {
-    spdlog::warn("--test-no-socket-mark: the agent's sockets carry no mark; only its unenrolled cgroup guards "
-                 "against a redirect loop");
+    spdlog::warn(
+        "--test-no-socket-mark: the agent's sockets carry no mark; only its unenrolled cgroup guards "
+        "against a redirect loop");
     forwarder.setSocketMark(false);
   }
   forwarder.listen();

@@ -33,7 +33,6 @@ int forwardLibbpfLog(enum libbpf_print_level level, const char* format, va_list 
   return 0;
 }
 
-
 }  // namespace
 
 sl_endpoint toKernelEndpoint(const Ipv4Endpoint& endpoint) {

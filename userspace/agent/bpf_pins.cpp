@@ -25,7 +25,9 @@ const std::array<ProgramHook, 7> kProgramHooks = {{
     {"sl_getpeername6", BPF_CGROUP_INET6_GETPEERNAME},
 }};
 
-std::string errnoText(int err) { return std::strerror(err < 0 ? -err : err); }
+std::string errnoText(int err) {
+  return std::strerror(err < 0 ? -err : err);
+}
 
 void ensureBpffs(const std::filesystem::path& pinDir) {
   const std::filesystem::path bpffs = "/sys/fs/bpf";

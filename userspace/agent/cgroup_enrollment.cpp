@@ -27,7 +27,8 @@ bool CgroupEnrollment::enable(const std::filesystem::path& cgroupDir) {
   try {
     for (const auto& hook : kProgramHooks) {
       UniqueFd program = openPinned(pins_.program(hook.name));
-      UniqueFd link(bpf_link_create(program.get(), cgroup.get(), static_cast<bpf_attach_type>(hook.attachType), nullptr));
+      UniqueFd link(
+          bpf_link_create(program.get(), cgroup.get(), static_cast<bpf_attach_type>(hook.attachType), nullptr));
       if (!link) {
         throw std::runtime_error("attaching " + std::string(hook.name) + " to " + cgroupDir.string() + ": " +
                                  errnoText(errno));
@@ -127,7 +128,8 @@ void CgroupEnrollment::adoptLinks() const {
         cgroup.emplace(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (!*cgroup) throw std::runtime_error("opening cgroup " + path.string() + ": " + errnoText(errno));
       }
-      UniqueFd link(bpf_link_create(program.get(), cgroup->get(), static_cast<bpf_attach_type>(hook.attachType), nullptr));
+      UniqueFd link(
+          bpf_link_create(program.get(), cgroup->get(), static_cast<bpf_attach_type>(hook.attachType), nullptr));
       if (!link || bpf_obj_pin(link.get(), linkPin.c_str()) != 0) {
         throw std::runtime_error("attaching " + std::string(hook.name) + " for " + dir.path().string() + ": " +
                                  errnoText(errno));

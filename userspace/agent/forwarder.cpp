@@ -185,7 +185,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
       size_t n = co_await client.async_read_some(asio::buffer(peeked.data() + have, peeked.size() - have),
                                                  asio::redirect_error(use_awaitable, ec));
       if (ec) {
-        logDenied(flow, deadline.expired()         ? "client-hello-timeout"
+        logDenied(flow, deadline.expired()       ? "client-hello-timeout"
                         : ec == asio::error::eof ? "client-closed-before-hello"
                                                  : "client-read-error:" + ec.message());
         resetAndClose(client);
@@ -196,8 +196,8 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
     }
   }
   if (hello.status != HelloStatus::Done) {
-    logDenied(flow, std::string(hello.status == HelloStatus::NotTls ? "not-tls" : "bad-client-hello") + ":" +
-                        hello.error);
+    logDenied(flow,
+              std::string(hello.status == HelloStatus::NotTls ? "not-tls" : "bad-client-hello") + ":" + hello.error);
     resetAndClose(client);
     co_return;
   }

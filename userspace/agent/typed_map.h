@@ -75,8 +75,8 @@ class TypedMap {
     }
     if (info.key_size != sizeof(K) || info.value_size != sizeof(V)) {
       throw std::runtime_error("map " + name_ + " has key/value sizes " + std::to_string(info.key_size) + "/" +
-                               std::to_string(info.value_size) + ", this build expects " +
-                               std::to_string(sizeof(K)) + "/" + std::to_string(sizeof(V)) +
+                               std::to_string(info.value_size) + ", this build expects " + std::to_string(sizeof(K)) +
+                               "/" + std::to_string(sizeof(V)) +
                                ": a pin from another sluice version? run 'sluicectl uninstall'");
     }
   }

@@ -1,9 +1,11 @@
 // Boost.Asio names used across the daemons, and small helpers for deadlines.
 #pragma once
 
-#include <utility>  // Boost 1.74 asio/awaitable.hpp uses std::exchange without it
-
+// Boost 1.74's asio/awaitable.hpp uses std::exchange without including <utility>.
+// clang-format off
+#include <utility>
 #include <boost/asio.hpp>
+// clang-format on
 
 #include <chrono>
 #include <functional>
@@ -20,8 +22,7 @@ using asio::use_awaitable;
 // time passes before the Deadline is destroyed. Safe to destroy before the timer fires.
 class Deadline {
  public:
-  Deadline(asio::any_io_executor executor, std::chrono::milliseconds timeout,
-           std::function<void()> onExpire)
+  Deadline(asio::any_io_executor executor, std::chrono::milliseconds timeout, std::function<void()> onExpire)
       : state_(std::make_shared<State>(executor)) {
     state_->onExpire = std::move(onExpire);
     state_->timer.expires_after(timeout);

@@ -24,8 +24,7 @@ awaitable<error_code> TcpStream::waitReadable() {
 
 awaitable<error_code> TcpStream::writeAll(std::span<const uint8_t> data) {
   error_code ec;
-  co_await asio::async_write(socket_, asio::buffer(data.data(), data.size()),
-                             asio::redirect_error(use_awaitable, ec));
+  co_await asio::async_write(socket_, asio::buffer(data.data(), data.size()), asio::redirect_error(use_awaitable, ec));
   co_return ec;
 }
 
@@ -43,8 +42,7 @@ void TcpStream::abort() {
   socket_.close(ignored);
 }
 
-TlsStream::TlsStream(tcp::socket socket, SSL_CTX* ctx, TlsRole role)
-    : socket_(std::move(socket)), ssl_(SSL_new(ctx)) {
+TlsStream::TlsStream(tcp::socket socket, SSL_CTX* ctx, TlsRole role) : socket_(std::move(socket)), ssl_(SSL_new(ctx)) {
   if (!ssl_) throw std::runtime_error("SSL_new: " + takeOpensslErrors());
   socket_.non_blocking(true);
   SSL_set_fd(ssl_.get(), socket_.native_handle());

@@ -135,8 +135,7 @@ HelloResult parseClientHello(std::span<const uint8_t> data, size_t maxBytes) {
     }
     const uint8_t* h = data.data() + pos;
     if (h[0] != kContentHandshake) {
-      return fail(pos == 0 ? HelloStatus::NotTls : HelloStatus::Error,
-                  "record type is not handshake");
+      return fail(pos == 0 ? HelloStatus::NotTls : HelloStatus::Error, "record type is not handshake");
     }
     if (h[1] != 3) return fail(pos == 0 ? HelloStatus::NotTls : HelloStatus::Error, "record version is not TLS");
     size_t length = (size_t(h[3]) << 8) | h[4];
@@ -181,10 +180,14 @@ HelloResult parseClientHello(std::span<const uint8_t> data, size_t maxBytes) {
 
 const char* toString(HelloStatus status) {
   switch (status) {
-    case HelloStatus::NeedMore: return "need-more";
-    case HelloStatus::Done: return "done";
-    case HelloStatus::NotTls: return "not-tls";
-    case HelloStatus::Error: return "error";
+    case HelloStatus::NeedMore:
+      return "need-more";
+    case HelloStatus::Done:
+      return "done";
+    case HelloStatus::NotTls:
+      return "not-tls";
+    case HelloStatus::Error:
+      return "error";
   }
   return "unknown";
 }

@@ -89,7 +89,8 @@ GatewayConfig readGateway(const YamlReader& r, const YAML::Node& node) {
   gateway.dnsServer = r.endpoint(r.required(node, "dns", "gateway"), "gateway.dns");
   gateway.dnsTimeout = r.millis(node, "dnsTimeoutMs", gateway.dnsTimeout);
   if (node["dnsCacheMs"]) {
-    gateway.dnsCacheLifetime = std::chrono::milliseconds(r.number(node["dnsCacheMs"], "gateway.dnsCacheMs", 0, 3'600'000));
+    gateway.dnsCacheLifetime =
+        std::chrono::milliseconds(r.number(node["dnsCacheMs"], "gateway.dnsCacheMs", 0, 3'600'000));
   }
   gateway.upstreamConnectTimeout = r.millis(node, "upstreamConnectTimeoutMs", gateway.upstreamConnectTimeout);
   gateway.handshakeTimeout = r.millis(node, "handshakeTimeoutMs", gateway.handshakeTimeout);
@@ -229,7 +230,9 @@ Config loadConfigFiles(const std::vector<std::filesystem::path>& paths) {
   return loadTexts(texts);
 }
 
-Config loadConfigFile(const std::filesystem::path& path) { return loadConfigFiles({path}); }
+Config loadConfigFile(const std::filesystem::path& path) {
+  return loadConfigFiles({path});
+}
 
 const char* toString(OutboundPolicy policy) {
   return policy == OutboundPolicy::AllowAny ? "ALLOW_ANY" : "REGISTRY_ONLY";

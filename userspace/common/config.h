@@ -42,11 +42,11 @@ enum class OutboundPolicy {
 };
 
 struct AgentConfig {
-  Ipv4Endpoint listen;  // where connect4 sends redirected connections
+  Ipv4Endpoint listen;                 // where connect4 sends redirected connections
   std::optional<Ipv6Address> listen6;  // IPv6 listener (same port); none: IPv6 is refused
   std::set<uint16_t> redirectPorts;
-  bool blockQuic = true;             // UDP to redirected ports fails with EPERM
-  std::vector<Ipv4Cidr> bypass;      // as written; loopback etc. are added by the agent
+  bool blockQuic = true;         // UDP to redirected ports fails with EPERM
+  std::vector<Ipv4Cidr> bypass;  // as written; loopback etc. are added by the agent
   std::vector<Ipv6Cidr> bypass6;
   std::vector<std::string> cgroups;  // relative to the cgroup2 mount
   std::chrono::milliseconds clientHelloTimeout{5000};

@@ -40,7 +40,9 @@ std::map<std::filesystem::path, std::string> ConfigWatcher::snapshot() const {
   return out;
 }
 
-void ConfigWatcher::markLoaded() { loaded_ = snapshot(); }
+void ConfigWatcher::markLoaded() {
+  loaded_ = snapshot();
+}
 
 awaitable<void> ConfigWatcher::run() {
   asio::posix::stream_descriptor events(io_, dup(inotify_.get()));

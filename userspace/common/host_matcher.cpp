@@ -17,8 +17,7 @@ std::optional<std::string> normalizeHostName(std::string_view name) {
     if (lower == '.') {
       if (labelLength == 0 || previous == '-') return std::nullopt;
       labelLength = 0;
-    } else if ((lower >= 'a' && lower <= 'z') || (lower >= '0' && lower <= '9') ||
-               lower == '-' || lower == '_') {
+    } else if ((lower >= 'a' && lower <= 'z') || (lower >= '0' && lower <= '9') || lower == '-' || lower == '_') {
       if (lower == '-' && labelLength == 0) return std::nullopt;
       if (++labelLength > 63) return std::nullopt;
     } else {
@@ -67,8 +66,7 @@ std::optional<std::string> HostMatcher::match(std::string_view host, uint16_t po
   };
   if (allows(*normal)) return *normal;
   // Walk the parents from the longest: "a.b.c" tries "*.b.c", then "*.c".
-  for (size_t dot = normal->find('.'); dot != std::string::npos;
-       dot = normal->find('.', dot + 1)) {
+  for (size_t dot = normal->find('.'); dot != std::string::npos; dot = normal->find('.', dot + 1)) {
     std::string key = "*" + normal->substr(dot);
     if (allows(key)) return key;
   }

@@ -63,8 +63,8 @@ void checkServiceEntry(const YamlReader& r, const YAML::Node& spec) {
     if (p["protocol"]) {
       std::string protocol = r.string(p["protocol"], "ServiceEntry.spec.ports[].protocol");
       if (protocol != "TLS" && protocol != "HTTPS" && protocol != "TCP") {
-        r.fail(p["protocol"], "protocol '" + protocol +
-                                  "' is not supported: sluice reads the TLS ClientHello, so TLS, HTTPS or TCP");
+        r.fail(p["protocol"],
+               "protocol '" + protocol + "' is not supported: sluice reads the TLS ClientHello, so TLS, HTTPS or TCP");
       }
     }
   }
@@ -86,7 +86,8 @@ void checkServiceEntry(const YamlReader& r, const YAML::Node& spec) {
   if (spec["endpoints"]) {
     if (resolution != "STATIC") r.fail(spec["endpoints"], "'endpoints' are used only with resolution STATIC");
     for (const auto& e : spec["endpoints"]) {
-      r.requireMap(e, "ServiceEntry.spec.endpoints[]", {"address"}, {"ports", "labels", "network", "locality", "weight"});
+      r.requireMap(e, "ServiceEntry.spec.endpoints[]", {"address"},
+                   {"ports", "labels", "network", "locality", "weight"});
       auto address = r.string(r.required(e, "address", "ServiceEntry.spec.endpoints[]"), "address");
       if (!parseIpv4(address)) r.fail(e["address"], "endpoint address '" + address + "' is not an IPv4 address");
     }
@@ -94,13 +95,14 @@ void checkServiceEntry(const YamlReader& r, const YAML::Node& spec) {
 }
 
 void checkTlsSettings(const YamlReader& r, const YAML::Node& tls, const std::string& name) {
-  r.requireMap(tls, name, {"mode", "sni"},
-               {"clientCertificate", "privateKey", "caCertificates", "credentialName", "subjectAltNames",
-                "insecureSkipVerify"});
+  r.requireMap(
+      tls, name, {"mode", "sni"},
+      {"clientCertificate", "privateKey", "caCertificates", "credentialName", "subjectAltNames", "insecureSkipVerify"});
   std::string mode = r.string(r.required(tls, "mode", name), name + ".mode");
   if (mode != "ISTIO_MUTUAL" && mode != "MUTUAL") {
-    r.fail(tls["mode"], "tls mode '" + mode + "': the agent's tunnel to the gateway is always mutual TLS "
-                        "(ISTIO_MUTUAL or MUTUAL)");
+    r.fail(tls["mode"], "tls mode '" + mode +
+                            "': the agent's tunnel to the gateway is always mutual TLS "
+                            "(ISTIO_MUTUAL or MUTUAL)");
   }
   if (mode == "MUTUAL") r.warn(tls["mode"], "tls mode MUTUAL: the agent uses its mesh certificate from agent.tls");
 }
@@ -121,8 +123,8 @@ void checkGateway(const YamlReader& r, const YAML::Node& spec) {
     if (YAML::Node tls = s["tls"]) {
       // Certificate paths are known fields: compileInto says they have no effect.
       r.requireMap(tls, "Gateway.spec.servers[].tls", {"mode", "serverCertificate", "privateKey", "caCertificates"},
-                   {"credentialName", "subjectAltNames",
-                    "minProtocolVersion", "maxProtocolVersion", "cipherSuites", "httpsRedirect"});
+                   {"credentialName", "subjectAltNames", "minProtocolVersion", "maxProtocolVersion", "cipherSuites",
+                    "httpsRedirect"});
       std::string mode = r.string(r.required(tls, "mode", "tls"), "Gateway.spec.servers[].tls.mode");
       if (mode != "MUTUAL" && mode != "ISTIO_MUTUAL") {
         r.fail(tls["mode"], "tls mode '" + mode +
@@ -186,8 +188,9 @@ void checkVirtualService(const YamlReader& r, const YAML::Node& spec) {
   normalHosts(r, r.required(spec, "hosts", "VirtualService.spec"));
   if (spec["gateways"]) r.strings(spec["gateways"], "VirtualService.spec.gateways");
   if (spec["http"]) {
-    r.fail(spec["http"], "http routes are not supported: sluice never sees the app's plaintext; route by SNI with "
-                         "'tls' (mesh) and 'tcp' (gateway) routes");
+    r.fail(spec["http"],
+           "http routes are not supported: sluice never sees the app's plaintext; route by SNI with "
+           "'tls' (mesh) and 'tcp' (gateway) routes");
   }
   if (spec["tls"]) checkRoutes(r, spec["tls"], "VirtualService.spec.tls[]", true);
   if (spec["tcp"]) checkRoutes(r, spec["tcp"], "VirtualService.spec.tcp[]", false);
@@ -200,8 +203,8 @@ void IstioResources::add(std::shared_ptr<YamlReader> reader, const YAML::Node& d
   std::string apiVersion = r.string(r.required(doc, "apiVersion", "a resource"), "apiVersion");
   std::string kind = r.string(r.required(doc, "kind", "a resource"), "kind");
   if (!kApiVersions.contains(apiVersion)) {
-    r.fail(doc["apiVersion"], "apiVersion '" + apiVersion +
-                                  "' is not one sluice reads (networking.istio.io/v1alpha3, v1beta1 or v1)");
+    r.fail(doc["apiVersion"],
+           "apiVersion '" + apiVersion + "' is not one sluice reads (networking.istio.io/v1alpha3, v1beta1 or v1)");
   }
   checkMetadata(r, doc, kind);
   Document d{reader, doc, kind, doc["metadata"]["name"].as<std::string>()};
@@ -219,13 +222,13 @@ void IstioResources::add(std::shared_ptr<YamlReader> reader, const YAML::Node& d
     checkVirtualService(r, spec);
     virtualServices_.push_back(d);
   } else {
-    r.fail(doc["kind"], "kind '" + kind + "' is not supported (ServiceEntry, Gateway, DestinationRule, VirtualService)");
+    r.fail(doc["kind"],
+           "kind '" + kind + "' is not supported (ServiceEntry, Gateway, DestinationRule, VirtualService)");
   }
 }
 
 void IstioResources::compileInto(Config& config) const {
-  const std::string gatewayService =
-      config.agent ? config.agent->gatewayService : AgentConfig{}.gatewayService;
+  const std::string gatewayService = config.agent ? config.agent->gatewayService : AgentConfig{}.gatewayService;
   const GatewayConfig gatewayIdentity = config.gateway.value_or(GatewayConfig{});
 
   // 1. The registry: hosts and ports that ServiceEntries make known.
@@ -236,7 +239,8 @@ void IstioResources::compileInto(Config& config) const {
     RegisteredHost entry;
     for (const auto& p : spec["ports"]) entry.ports.insert(r.port(p["number"], "number"));
     if (spec["endpoints"]) {
-      for (const auto& e : spec["endpoints"]) entry.staticAddresses.push_back(*parseIpv4(e["address"].as<std::string>()));
+      for (const auto& e : spec["endpoints"])
+        entry.staticAddresses.push_back(*parseIpv4(e["address"].as<std::string>()));
     }
     for (const auto& h : spec["hosts"]) {
       auto& slot = registry[r.hostRule(h, "hosts")];
@@ -284,8 +288,8 @@ void IstioResources::compileInto(Config& config) const {
       if (YAML::Node tls = s["tls"]) {
         for (const char* field : {"serverCertificate", "privateKey", "caCertificates"}) {
           if (tls[field]) {
-            r.warn(tls[field], std::string("'") + field +
-                                   "' has no effect: sluice-gateway uses gateway.tls from the native rules");
+            r.warn(tls[field],
+                   std::string("'") + field + "' has no effect: sluice-gateway uses gateway.tls from the native rules");
           }
         }
       }
@@ -300,8 +304,8 @@ void IstioResources::compileInto(Config& config) const {
     const YAML::Node spec = dr.node["spec"];
     std::string host = spec["host"].as<std::string>();
     if (host != gatewayService) {
-      r.warn(spec["host"], "DestinationRule '" + dr.name + "' is for '" + host +
-                               "', not the egress gateway service '" + gatewayService + "': no effect");
+      r.warn(spec["host"], "DestinationRule '" + dr.name + "' is for '" + host + "', not the egress gateway service '" +
+                               gatewayService + "': no effect");
       continue;
     }
     if (YAML::Node policy = spec["trafficPolicy"]) {
@@ -342,7 +346,8 @@ void IstioResources::compileInto(Config& config) const {
               if (dest != gatewayService) {
                 r.fail(d["destination"]["host"], "mesh traffic routed to '" + dest +
                                                      "': sluice sends external traffic only through the egress "
-                                                     "gateway '" + gatewayService + "' (agent.gateway.service)");
+                                                     "gateway '" +
+                                                     gatewayService + "' (agent.gateway.service)");
               }
             }
             for (const auto& host : hosts) {
@@ -357,8 +362,7 @@ void IstioResources::compileInto(Config& config) const {
                                           [&](const std::string& n) { return namesGateway(gateways, n); });
           if (!onOurGateway) continue;
           for (const auto& host : hosts) {
-            std::set<uint16_t> ports =
-                m["port"] ? std::set<uint16_t>{r.port(m["port"], "port")} : registryPorts(host);
+            std::set<uint16_t> ports = m["port"] ? std::set<uint16_t>{r.port(m["port"], "port")} : registryPorts(host);
             for (uint16_t port : ports) {
               auto servedIt = served.find(host);
               if (servedIt == served.end() || !servedIt->second.contains(port)) {
@@ -393,8 +397,9 @@ void IstioResources::compileInto(Config& config) const {
     std::string value = dr->reader->string(sni, "sni");
     auto normal = normalizeHostName(value);
     if (!normal || !meshRouted.contains(*normal)) {
-      dr->reader->fail(sni, "sni '" + value + "' is not a host that a VirtualService routes to the gateway; "
-                            "sluice sends the app's own SNI to the gateway");
+      dr->reader->fail(sni, "sni '" + value +
+                                "' is not a host that a VirtualService routes to the gateway; "
+                                "sluice sends the app's own SNI to the gateway");
     }
   }
   for (const auto& [host, entry] : registry) {
@@ -402,8 +407,9 @@ void IstioResources::compileInto(Config& config) const {
       for (const auto& se : serviceEntries_) {
         for (const auto& h : se.node["spec"]["hosts"]) {
           if (se.reader->hostRule(h, "hosts") == host) {
-            se.reader->warn(h, "host '" + host + "' is registered but no VirtualService routes it from 'mesh' "
-                                                 "through the egress gateway: sluice refuses it");
+            se.reader->warn(h, "host '" + host +
+                                   "' is registered but no VirtualService routes it from 'mesh' "
+                                   "through the egress gateway: sluice refuses it");
           }
         }
       }

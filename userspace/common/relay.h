@@ -4,9 +4,9 @@
 
 #include <chrono>
 #include <cstdint>
-#include <string>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "async.h"

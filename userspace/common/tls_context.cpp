@@ -51,9 +51,8 @@ class TicketStore {
 
 int ticketStoreIndex() {
   static const int index = SSL_CTX_get_ex_new_index(
-      0, nullptr, nullptr, nullptr, [](void*, void* store, CRYPTO_EX_DATA*, int, long, void*) {
-        delete static_cast<TicketStore*>(store);
-      });
+      0, nullptr, nullptr, nullptr,
+      [](void*, void* store, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<TicketStore*>(store); });
   return index;
 }
 
@@ -87,8 +86,7 @@ SslCtxPtr makeMeshTlsContext(const TlsFiles& files, TlsRole role) {
         "loading private key " + files.key.string());
   check(SSL_CTX_check_private_key(ctx.get()),
         "private key " + files.key.string() + " does not match " + files.cert.string());
-  check(SSL_CTX_load_verify_locations(ctx.get(), files.ca.c_str(), nullptr),
-        "loading CA " + files.ca.string());
+  check(SSL_CTX_load_verify_locations(ctx.get(), files.ca.c_str(), nullptr), "loading CA " + files.ca.string());
   int verify = SSL_VERIFY_PEER;
   if (role == TlsRole::Server) {
     verify |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
@@ -104,8 +102,8 @@ SslCtxPtr makeMeshTlsContext(const TlsFiles& files, TlsRole role) {
     SSL_CTX_set_timeout(ctx.get(), kTicketLifetimeSeconds);
   }
   SSL_CTX_set_verify(ctx.get(), verify, nullptr);
-  SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                                  SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_mode(ctx.get(),
+                   SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
   if (role == TlsRole::Client) {
     SSL_CTX_set_ex_data(ctx.get(), ticketStoreIndex(), new TicketStore);
     SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);

@@ -4,7 +4,9 @@
 
 namespace sluice {
 
-std::string portAlpn(uint16_t port) { return std::string(kPortAlpnPrefix) + std::to_string(port); }
+std::string portAlpn(uint16_t port) {
+  return std::string(kPortAlpnPrefix) + std::to_string(port);
+}
 
 std::optional<uint16_t> parsePortAlpn(std::string_view protocol) {
   if (!protocol.starts_with(kPortAlpnPrefix)) return std::nullopt;

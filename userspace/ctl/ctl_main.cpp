@@ -45,8 +45,7 @@ int status(const PinLayout& pins) {
     for (auto b : config->redirect_ip6) ip6 |= b != 0;
     char text[INET6_ADDRSTRLEN] = {};
     if (ip6) inet_ntop(AF_INET6, config->redirect_ip6, text, sizeof(text));
-    std::cout << "redirect IPv6 to: " << (ip6 ? text : "none (IPv6 connects to redirected ports are refused)")
-              << "\n";
+    std::cout << "redirect IPv6 to: " << (ip6 ? text : "none (IPv6 connects to redirected ports are refused)") << "\n";
     std::cout << "QUIC (UDP to redirected ports): " << (config->block_quic ? "blocked" : "allowed") << "\n";
   } else {
     std::cout << "redirect to: (not configured: enabled cgroups are refused on redirected ports)\n";
@@ -168,8 +167,8 @@ int uninstall(const PinLayout& pins) {
   CgroupEnrollment enrollment(pins);
   for (const auto& cgroup : enrollment.list()) {
     enrollment.disable(cgroup.id);
-    std::cout << "detached cgroup id=" << cgroup.id << " "
-              << (cgroup.path.empty() ? "(removed)" : cgroup.path.string()) << "\n";
+    std::cout << "detached cgroup id=" << cgroup.id << " " << (cgroup.path.empty() ? "(removed)" : cgroup.path.string())
+              << "\n";
   }
   std::vector<std::filesystem::path> pinsLeft;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(pins.dir)) {
@@ -192,8 +191,8 @@ int main(int argc, char** argv) {
       "pin-dir", po::value<std::string>()->default_value(kDefaultPinDir.string()), "bpffs directory of sluice's pins")(
       "config", po::value<std::vector<std::string>>()->composing(), "explain: rules file (repeatable)")(
       "cgroup", po::value<std::string>(), "explain: the app's cgroup")(
-      "to", po::value<std::string>(), "explain: destination ADDR:PORT")(
-      "sni", po::value<std::string>(), "explain: the SNI the app sends")(
+      "to", po::value<std::string>(), "explain: destination ADDR:PORT")("sni", po::value<std::string>(),
+                                                                        "explain: the SNI the app sends")(
       "command", po::value<std::string>(), "command")("args", po::value<std::vector<std::string>>(), "arguments");
   po::positional_options_description positional;
   positional.add("command", 1).add("args", -1);

@@ -34,8 +34,7 @@ void onAddrInfo(void* arg, int status, int, struct ares_addrinfo* info) {
 
 }  // namespace
 
-DnsResolver::DnsResolver(Ipv4Endpoint server, std::chrono::milliseconds timeout)
-    : server_(server), timeout_(timeout) {
+DnsResolver::DnsResolver(Ipv4Endpoint server, std::chrono::milliseconds timeout) : server_(server), timeout_(timeout) {
   static std::once_flag once;
   std::call_once(once, [] { ares_library_init(ARES_LIB_INIT_ALL); });
 }

@@ -27,8 +27,9 @@ struct AccessRecord {
 
 void logAccess(const AccessRecord& r, uint64_t up, uint64_t down, const std::string& result) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - r.started).count();
-  auto line = fmt::format("access peer={} identity={} sni={} port={} upstream={} up={} down={} duration_ms={} result={}",
-                          r.peerAddress, r.identity, r.sni, r.port, r.upstream, up, down, ms, result);
+  auto line =
+      fmt::format("access peer={} identity={} sni={} port={} upstream={} up={} down={} duration_ms={} result={}",
+                  r.peerAddress, r.identity, r.sni, r.port, r.upstream, up, down, ms, result);
   if (result == "ok") {
     spdlog::info("{}", line);
   } else {
@@ -75,7 +76,9 @@ UpstreamDestination pickDestination(const GatewayRoute& route) {
 
 }  // namespace
 
-void GatewayServer::configureAlpn(SSL_CTX* ctx) { SSL_CTX_set_alpn_select_cb(ctx, selectPortAlpn, nullptr); }
+void GatewayServer::configureAlpn(SSL_CTX* ctx) {
+  SSL_CTX_set_alpn_select_cb(ctx, selectPortAlpn, nullptr);
+}
 
 GatewayServer::GatewayServer(asio::io_context& io, asio::thread_pool& resolverPool,
                              std::shared_ptr<const GatewayRules> rules)
@@ -171,8 +174,8 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   } else if (const auto* cached = rules->dnsCache->find(destination.host)) {
     resolved.addressesBe = *cached;
   } else {
-    resolved = co_await asio::co_spawn(resolverPool_, resolveOnPool(rules->resolver.get(), destination.host),
-                                       use_awaitable);
+    resolved =
+        co_await asio::co_spawn(resolverPool_, resolveOnPool(rules->resolver.get(), destination.host), use_awaitable);
     rules->dnsCache->put(destination.host, resolved.addressesBe);
   }
   if (resolved.addressesBe.empty()) {
