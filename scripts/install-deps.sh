@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   # toolchain: g++ 12 for userspace (Boost.Asio coroutines), clang 14 for BPF
   build-essential g++ cmake ninja-build pkg-config clang llvm clang-format
+  # libFuzzer and sanitizer runtimes for the fuzz tier
+  libclang-rt-14-dev
   # BPF: libbpf (with libelf) for CO-RE loading, bpftool for skeletons and inspection
   libbpf-dev libelf-dev zlib1g-dev bpftool
   # userspace libraries

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: installs dependencies, builds, and runs every test tier
-# (unit, bpf, integration, e2e) with CTest. Root tests need root; run as root.
+# (unit, bpf, integration, e2e, fuzz) with CTest. Root tests need root; run as root.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ "$(id -u)" -ne 0 ]; then
@@ -12,4 +12,4 @@ bash "$root/scripts/build.sh"
 cd "${BUILD_DIR:-$root/build}"
 # Root tests make uniquely named namespaces, so they could run in parallel; serially
 # keeps their timing clean on a 2-core machine and the whole run is under a minute.
-ctest --output-on-failure -L 'unit|bpf|integration|e2e' "$@"
+ctest --output-on-failure -L 'unit|bpf|integration|e2e|fuzz' "$@"
