@@ -177,15 +177,33 @@ Config loadTexts(const std::vector<LoadedText>& texts) {
       if (!doc || doc.IsNull()) continue;
       ++used;
       if (!doc.IsMap()) reader->fail(doc, "a document must be a mapping");
-      if (doc["apiVersion"] || doc["kind"]) {
-        istio.add(reader, doc);
-      } else {
-        readNativeDocument(*reader, doc, config, sawPolicy);
+      try {
+        if (doc["apiVersion"] || doc["kind"]) {
+          istio.add(reader, doc);
+        } else {
+          readNativeDocument(*reader, doc, config, sawPolicy);
+        }
+      } catch (const YAML::Exception& e) {
+        // A shape the checks above did not foresee: still the file's fault, said so.
+        std::ostringstream out;
+        out << source.string();
+        if (!e.mark.is_null())
+          out << ":" << e.mark.line + 1 << ":" << e.mark.column + 1;
+        else
+          out << ":" << doc.Mark().line + 1 << " (in the document starting here)";
+        out << ": " << e.msg;
+        throw ConfigError(out.str());
       }
     }
     if (used == 0) throw ConfigError(source.string() + ": the file is empty");
   }
-  istio.compileInto(config);
+  try {
+    istio.compileInto(config);
+  } catch (const YAML::Exception& e) {
+    std::string files;
+    for (const auto& [source, text] : texts) files += (files.empty() ? "" : ", ") + source.string();
+    throw ConfigError(files + ": the Istio resources do not fit together: " + e.msg);
+  }
   config.agentHosts = mergeRules(config.agentHosts);
   config.gatewayHosts = mergeRules(config.gatewayHosts);
   return config;

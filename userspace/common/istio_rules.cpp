@@ -48,16 +48,17 @@ void checkMetadata(const YamlReader& r, const YAML::Node& doc, const std::string
   YAML::Node meta = r.required(doc, "metadata", kind);
   r.requireMap(meta, kind + ".metadata", {"name", "namespace", "labels", "annotations"},
                {"resourceVersion", "uid", "generation", "creationTimestamp"});
-  r.required(meta, "name", kind + ".metadata");
-  r.required(doc, "spec", kind);
+  r.string(r.required(meta, "name", kind + ".metadata"), kind + ".metadata.name");
+  if (meta["labels"] && !meta["labels"].IsMap()) r.fail(meta["labels"], "'metadata.labels' must be a mapping");
+  if (!r.required(doc, "spec", kind).IsMap()) r.fail(doc["spec"], "'" + kind + ".spec' must be a mapping");
 }
 
 void checkServiceEntry(const YamlReader& r, const YAML::Node& spec) {
   r.requireMap(spec, "ServiceEntry.spec", {"hosts", "ports", "resolution", "location", "endpoints"},
                {"addresses", "exportTo", "subjectAltNames"});
-  YAML::Node hosts = r.required(spec, "hosts", "ServiceEntry.spec");
+  YAML::Node hosts = r.sequence(r.required(spec, "hosts", "ServiceEntry.spec"), "ServiceEntry.spec.hosts");
   for (const auto& h : hosts) r.hostRule(h, "ServiceEntry.spec.hosts");
-  for (const auto& p : r.required(spec, "ports", "ServiceEntry.spec")) {
+  for (const auto& p : r.sequence(r.required(spec, "ports", "ServiceEntry.spec"), "ServiceEntry.spec.ports")) {
     r.requireMap(p, "ServiceEntry.spec.ports[]", {"number", "name", "protocol"}, {"targetPort"});
     r.port(r.required(p, "number", "ServiceEntry.spec.ports[]"), "ServiceEntry.spec.ports[].number");
     if (p["protocol"]) {
@@ -85,7 +86,7 @@ void checkServiceEntry(const YamlReader& r, const YAML::Node& spec) {
   if (resolution == "STATIC" && !spec["endpoints"]) r.fail(spec, "resolution STATIC needs 'endpoints'");
   if (spec["endpoints"]) {
     if (resolution != "STATIC") r.fail(spec["endpoints"], "'endpoints' are used only with resolution STATIC");
-    for (const auto& e : spec["endpoints"]) {
+    for (const auto& e : r.sequence(spec["endpoints"], "ServiceEntry.spec.endpoints")) {
       r.requireMap(e, "ServiceEntry.spec.endpoints[]", {"address"},
                    {"ports", "labels", "network", "locality", "weight"});
       auto address = r.string(r.required(e, "address", "ServiceEntry.spec.endpoints[]"), "address");
@@ -109,8 +110,10 @@ void checkTlsSettings(const YamlReader& r, const YAML::Node& tls, const std::str
 
 void checkGateway(const YamlReader& r, const YAML::Node& spec) {
   r.requireMap(spec, "Gateway.spec", {"selector", "servers"});
-  r.required(spec, "selector", "Gateway.spec");
-  for (const auto& s : r.required(spec, "servers", "Gateway.spec")) {
+  YAML::Node selector = r.required(spec, "selector", "Gateway.spec");
+  if (!selector.IsMap()) r.fail(selector, "'Gateway.spec.selector' must be a mapping of labels");
+  for (const auto& label : selector) r.string(label.second, "Gateway.spec.selector");
+  for (const auto& s : r.sequence(r.required(spec, "servers", "Gateway.spec"), "Gateway.spec.servers")) {
     r.requireMap(s, "Gateway.spec.servers[]", {"port", "hosts", "tls", "name"}, {"bind", "defaultEndpoint"});
     YAML::Node port = r.required(s, "port", "Gateway.spec.servers[]");
     r.requireMap(port, "Gateway.spec.servers[].port", {"number", "name", "protocol"}, {"targetPort"});
@@ -142,7 +145,7 @@ void checkDestinationRule(const YamlReader& r, const YAML::Node& spec) {
                  {"loadBalancer", "connectionPool", "outlierDetection", "tunnel", "proxyProtocol"});
     if (policy["tls"]) checkTlsSettings(r, policy["tls"], "trafficPolicy.tls");
     if (policy["portLevelSettings"]) {
-      for (const auto& p : policy["portLevelSettings"]) {
+      for (const auto& p : r.sequence(policy["portLevelSettings"], "portLevelSettings")) {
         r.requireMap(p, "portLevelSettings[]", {"port", "tls"}, {"loadBalancer", "connectionPool", "outlierDetection"});
         YAML::Node port = r.required(p, "port", "portLevelSettings[]");
         r.requireMap(port, "portLevelSettings[].port", {"number"});
@@ -154,10 +157,10 @@ void checkDestinationRule(const YamlReader& r, const YAML::Node& spec) {
 }
 
 void checkRoutes(const YamlReader& r, const YAML::Node& routes, const std::string& name, bool tls) {
-  for (const auto& route : routes) {
+  for (const auto& route : r.sequence(routes, name)) {
     r.requireMap(route, name, {"match", "route"});
     if (route["match"]) {
-      for (const auto& m : route["match"]) {
+      for (const auto& m : r.sequence(route["match"], name + ".match")) {
         if (tls) {
           r.requireMap(m, name + ".match[]", {"gateways", "port", "sniHosts", "sni_hosts"},
                        {"destinationSubnets", "sourceLabels", "sourceNamespace"});
@@ -167,9 +170,11 @@ void checkRoutes(const YamlReader& r, const YAML::Node& routes, const std::strin
                        {"destinationSubnets", "sourceLabels", "sourceNamespace"});
         }
         if (m["port"]) r.port(m["port"], name + ".match[].port");
+        if (m["gateways"]) r.strings(m["gateways"], name + ".match[].gateways");
+        if (tls) normalHosts(r, m["sniHosts"] ? m["sniHosts"] : m["sni_hosts"]);
       }
     }
-    for (const auto& d : r.required(route, "route", name)) {
+    for (const auto& d : r.sequence(r.required(route, "route", name), name + ".route")) {
       r.requireMap(d, name + ".route[]", {"destination", "weight"});
       YAML::Node dest = r.required(d, "destination", name + ".route[]");
       r.requireMap(dest, name + ".route[].destination", {"host", "port"}, {"subset"});
@@ -311,7 +316,7 @@ void IstioResources::compileInto(Config& config) const {
     if (YAML::Node policy = spec["trafficPolicy"]) {
       if (policy["tls"] && policy["tls"]["sni"]) sniSettings.push_back({&dr, policy["tls"]["sni"]});
       if (policy["portLevelSettings"]) {
-        for (const auto& p : policy["portLevelSettings"]) {
+        for (const auto& p : r.sequence(policy["portLevelSettings"], "portLevelSettings")) {
           if (p["tls"] && p["tls"]["sni"]) sniSettings.push_back({&dr, p["tls"]["sni"]});
         }
       }

@@ -25,6 +25,7 @@ void YamlReader::requireMap(const YAML::Node& node, const std::string& name, con
                             const std::set<std::string>& noEffect) const {
   if (!node.IsMap()) fail(node, "'" + name + "' must be a mapping");
   for (const auto& entry : node) {
+    if (!entry.first.IsScalar()) fail(entry.first, "a key in '" + name + "' must be a plain name");
     const std::string key = entry.first.as<std::string>();
     if (known.contains(key)) continue;
     if (noEffect.contains(key)) {
@@ -41,6 +42,11 @@ YAML::Node YamlReader::required(const YAML::Node& map, const std::string& key, c
   YAML::Node value = map[key];
   if (!value) fail(map, "'" + name + "' needs field '" + key + "'");
   return value;
+}
+
+const YAML::Node& YamlReader::sequence(const YAML::Node& node, const std::string& name) const {
+  if (node && !node.IsSequence()) fail(node, "'" + name + "' must be a list");
+  return node;
 }
 
 std::string YamlReader::string(const YAML::Node& node, const std::string& name) const {
@@ -79,6 +85,7 @@ std::set<uint16_t> YamlReader::ports(const YAML::Node& node, const std::string& 
 
 std::vector<std::string> YamlReader::strings(const YAML::Node& node, const std::string& name) const {
   if (!node.IsSequence()) fail(node, "'" + name + "' must be a list");
+  // (each item is checked to be a scalar below)
   std::vector<std::string> out;
   for (const auto& item : node) out.push_back(string(item, name));
   return out;

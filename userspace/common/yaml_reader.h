@@ -29,6 +29,8 @@ class YamlReader {
   void requireMap(const YAML::Node& node, const std::string& name, const std::set<std::string>& known,
                   const std::set<std::string>& noEffect = {}) const;
   YAML::Node required(const YAML::Node& map, const std::string& key, const std::string& name) const;
+  // The node, checked to be a list (a missing node is an empty list).
+  const YAML::Node& sequence(const YAML::Node& node, const std::string& name) const;
   std::string string(const YAML::Node& node, const std::string& name) const;
   uint64_t number(const YAML::Node& node, const std::string& name, uint64_t min, uint64_t max) const;
   uint16_t port(const YAML::Node& node, const std::string& name) const;
