@@ -9,9 +9,9 @@
 #include "bpf_datapath.h"
 #include "cgroup_enrollment.h"
 #include "config.h"
-#include "config_watcher.h"
 #include "forwarder.h"
 #include "logging.h"
+#include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
 
@@ -47,12 +47,10 @@ int run(const po::variables_map& options) {
   std::vector<std::filesystem::path> paths;
   for (const auto& p : options["config"].as<std::vector<std::string>>()) paths.emplace_back(p);
   const PinLayout pins{options["pin-dir"].as<std::string>()};
-  uint64_t version = 1;
-  uint64_t rejected = 0;
-  auto rules = buildRules(paths, version);
+  auto rules = buildRules(paths, 1);
 
   BpfDatapath datapath(pins);
-  datapath.applyRules(rules->agent, static_cast<uint32_t>(version));
+  datapath.applyRules(rules->agent, 1);
   enrollCgroups(pins, rules->agent);
 
   asio::io_context io(1);
@@ -69,35 +67,22 @@ int run(const po::variables_map& options) {
     asio::co_spawn(io, forwarder.acceptLoop(*forwarder.acceptor6()), logEscapedException("accept loop v6"));
   }
 
-  std::unique_ptr<ConfigWatcher> watcher;
   // New connections take the new rules; established ones keep the rules they started
   // with. A file that does not load changes nothing.
-  auto reload = [&](const char* why) {
-    try {
-      auto next = buildRules(paths, version + 1);
-      if (next->agent.listen != rules->agent.listen || next->agent.listen6 != rules->agent.listen6) {
-        throw ConfigError("agent.listen or agent.listen6 changed: restart the agent to move its listeners");
-      }
-      datapath.applyRules(next->agent, static_cast<uint32_t>(next->version));
-      enrollCgroups(pins, next->agent);
-      forwarder.setRules(next);
-      rules = next;
-      version = next->version;
-      if (watcher) watcher->markLoaded();
-      spdlog::info("rules reloaded ({}) version={} hosts={} outbound={}", why, version, next->hosts.size(),
-                   toString(next->outbound));
-    } catch (const std::exception& e) {
-      ++rejected;
-      spdlog::error("rules rejected ({}) rejected_total={}; keeping version={}: {}", why, rejected, version, e.what());
+  RulesReloader reloader(io, paths, !options.count("no-watch"), [&](uint64_t next) {
+    auto nextRules = buildRules(paths, next);
+    if (nextRules->agent.listen != rules->agent.listen || nextRules->agent.listen6 != rules->agent.listen6) {
+      throw ConfigError("agent.listen or agent.listen6 changed: restart the agent to move its listeners");
     }
-  };
-  if (!options.count("no-watch")) {
-    watcher = std::make_unique<ConfigWatcher>(io, paths, [&] { reload("file changed"); });
-    asio::co_spawn(io, watcher->run(), logEscapedException("rules watcher"));
-  }
+    datapath.applyRules(nextRules->agent, static_cast<uint32_t>(next));
+    enrollCgroups(pins, nextRules->agent);
+    forwarder.setRules(nextRules);
+    rules = nextRules;
+    return "hosts=" + std::to_string(rules->hosts.size()) + " outbound=" + toString(rules->outbound);
+  });
 
   auto signals = handleSignals(
-      io, [&] { reload("SIGHUP"); },
+      io, [&] { reloader.reload("SIGHUP"); },
       [&](int signal) {
         spdlog::info("signal {}: stopping; links stay pinned, so enabled cgroups fail closed", signal);
         forwarder.stop();
@@ -106,7 +91,7 @@ int run(const po::variables_map& options) {
 
   spdlog::info("agent ready listen={} gateway={} hosts={} outbound={} rules_version={} pin_dir={}",
                formatEndpoint(rules->agent.listen), formatEndpoint(rules->agent.gatewayAddress), rules->hosts.size(),
-               toString(rules->outbound), version, pins.dir.string());
+               toString(rules->outbound), reloader.version(), pins.dir.string());
   io.run();
   return 0;
 }

@@ -7,9 +7,9 @@
 #include <iostream>
 
 #include "config.h"
-#include "config_watcher.h"
 #include "gateway_server.h"
 #include "logging.h"
+#include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
 
@@ -37,9 +37,8 @@ std::shared_ptr<const GatewayRules> buildRules(const std::vector<std::filesystem
 int run(const po::variables_map& options) {
   std::vector<std::filesystem::path> paths;
   for (const auto& p : options["config"].as<std::vector<std::string>>()) paths.emplace_back(p);
-  uint64_t version = 1;
-  uint64_t rejected = 0;
-  auto rules = buildRules(paths, version);
+  auto rules = buildRules(paths, 1);
+  auto current = rules;
 
   asio::io_context io(1);
   asio::thread_pool resolverPool(2);
@@ -47,30 +46,18 @@ int run(const po::variables_map& options) {
   server.listen();
   asio::co_spawn(io, server.acceptLoop(), logEscapedException("accept loop"));
 
-  std::unique_ptr<ConfigWatcher> watcher;
-  auto reload = [&](const char* why) {
-    try {
-      auto next = buildRules(paths, version + 1);
-      if (next->gateway.listen != rules->gateway.listen) {
-        throw ConfigError("gateway.listen changed: restart the gateway to move its listener");
-      }
-      server.setRules(next);
-      rules = next;
-      version = next->version;
-      if (watcher) watcher->markLoaded();
-      spdlog::info("rules reloaded ({}) version={} hosts={}", why, version, next->hosts.size());
-    } catch (const std::exception& e) {
-      ++rejected;
-      spdlog::error("rules rejected ({}) rejected_total={}; keeping version={}: {}", why, rejected, version, e.what());
+  RulesReloader reloader(io, paths, !options.count("no-watch"), [&](uint64_t next) {
+    auto rules = buildRules(paths, next);
+    if (rules->gateway.listen != current->gateway.listen) {
+      throw ConfigError("gateway.listen changed: restart the gateway to move its listener");
     }
-  };
-  if (!options.count("no-watch")) {
-    watcher = std::make_unique<ConfigWatcher>(io, paths, [&] { reload("file changed"); });
-    asio::co_spawn(io, watcher->run(), logEscapedException("rules watcher"));
-  }
+    server.setRules(rules);
+    current = rules;
+    return "hosts=" + std::to_string(rules->hosts.size());
+  });
 
   auto signals = handleSignals(
-      io, [&] { reload("SIGHUP"); },
+      io, [&] { reloader.reload("SIGHUP"); },
       [&](int signal) {
         spdlog::info("signal {}: stopping", signal);
         server.stop();
@@ -79,7 +66,7 @@ int run(const po::variables_map& options) {
 
   spdlog::info("gateway ready listen={} dns={} hosts={} clients={} rules_version={}",
                formatEndpoint(rules->gateway.listen), formatEndpoint(rules->gateway.dnsServer), rules->hosts.size(),
-               rules->gateway.allowedClients.size(), version);
+               rules->gateway.allowedClients.size(), reloader.version());
   io.run();
   resolverPool.stop();
   resolverPool.join();
