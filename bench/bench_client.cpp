@@ -28,6 +28,8 @@
 #include <thread>
 #include <vector>
 
+#include "openssl_client_hello.h"
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -41,23 +43,6 @@ struct Options {
   int durationMs = 3000;
   uint64_t bytes = 1ull << 30;
 };
-
-std::vector<uint8_t> openSslClientHello(const std::string& sni) {
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  SSL* ssl = SSL_new(ctx);
-  BIO* in = BIO_new(BIO_s_mem());
-  BIO* out = BIO_new(BIO_s_mem());
-  SSL_set_bio(ssl, in, out);
-  SSL_set_connect_state(ssl);
-  SSL_set_tlsext_host_name(ssl, sni.c_str());
-  SSL_do_handshake(ssl);
-  char* data = nullptr;
-  long length = BIO_get_mem_data(out, &data);
-  std::vector<uint8_t> bytes(data, data + length);
-  SSL_free(ssl);
-  SSL_CTX_free(ctx);
-  return bytes;
-}
 
 int connectTo(const sockaddr_in& target) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -204,7 +189,7 @@ int main(int argc, char** argv) {
     else
       return usage();
   }
-  const auto hello = openSslClientHello(o.sni);
+  const auto hello = sluice::makeOpenSslClientHello({o.sni});
   Totals t;
   std::vector<std::thread> threads;
   const auto start = Clock::now();

@@ -1,12 +1,13 @@
 #include "client_hello.h"
 
 #include <gtest/gtest.h>
-#include <openssl/bio.h>
 #include <openssl/ssl.h>
 
 #include <random>
 #include <string>
 #include <vector>
+
+#include "openssl_client_hello.h"
 
 namespace sluice {
 namespace {
@@ -24,33 +25,8 @@ void PrintTo(const HelloSpec& spec, std::ostream* out) {
   *out << spec.name;
 }
 
-// The bytes an OpenSSL client sends first, captured from a memory BIO.
 std::vector<uint8_t> openSslClientHello(const HelloSpec& spec) {
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  if (spec.maxVersion) SSL_CTX_set_max_proto_version(ctx, spec.maxVersion);
-  SSL* ssl = SSL_new(ctx);
-  BIO* in = BIO_new(BIO_s_mem());
-  BIO* out = BIO_new(BIO_s_mem());
-  SSL_set_bio(ssl, in, out);
-  SSL_set_connect_state(ssl);
-  if (!spec.sni.empty()) SSL_set_tlsext_host_name(ssl, spec.sni.c_str());
-  if (spec.alpnCount) {
-    std::string wire;
-    for (size_t i = 0; i < spec.alpnCount; ++i) {
-      std::string id = "protocol-number-" + std::to_string(i) + std::string(40, 'x');
-      wire += static_cast<char>(id.size());
-      wire += id;
-    }
-    SSL_set_alpn_protos(ssl, reinterpret_cast<const unsigned char*>(wire.data()), wire.size());
-  }
-  if (spec.maxFragment) SSL_set_max_send_fragment(ssl, spec.maxFragment);
-  SSL_do_handshake(ssl);  // WANT_READ: the hello is in `out`
-  char* data = nullptr;
-  long length = BIO_get_mem_data(out, &data);
-  std::vector<uint8_t> bytes(data, data + length);
-  SSL_free(ssl);
-  SSL_CTX_free(ctx);
-  return bytes;
+  return makeOpenSslClientHello({spec.sni, spec.maxVersion, spec.alpnCount, spec.maxFragment});
 }
 
 class OpenSslHello : public ::testing::TestWithParam<HelloSpec> {};

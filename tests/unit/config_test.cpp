@@ -2,28 +2,20 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <regex>
+
+#include "rules_fixture.h"
 
 namespace sluice {
 namespace {
 
-// A directory with empty stand-ins for the certificate files the example names: the
-// loader checks that they can be read, the TLS code (not under test here) parses them.
-class ConfigTest : public ::testing::Test {
+class ConfigTest : public RulesFixture {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("sluice-config-test-" + std::to_string(::getpid()) + "-" +
-                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_ / "pki");
-    for (const char* f : {"mesh-ca.pem", "agent.pem", "agent.key", "gateway.pem", "gateway.key"}) {
-      std::ofstream(dir_ / "pki" / f) << "x";
-    }
-    std::ifstream in(std::string(SLUICE_SOURCE_DIR) + "/examples/seed-native.yaml");
-    example_.assign(std::istreambuf_iterator<char>(in), {});
+    RulesFixture::SetUp();
+    example_ = source("examples/seed-native.yaml");
     ASSERT_FALSE(example_.empty());
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   Config load(const std::string& text) { return loadConfigText(text, dir_ / "rules.yaml"); }
   std::string replaced(const std::string& from, const std::string& to) {
@@ -34,7 +26,6 @@ class ConfigTest : public ::testing::Test {
     return out;
   }
 
-  std::filesystem::path dir_;
   std::string example_;
 };
 
