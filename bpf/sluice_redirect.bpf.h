@@ -140,6 +140,16 @@ static __always_inline int sl_has_ip6_listener(const struct sl_config* cfg) {
   return any != 0;
 }
 
+static __always_inline int sl_has_own_mark(const struct sl_decision_input* in, const struct sl_config* cfg) {
+  return cfg && cfg->socket_mark && in->mark == cfg->socket_mark;
+}
+
+/* The mark alone proves nothing (CAP_NET_RAW sets it since 5.17): only the node's network
+ * namespace, which a pod's socket cannot be in, makes it the agent's (or the gateway's). */
+static __always_inline int sl_is_own_socket(const struct sl_decision_input* in, const struct sl_config* cfg) {
+  return sl_has_own_mark(in, cfg) && cfg->node_netns_cookie && in->netns_cookie == cfg->node_netns_cookie;
+}
+
 /* The whole redirect policy of the kernel side, from values only. */
 static __always_inline enum sl_verdict sl_decide(const struct sl_decision_input* in, const struct sl_config* cfg,
                                                  __u32* stat) {
@@ -147,7 +157,7 @@ static __always_inline enum sl_verdict sl_decide(const struct sl_decision_input*
   int tcp = in->type == SL_SOCK_STREAM && in->protocol == SL_IPPROTO_TCP;
   int udp = in->type == SL_SOCK_DGRAM && (in->protocol == SL_IPPROTO_UDP || in->protocol == 0);
   if (!tcp && !udp) return SL_VERDICT_PASS;
-  if (in->mark == SL_AGENT_SOCKET_MARK) {
+  if (sl_is_own_socket(in, cfg)) {
     *stat = SL_STAT_AGENT_SOCKET;
     return SL_VERDICT_PASS;
   }
@@ -211,6 +221,8 @@ static __always_inline enum sl_verdict sl_hook_decide(struct bpf_sock* sk, const
   __u32 stat;
   enum sl_verdict verdict = sl_decide(in, cfg, &stat);
   __u64 cgroupId = bpf_get_current_cgroup_id();
+  /* A forged mark is decided like any other socket; counted so the attempt shows. */
+  if (sl_has_own_mark(in, cfg) && !sl_is_own_socket(in, cfg)) sl_count(SL_STAT_FOREIGN_MARK, cgroupId);
   if (verdict == SL_VERDICT_REDIRECT && (!rewrite || !cfg)) {
     verdict = SL_VERDICT_PASS; /* sendmsg never rewrites; cfg is known non-NULL here */
   } else if (verdict == SL_VERDICT_REDIRECT && !sl_remember(sk, in, cgroupId)) {
@@ -224,6 +236,7 @@ static __always_inline enum sl_verdict sl_hook_decide(struct bpf_sock* sk, const
 
 static __always_inline void sl_input_common(struct bpf_sock_addr* ctx, struct bpf_sock* sk,
                                             struct sl_decision_input* in, __u8 family) {
+  in->netns_cookie = bpf_get_netns_cookie(ctx);
   in->port_be = (__u16)ctx->user_port;
   in->family = family;
   in->type = ctx->type;

@@ -25,10 +25,14 @@
 #define SL_MAX_BYPASS6 1024
 #define SL_MAX_CGROUP_STATS 4096
 
-/* The agent sets this SO_MARK on every socket it opens; the connect hooks never redirect
- * a marked socket. It is the second, independent guard against a redirect loop (the
- * first is that the agent's own cgroup is never enabled). */
-#define SL_AGENT_SOCKET_MARK 0x51cef00dU
+/* Default SO_MARK the agent and the gateway set on the sockets they open (rules:
+ * agent.socketMark, gateway.socketMark). A marked socket is exempt from the redirect only
+ * in the network namespace whose cookie the agent wrote into sl_config (its own, the
+ * node's): a pod can set any mark with CAP_NET_RAW (kernel 5.17+), but cannot move its
+ * socket into the node's namespace. The default avoids the bits others give meaning:
+ * 0x4000/0x8000 (kube-proxy masquerade/drop), 0x0f00 and the upper 16 bits (Cilium,
+ * Calico's default mask 0xffff0000), 0x539/0x111 under mask 0xfff (Istio). */
+#define SL_DEFAULT_SOCKET_MARK 0x1051U
 
 enum sl_family {
   SL_FAMILY_INET = 2,   /* AF_INET */
@@ -39,13 +43,14 @@ enum sl_family {
 struct sl_config {
   __u32 redirect_ip4_be; /* agent listener, IPv4 (also used, v4-mapped, for AF_INET6 sockets) */
   __u16 redirect_port_be;
-  __u8 enabled;        /* 0 until the agent has written a complete config: refuse (fail closed) */
-  __u8 block_quic;     /* 1: UDP to a redirected port fails with EPERM, so clients fall back to TCP */
-  __u32 rules_version; /* the agent's rule set version, for sluicectl status */
-  __u32 pad0;
-  __u8 redirect_ip6[16]; /* agent listener, IPv6; all zero: no IPv6 listener, IPv6 refused */
+  __u8 enabled;            /* 0 until the agent has written a complete config: refuse (fail closed) */
+  __u8 block_quic;         /* 1: UDP to a redirected port fails with EPERM, so clients fall back to TCP */
+  __u32 rules_version;     /* the agent's rule set version, for sluicectl status */
+  __u32 socket_mark;       /* the agent's SO_MARK: exempt only together with node_netns_cookie */
+  __u8 redirect_ip6[16];   /* agent listener, IPv6; all zero: no IPv6 listener, IPv6 refused */
+  __u64 node_netns_cookie; /* the agent's network namespace; 0: no socket is exempt by mark */
 };
-SL_ASSERT_SIZE(struct sl_config, 32);
+SL_ASSERT_SIZE(struct sl_config, 40);
 
 /* An endpoint as the kernel saw it: the original destination, or a client's source. */
 struct sl_endpoint {
@@ -91,7 +96,7 @@ enum sl_stat {
   SL_STAT_REDIRECTED = 0,   /* connect rewritten to the agent */
   SL_STAT_BYPASSED,         /* destination in a bypass CIDR */
   SL_STAT_PORT_IGNORED,     /* destination port not redirected */
-  SL_STAT_AGENT_SOCKET,     /* socket carries the agent's mark */
+  SL_STAT_AGENT_SOCKET,     /* socket carries the agent's mark, in the node's namespace */
   SL_STAT_NOT_CONFIGURED,   /* no config yet: connect refused (fail closed) */
   SL_STAT_STORAGE_FAILED,   /* socket storage unavailable: connect refused */
   SL_STAT_HANDOFF,          /* sockops published the flow for the agent */
@@ -100,6 +105,7 @@ enum sl_stat {
   SL_STAT_FLOW_CLOSED,      /* a flow closed before the agent took it */
   SL_STAT_QUIC_BLOCKED,     /* UDP to a redirected port refused */
   SL_STAT_NO_IPV6_LISTENER, /* IPv6 connect refused: the agent has no IPv6 listener */
+  SL_STAT_FOREIGN_MARK,     /* the agent's mark outside the node's namespace: decided as unmarked */
   SL_STAT_COUNT
 };
 
@@ -120,15 +126,16 @@ _Static_assert(SL_STAT_COUNT <= SL_STAT_SLOTS, "grow SL_STAT_SLOTS");
  * pure function the XDP test wrapper can drive with BPF_PROG_TEST_RUN (which does not
  * exist for cgroup/connect* programs). */
 struct sl_decision_input {
-  __u8 addr[16]; /* IPv4 in the first 4 bytes for SL_FAMILY_INET; IPv6 (maybe v4-mapped) */
+  __u64 netns_cookie; /* of the socket's network namespace (bpf_get_netns_cookie) */
+  __u8 addr[16];      /* IPv4 in the first 4 bytes for SL_FAMILY_INET; IPv6 (maybe v4-mapped) */
   __u32 mark;
   __u16 port_be;
   __u8 family;   /* enum sl_family */
   __u8 type;     /* SOCK_STREAM 1, SOCK_DGRAM 2 */
   __u8 protocol; /* IPPROTO_TCP 6, IPPROTO_UDP 17 */
-  __u8 pad0[3];
+  __u8 pad0[7];
 };
-SL_ASSERT_SIZE(struct sl_decision_input, 28);
+SL_ASSERT_SIZE(struct sl_decision_input, 40);
 
 enum sl_verdict { SL_VERDICT_PASS = 0, SL_VERDICT_REDIRECT = 1, SL_VERDICT_REFUSE = 2 };
 
@@ -138,6 +145,6 @@ struct sl_decision_case {
   __u32 verdict; /* enum sl_verdict, written by the test program */
   __u32 stat;    /* enum sl_stat counted, SL_STAT_COUNT if none */
 };
-SL_ASSERT_SIZE(struct sl_decision_case, 36);
+SL_ASSERT_SIZE(struct sl_decision_case, 48);
 
 #endif /* SLUICE_ABI_H */

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 
 #include "bpf_datapath.h"
@@ -64,6 +65,9 @@ TEST_F(DatapathTest, LoadsPinsAndReconcilesRules) {
   EXPECT_EQ(cfg.redirect_ip4_be, agent_.listen.addressBe);
   EXPECT_EQ(ntohs(cfg.redirect_port_be), 15001);
   EXPECT_EQ(cfg.rules_version, 7u);
+  EXPECT_EQ(cfg.socket_mark, kDefaultSocketMark);
+  EXPECT_EQ(cfg.node_netns_cookie, currentNetnsCookie()) << "the mark exempts only in the agent's namespace";
+  EXPECT_NE(cfg.node_netns_cookie, 0u);
 
   auto ports = TypedMap<sl_port_key, __u8>::openPinned(pins_.map("sl_ports"));
   auto portKeys = ports.keys();
@@ -109,6 +113,29 @@ TEST_F(DatapathTest, RestartAdoptsPinnedMapsAndTakesFlows) {
   EXPECT_FALSE(second.takeOriginalDestination(client)) << "taking removes the entry";
   auto config = TypedMap<__u32, sl_config>::openPinned(pins_.map("sl_config"));
   EXPECT_EQ(config.lookup(0)->enabled, 1) << "the config survived the restart";
+}
+
+// A write that fails half way (here: more bypass entries than the trie holds, which the
+// agent's own check refuses earlier) puts the rule set before back: the config, its
+// version and every bypass entry, so a rejected reload cannot leave a new bypass open.
+TEST_F(DatapathTest, FailedApplyRestoresTheStateBefore) {
+  BpfDatapath datapath(pins_);
+  datapath.applyRules(agent_, 3);
+  const DatapathState before = datapath.current();
+  ASSERT_EQ(before.config.rules_version, 3u);
+
+  AgentConfig tooMany = agent_;
+  tooMany.redirectPorts = {443, 8443, 9443};
+  tooMany.bypass.clear();
+  for (uint32_t i = 0; i < SL_MAX_BYPASS4 + 5; ++i) tooMany.bypass.push_back(Ipv4Cidr{htonl(0xc0a80000 | i), 32});
+  EXPECT_THROW(datapath.applyRules(tooMany, 4), std::runtime_error);
+
+  const DatapathState after = datapath.current();
+  EXPECT_EQ(after.config.rules_version, 3u) << "the version in force is the old one";
+  EXPECT_EQ(std::memcmp(&after.config, &before.config, sizeof(sl_config)), 0);
+  EXPECT_EQ(after.bypass4, before.bypass4) << "no bypass CIDR of the rejected rules stays";
+  EXPECT_EQ(after.bypass6, before.bypass6);
+  EXPECT_EQ(after.redirectPorts, before.redirectPorts);
 }
 
 }  // namespace

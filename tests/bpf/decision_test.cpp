@@ -17,6 +17,9 @@ namespace sluice {
 namespace {
 
 constexpr uint8_t kTcp = 6, kUdp = 17, kStream = 1, kDgram = 2;
+// Network namespace cookies as bpf_get_netns_cookie() gives them: the agent's (the node's)
+// and a pod's.
+constexpr uint64_t kNodeNetns = 0x1000, kPodNetns = 0x2000;
 
 struct Row {
   const char* name;
@@ -27,6 +30,7 @@ struct Row {
   uint32_t mark;
   sl_verdict verdict;
   uint32_t stat;
+  uint64_t netns = kPodNetns;  // the socket's network namespace cookie
 };
 
 class DecisionTest : public ::testing::Test {
@@ -47,7 +51,7 @@ class DecisionTest : public ::testing::Test {
     agent.redirectPorts = {443};
     agent.bypass = {*parseIpv4Cidr("10.0.0.0/8")};
     agent.bypass6 = {*parseIpv6Cidr("2001:db8:1::/48")};
-    apply(desiredDatapath(agent, 1));
+    apply(desiredDatapath(agent, 1, kNodeNetns));
   }
   void TearDown() override {
     sluice_test_bpf__destroy(skel_);
@@ -92,6 +96,7 @@ class DecisionTest : public ::testing::Test {
     in.input.type = row.type;
     in.input.protocol = row.protocol;
     in.input.mark = row.mark;
+    in.input.netns_cookie = row.netns;
     in.verdict = 99;
     sl_decision_case out{};
     LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = &in, .data_out = &out, .data_size_in = sizeof(in),
@@ -123,8 +128,8 @@ TEST_F(DecisionTest, Table) {
       {"v4 tcp loopback", "127.0.0.53", 443, kStream, kTcp, 0, SL_VERDICT_PASS, SL_STAT_BYPASSED},
       {"v4 tcp the agent itself", "198.18.0.1", 443, kStream, kTcp, 0, SL_VERDICT_PASS, SL_STAT_BYPASSED},
       {"v4 tcp the gateway", "198.18.3.2", 443, kStream, kTcp, 0, SL_VERDICT_PASS, SL_STAT_BYPASSED},
-      {"v4 tcp agent's marked socket", "198.18.100.10", 443, kStream, kTcp, SL_AGENT_SOCKET_MARK, SL_VERDICT_PASS,
-       SL_STAT_AGENT_SOCKET},
+      {"v4 tcp agent's marked socket", "198.18.100.10", 443, kStream, kTcp, kDefaultSocketMark, SL_VERDICT_PASS,
+       SL_STAT_AGENT_SOCKET, kNodeNetns},
       {"v4 tcp other mark", "198.18.100.10", 443, kStream, kTcp, 7, SL_VERDICT_REDIRECT, SL_STAT_REDIRECTED},
       {"v4 udp 443 (QUIC)", "198.18.100.10", 443, kDgram, kUdp, 0, SL_VERDICT_REFUSE, SL_STAT_QUIC_BLOCKED},
       {"v4 udp 53", "198.18.100.53", 53, kDgram, kUdp, 0, SL_VERDICT_PASS, SL_STAT_PORT_IGNORED},
@@ -162,6 +167,36 @@ TEST_F(DecisionTest, FailsClosedWithoutConfigAndWithoutAnIpv6Listener) {
        SL_STAT_NOT_CONFIGURED},
       {"bypass still applies", "10.0.0.1", 443, kStream, kTcp, 0, SL_VERDICT_PASS, SL_STAT_BYPASSED},
   });
+}
+
+// The agent's mark is settable from a pod (CAP_NET_RAW, kernel 5.17+): it exempts a
+// socket only in the node's network namespace.
+TEST_F(DecisionTest, MarkExemptsOnlyInTheNodeNamespace) {
+  const uint32_t mark = kDefaultSocketMark;
+  check({
+      {"marked, node namespace", "198.18.100.10", 443, kStream, kTcp, mark, SL_VERDICT_PASS, SL_STAT_AGENT_SOCKET,
+       kNodeNetns},
+      {"marked, pod namespace: redirected", "198.18.100.10", 443, kStream, kTcp, mark, SL_VERDICT_REDIRECT,
+       SL_STAT_REDIRECTED, kPodNetns},
+      {"marked, pod namespace, IPv6: redirected", "2001:db8:100::10", 443, kStream, kTcp, mark, SL_VERDICT_REDIRECT,
+       SL_STAT_REDIRECTED, kPodNetns},
+      {"marked, pod namespace, v4-mapped: redirected", "::ffff:198.18.100.10", 443, kStream, kTcp, mark,
+       SL_VERDICT_REDIRECT, SL_STAT_REDIRECTED, kPodNetns},
+      {"marked, pod namespace, QUIC: refused", "198.18.100.10", 443, kDgram, kUdp, mark, SL_VERDICT_REFUSE,
+       SL_STAT_QUIC_BLOCKED, kPodNetns},
+      {"other mark, node namespace: redirected", "198.18.100.10", 443, kStream, kTcp, mark + 1, SL_VERDICT_REDIRECT,
+       SL_STAT_REDIRECTED, kNodeNetns},
+  });
+  DatapathState s = state_;
+  s.config.node_netns_cookie = 0;
+  apply(s);
+  check({{"no node namespace written: no mark exempts", "198.18.100.10", 443, kStream, kTcp, mark, SL_VERDICT_REDIRECT,
+          SL_STAT_REDIRECTED, kNodeNetns}});
+  s = state_;
+  s.config.socket_mark = 0;
+  apply(s);
+  check({{"mark 0 configured: unmarked sockets are not the agent's", "198.18.100.10", 443, kStream, kTcp, 0,
+          SL_VERDICT_REDIRECT, SL_STAT_REDIRECTED, kNodeNetns}});
 }
 
 }  // namespace

@@ -2,8 +2,10 @@
 // kernel says (getpeername, accepted peer, errno) in key=value form. Addresses are
 // IPv4 "a.b.c.d:port" or IPv6 "[addr]:port" (v4-mapped "[::ffff:a.b.c.d]:port" makes an
 // AF_INET6 socket reach IPv4, as Java does).
-//   sl-probe connect ADDR:PORT [--timeout-ms N] [--send TEXT] [--read]
-//   sl-probe udp ADDR:PORT [--connect]       one datagram (sendto, or connect then send)
+//   sl-probe connect ADDR:PORT [--timeout-ms N] [--send TEXT | --hello SNI] [--read] [--mark N]
+//   sl-probe udp ADDR:PORT [--connect] [--mark N]   one datagram (sendto, or connect then send)
+//     --mark N sets SO_MARK before connecting, as an attacker in a pod can (CAP_NET_RAW);
+//     a refused setsockopt prints mark=error and exits 3.
 //   sl-probe serve ADDR:PORT [--count N] [--timeout-ms N]
 //   sl-probe storm ADDR:PORT --count N [--send TEXT | --hello SNI] [--timeout-ms N]
 //                                  N connects, each closed at once (after sending); prints counts
@@ -16,6 +18,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -64,10 +67,21 @@ std::string format(const sockaddr_storage& s) {
   return std::string(text) + ":" + std::to_string(ntohs(sa->sin_port));
 }
 
+uint32_t gMark = 0;  // --mark: SO_MARK for the client sockets (0: none)
+
+// Exits 3 if the kernel refuses the mark: the test then knows the attack was not tried.
+void applyMark(int fd) {
+  if (gMark == 0) return;
+  if (setsockopt(fd, SOL_SOCKET, SO_MARK, &gMark, sizeof(gMark)) != 0) {
+    std::printf("mark=error errno=%s\n", strerrorname_np(errno));
+    std::exit(3);
+  }
+}
+
 int usage() {
   std::fprintf(stderr,
-               "usage: sl-probe connect ADDR:PORT [--timeout-ms N] [--send TEXT] [--read]\n"
-               "       sl-probe udp ADDR:PORT [--connect]\n"
+               "usage: sl-probe connect ADDR:PORT [--timeout-ms N] [--send TEXT | --hello SNI] [--read] [--mark N]\n"
+               "       sl-probe udp ADDR:PORT [--connect] [--mark N]\n"
                "       sl-probe serve ADDR:PORT [--count N] [--timeout-ms N]\n"
                "       sl-probe storm ADDR:PORT --count N [--send TEXT | --hello SNI] [--timeout-ms N]\n");
   return 2;
@@ -76,6 +90,7 @@ int usage() {
 // Connects with a timeout; returns the fd, or -1 with errno set.
 int connectTo(const Address& target, int timeoutMs) {
   int fd = socket(target.family(), SOCK_STREAM | SOCK_NONBLOCK, 0);
+  applyMark(fd);
   int r = connect(fd, target.get(), target.length);
   if (r != 0 && errno == EINPROGRESS) {
     pollfd p{fd, POLLOUT, 0};
@@ -137,6 +152,7 @@ int connectCommand(const Address& target, int timeoutMs, const std::string& send
 
 int udpCommand(const Address& target, bool connected) {
   int fd = socket(target.family(), SOCK_DGRAM, 0);
+  applyMark(fd);
   const char datagram[] = "quic?";
   if (connected) {
     if (connect(fd, target.get(), target.length) != 0) {
@@ -240,11 +256,13 @@ int main(int argc, char** argv) {
       read = true;
     } else if (arg == "--connect") {
       connected = true;
+    } else if (arg == "--mark" && i + 1 < argc) {
+      gMark = static_cast<uint32_t>(std::stoul(argv[++i], nullptr, 0));
     } else {
       return usage();
     }
   }
-  if (command == "connect") return connectCommand(*address, timeoutMs, send, read);
+  if (command == "connect") return connectCommand(*address, timeoutMs, hello.empty() ? send : clientHello(hello), read);
   if (command == "udp") return udpCommand(*address, connected);
   if (command == "serve") return serveCommand(*address, count, timeoutMs);
   if (command == "storm") return stormCommand(*address, count, hello.empty() ? send : clientHello(hello), timeoutMs);

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "forwarder.h"
 #include "logging.h"
+#include "marked_socket.h"
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
@@ -33,13 +34,44 @@ std::shared_ptr<const AgentRules> buildRules(const std::vector<std::filesystem::
   return rules;
 }
 
-void enrollCgroups(const PinLayout& pins, const AgentConfig& agent) {
-  CgroupEnrollment enrollment(pins);
+// Every cgroup the rules name, resolved before anything changes: a missing one refuses
+// the whole rule set.
+std::vector<std::filesystem::path> resolveCgroups(const AgentConfig& agent) {
+  std::vector<std::filesystem::path> dirs;
   for (const auto& name : agent.cgroups) {
-    auto dir = resolveCgroup(name);
+    try {
+      dirs.push_back(resolveCgroup(name));
+    } catch (const std::exception& e) {
+      throw ConfigError("agent.cgroups: " + std::string(e.what()));
+    }
+  }
+  return dirs;
+}
+
+void enrollCgroups(const PinLayout& pins, const std::vector<std::filesystem::path>& dirs) {
+  CgroupEnrollment enrollment(pins);
+  for (const auto& dir : dirs) {
     bool added = enrollment.enable(dir);
     spdlog::info("cgroup {} id={} {}", dir.string(), cgroupId(dir), added ? "enabled" : "already enabled");
     for (const auto& foreign : enrollment.foreignPrograms(dir)) spdlog::warn("cgroup {}: {}", dir.string(), foreign);
+  }
+}
+
+// All or nothing: everything the kernel must take is checked first (map capacities,
+// cgroups, the socket mark); then the maps switch in a fail-closed order, and if
+// enrolling a cgroup still fails the maps go back to the rule set before.
+void installRules(BpfDatapath& datapath, const PinLayout& pins, const AgentRules& rules, uint32_t version) {
+  DatapathState next = datapath.desired(rules.agent, version);
+  checkFitsKernelMaps(next);
+  auto cgroups = resolveCgroups(rules.agent);
+  requireSocketMarkPermission(rules.agent.socketMark, "agent.socketMark");
+  DatapathState before = datapath.current();
+  datapath.apply(next);
+  try {
+    enrollCgroups(pins, cgroups);
+  } catch (...) {
+    datapath.apply(before);
+    throw;
   }
 }
 
@@ -50,8 +82,7 @@ int run(const po::variables_map& options) {
   auto rules = buildRules(paths, 1);
 
   BpfDatapath datapath(pins);
-  datapath.applyRules(rules->agent, 1);
-  enrollCgroups(pins, rules->agent);
+  installRules(datapath, pins, *rules, 1);
 
   asio::io_context io(1);
   Forwarder forwarder(io, datapath, rules);
@@ -74,8 +105,7 @@ int run(const po::variables_map& options) {
     if (nextRules->agent.listen != rules->agent.listen || nextRules->agent.listen6 != rules->agent.listen6) {
       throw ConfigError("agent.listen or agent.listen6 changed: restart the agent to move its listeners");
     }
-    datapath.applyRules(nextRules->agent, static_cast<uint32_t>(next));
-    enrollCgroups(pins, nextRules->agent);
+    installRules(datapath, pins, *nextRules, static_cast<uint32_t>(next));
     forwarder.setRules(nextRules);
     rules = nextRules;
     return "hosts=" + std::to_string(rules->hosts.size()) + " outbound=" + toString(rules->outbound);
@@ -89,9 +119,12 @@ int run(const po::variables_map& options) {
         io.stop();
       });
 
-  spdlog::info("agent ready listen={} gateway={} hosts={} outbound={} rules_version={} pin_dir={}",
-               formatEndpoint(rules->agent.listen), formatEndpoint(rules->agent.gatewayAddress), rules->hosts.size(),
-               toString(rules->outbound), reloader.version(), pins.dir.string());
+  spdlog::info(
+      "agent ready listen={} gateway={} hosts={} outbound={} rules_version={} pin_dir={} socket_mark={:#x} "
+      "node_netns_cookie={}",
+      formatEndpoint(rules->agent.listen), formatEndpoint(rules->agent.gatewayAddress), rules->hosts.size(),
+      toString(rules->outbound), reloader.version(), pins.dir.string(), rules->agent.socketMark,
+      datapath.nodeNetnsCookie());
   io.run();
   return 0;
 }

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstdarg>
@@ -50,7 +51,19 @@ Ipv4Endpoint fromKernelEndpoint(const sl_endpoint& endpoint) {
   return out;
 }
 
-BpfDatapath::BpfDatapath(const PinLayout& pins) {
+uint64_t currentNetnsCookie() {
+  UniqueFd probe(socket(AF_INET, SOCK_STREAM, 0));
+  if (!probe) throw std::runtime_error("socket() for the network namespace cookie: " + errnoText(errno));
+  uint64_t cookie = 0;
+  socklen_t length = sizeof(cookie);
+  if (getsockopt(probe.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &length) != 0 || cookie == 0) {
+    throw std::runtime_error("reading this network namespace's cookie (SO_NETNS_COOKIE, kernel 5.14+): " +
+                             errnoText(errno));
+  }
+  return cookie;
+}
+
+BpfDatapath::BpfDatapath(const PinLayout& pins) : nodeNetnsCookie_(currentNetnsCookie()) {
   libbpf_set_print(forwardLibbpfLog);
   ensureBpffs(pins.dir);
   std::string pinRoot = pins.dir.string();
@@ -91,26 +104,58 @@ BpfDatapath::~BpfDatapath() {
   sluice_bpf__destroy(skeleton_);
 }
 
-void BpfDatapath::apply(const DatapathState& state) {
-  for (const auto& key : ports_.keys()) {
-    if (!state.redirectPorts.contains(key.port)) ports_.erase(key);
+DatapathState BpfDatapath::current() const {
+  DatapathState state;
+  state.config = config_.lookup(0).value_or(sl_config{});
+  for (const auto& key : ports_.keys()) state.redirectPorts.insert(key.port);
+  for (const auto& key : bypass4_.keys()) state.bypass4.insert({key.prefixlen, key.addr_be});
+  for (const auto& key : bypass6_.keys()) {
+    Ipv6Address address;
+    std::memcpy(address.data(), key.addr, 16);
+    state.bypass6.insert({key.prefixlen, address});
   }
+  return state;
+}
+
+void BpfDatapath::apply(const DatapathState& state) {
+  const DatapathState before = current();
+  try {
+    write(state);
+  } catch (const std::exception& e) {
+    try {
+      write(before);
+    } catch (const std::exception& restore) {
+      spdlog::critical(
+          "restoring the kernel maps after a failed update also failed: {}; the maps hold a mix of "
+          "rule sets (never wider than both: no bypass was added before the config)",
+          restore.what());
+    }
+    throw;
+  }
+}
+
+void BpfDatapath::write(const DatapathState& state) {
+  // Widen the redirect and narrow the bypass first: while half written, a connect is
+  // redirected (and decided by the agent) rather than let through.
   for (uint16_t port : state.redirectPorts) ports_.put(sl_port_key{port, 0}, 1);
   for (const auto& key : bypass4_.keys()) {
     if (!state.bypass4.contains({key.prefixlen, key.addr_be})) bypass4_.erase(key);
   }
-  for (const auto& [prefix, address] : state.bypass4) bypass4_.put(sl_bypass4_key{prefix, address}, 1);
   for (const auto& key : bypass6_.keys()) {
     Ipv6Address address;
     std::memcpy(address.data(), key.addr, 16);
     if (!state.bypass6.contains({key.prefixlen, address})) bypass6_.erase(key);
   }
+  config_.put(0, state.config);
+  for (const auto& [prefix, address] : state.bypass4) bypass4_.put(sl_bypass4_key{prefix, address}, 1);
   for (const auto& [prefix, address] : state.bypass6) {
     sl_bypass6_key key{prefix, {}};
     std::memcpy(key.addr, address.data(), 16);
     bypass6_.put(key, 1);
   }
-  config_.put(0, state.config);
+  for (const auto& key : ports_.keys()) {
+    if (!state.redirectPorts.contains(key.port)) ports_.erase(key);
+  }
 }
 
 std::optional<sl_orig_dst> BpfDatapath::takeOriginalDestination(const sl_endpoint& client) const {

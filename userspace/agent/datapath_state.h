@@ -20,6 +20,12 @@ struct DatapathState {
 
 // Configured bypass CIDRs plus what must never be redirected: loopback, the agent's own
 // listener (else the redirect would loop) and the gateway (the agent's tunnel).
-DatapathState desiredDatapath(const AgentConfig& agent, uint32_t rulesVersion);
+// nodeNetnsCookie: the agent's network namespace, the only one where its socket mark
+// exempts a socket (0: the mark exempts nothing).
+DatapathState desiredDatapath(const AgentConfig& agent, uint32_t rulesVersion, uint64_t nodeNetnsCookie);
+
+// Throws ConfigError if the state does not fit the kernel maps (SL_MAX_PORTS,
+// SL_MAX_BYPASS4, SL_MAX_BYPASS6), so a reload is refused before any map is touched.
+void checkFitsKernelMaps(const DatapathState& state);
 
 }  // namespace sluice

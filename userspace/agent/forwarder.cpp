@@ -11,6 +11,7 @@
 
 #include "byte_stream.h"
 #include "client_hello.h"
+#include "marked_socket.h"
 #include "relay.h"
 #include "spawn.h"
 #include "tunnel_protocol.h"
@@ -84,18 +85,6 @@ tcp::endpoint fromKernel(const sl_endpoint& e) {
 
 tcp::endpoint toAsio(const Ipv4Endpoint& endpoint) {
   return tcp::endpoint(asio::ip::address_v4(ntohl(endpoint.addressBe)), endpoint.port);
-}
-
-// Second, independent loop guard: connect4 never redirects a socket with this mark.
-boost::system::error_code openMarkedSocket(tcp::socket& socket, tcp protocol, bool mark) {
-  boost::system::error_code ec;
-  socket.open(protocol, ec);
-  if (ec || !mark) return ec;
-  const int value = static_cast<int>(SL_AGENT_SOCKET_MARK);
-  if (setsockopt(socket.native_handle(), SOL_SOCKET, SO_MARK, &value, sizeof(value)) != 0) {
-    return boost::system::error_code(errno, boost::system::system_category());
-  }
-  return ec;
 }
 
 long millisSince(Clock::time_point start) {
@@ -230,7 +219,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
 
   // 4. mTLS to the gateway: SNI = host, port as ALPN, gateway identity checked.
   tcp::socket upstream(executor);
-  ec = openMarkedSocket(upstream, tcp::v4(), socketMark_);
+  ec = openMarkedSocket(upstream, tcp::v4(), socketMark_ ? agent.socketMark : 0);
   if (ec) {
     spdlog::error("flow cgroup={} src={} dst={} sni={} result=local-socket-error:{}", flow.cgroupId,
                   formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, ec.message());
@@ -295,7 +284,7 @@ awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> p
   const auto started = Clock::now();
   boost::system::error_code ec;
   tcp::socket upstream(executor);
-  ec = openMarkedSocket(upstream, destination.protocol(), socketMark_);
+  ec = openMarkedSocket(upstream, destination.protocol(), socketMark_ ? rules->agent.socketMark : 0);
   std::string failure;
   if (ec) {
     failure = "local-socket-error:" + ec.message();

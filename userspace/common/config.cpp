@@ -27,10 +27,19 @@ std::vector<HostRule> readHosts(const YamlReader& r, const YAML::Node& node) {
   return out;
 }
 
+uint32_t readSocketMark(const YamlReader& r, const YAML::Node& node, const std::string& name) {
+  auto mark = static_cast<uint32_t>(r.number(node, name, 1, 0xffffffffU));
+  if (mark & kForeignMarkBits) {
+    r.warn(node, "'" + name + "' uses mark bits that kube-proxy and CNIs give meaning (0x4000, 0x8000, 0x0f00, " +
+                     "0xffff0000): their routing or drop rules may act on sluice's sockets");
+  }
+  return mark;
+}
+
 AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
   r.requireMap(node, "agent",
                {"listen", "listen6", "redirectPorts", "blockQuic", "bypassCidrs", "cgroups", "clientHelloTimeoutMs",
-                "maxClientHelloBytes", "tls", "gateway", "directConnectTimeoutMs", "idleTimeoutMs"});
+                "maxClientHelloBytes", "tls", "gateway", "directConnectTimeoutMs", "idleTimeoutMs", "socketMark"});
   AgentConfig agent;
   agent.listen = r.endpoint(r.required(node, "listen", "agent"), "agent.listen");
   agent.redirectPorts =
@@ -70,6 +79,7 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
     agent.maxClientHelloBytes =
         static_cast<uint32_t>(r.number(node["maxClientHelloBytes"], "agent.maxClientHelloBytes", 512, 65536 + 5));
   }
+  if (node["socketMark"]) agent.socketMark = readSocketMark(r, node["socketMark"], "agent.socketMark");
   agent.tls = r.tls(r.required(node, "tls", "agent"), "agent.tls");
   YAML::Node gw = r.required(node, "gateway", "agent");
   r.requireMap(gw, "agent.gateway", {"address", "identity", "connectTimeoutMs", "service"});
@@ -83,7 +93,7 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
 GatewayConfig readGateway(const YamlReader& r, const YAML::Node& node) {
   r.requireMap(node, "gateway",
                {"listen", "dns", "dnsTimeoutMs", "upstreamConnectTimeoutMs", "handshakeTimeoutMs", "tls",
-                "allowedClients", "name", "labels", "idleTimeoutMs", "dnsCacheMs"});
+                "allowedClients", "name", "labels", "idleTimeoutMs", "dnsCacheMs", "socketMark"});
   GatewayConfig gateway;
   gateway.listen = r.endpoint(r.required(node, "listen", "gateway"), "gateway.listen");
   gateway.dnsServer = r.endpoint(r.required(node, "dns", "gateway"), "gateway.dns");
@@ -95,6 +105,7 @@ GatewayConfig readGateway(const YamlReader& r, const YAML::Node& node) {
   gateway.upstreamConnectTimeout = r.millis(node, "upstreamConnectTimeoutMs", gateway.upstreamConnectTimeout);
   gateway.handshakeTimeout = r.millis(node, "handshakeTimeoutMs", gateway.handshakeTimeout);
   gateway.idleTimeout = r.millis(node, "idleTimeoutMs", gateway.idleTimeout);
+  if (node["socketMark"]) gateway.socketMark = readSocketMark(r, node["socketMark"], "gateway.socketMark");
   gateway.tls = r.tls(r.required(node, "tls", "gateway"), "gateway.tls");
   YAML::Node clients = r.required(node, "allowedClients", "gateway");
   if (!clients.IsSequence() || clients.size() == 0) {

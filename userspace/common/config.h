@@ -24,6 +24,13 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// SL_DEFAULT_SOCKET_MARK of bpf/include/sluice_abi.h (that header is kernel-facing; the
+// rules model does not include it). datapath_state_test checks they agree.
+inline constexpr uint32_t kDefaultSocketMark = 0x1051;
+// Mark bits others give meaning: kube-proxy 0x4000 (masquerade) and 0x8000 (drop),
+// Cilium 0x0f00 and the upper 16 bits (also Calico's default mask).
+inline constexpr uint32_t kForeignMarkBits = 0xffff0000U | 0x8000U | 0x4000U | 0x0f00U;
+
 struct TlsFiles {
   std::filesystem::path ca;    // PEM bundle of the CA that signs the peer
   std::filesystem::path cert;  // PEM chain of this daemon's certificate
@@ -60,6 +67,7 @@ struct AgentConfig {
   std::chrono::milliseconds gatewayConnectTimeout{5000};
   std::chrono::milliseconds directConnectTimeout{5000};  // ALLOW_ANY connections
   std::chrono::milliseconds idleTimeout{3'600'000};      // a relay with no byte either way ends
+  uint32_t socketMark = kDefaultSocketMark;              // SO_MARK of the agent's own sockets
 };
 
 struct GatewayConfig {
@@ -76,6 +84,7 @@ struct GatewayConfig {
   // list it in `gateways`) and the labels its Gateway `selector` must match.
   std::string name = "istio-egressgateway";
   std::map<std::string, std::string> labels{{"istio", "egressgateway"}};
+  uint32_t socketMark = kDefaultSocketMark;  // SO_MARK of the gateway's upstream sockets
 };
 
 // Where the gateway sends an allowed (host, port): to the host itself, resolved by DNS,

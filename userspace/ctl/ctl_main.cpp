@@ -47,6 +47,8 @@ int status(const PinLayout& pins) {
     if (ip6) inet_ntop(AF_INET6, config->redirect_ip6, text, sizeof(text));
     std::cout << "redirect IPv6 to: " << (ip6 ? text : "none (IPv6 connects to redirected ports are refused)") << "\n";
     std::cout << "QUIC (UDP to redirected ports): " << (config->block_quic ? "blocked" : "allowed") << "\n";
+    std::cout << "own-socket mark: 0x" << std::hex << config->socket_mark << std::dec
+              << " (exempt only in the agent's network namespace, cookie " << config->node_netns_cookie << ")\n";
   } else {
     std::cout << "redirect to: (not configured: enabled cgroups are refused on redirected ports)\n";
   }

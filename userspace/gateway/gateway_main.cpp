@@ -9,6 +9,7 @@
 #include "config.h"
 #include "gateway_server.h"
 #include "logging.h"
+#include "marked_socket.h"
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
@@ -25,6 +26,7 @@ std::shared_ptr<const GatewayRules> buildRules(const std::vector<std::filesystem
   auto rules = std::make_shared<GatewayRules>();
   rules->gateway = *config.gateway;
   rules->hosts = config.gatewayMatcher();
+  requireSocketMarkPermission(rules->gateway.socketMark, "gateway.socketMark");
   rules->serverTls = makeMeshTlsContext(rules->gateway.tls, TlsRole::Server);
   GatewayServer::configureAlpn(rules->serverTls.get());
   rules->resolver = std::make_unique<DnsResolver>(rules->gateway.dnsServer, rules->gateway.dnsTimeout);

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "byte_stream.h"
+#include "marked_socket.h"
 #include "relay.h"
 #include "spawn.h"
 #include "tunnel_protocol.h"
@@ -197,7 +198,10 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
       record.upstream = endpoint.address().to_string() + ":" + std::to_string(destination.port);
       boost::system::error_code ignored;
       upstream.close(ignored);
-      co_await upstream.async_connect(endpoint, asio::redirect_error(use_awaitable, ec));
+      // Marked, so that a redirect enrolled on the egress node's own cgroups (whose agent
+      // trusts this namespace) cannot send the gateway's dial back into sluice.
+      ec = openMarkedSocket(upstream, endpoint.protocol(), rules->gateway.socketMark);
+      if (!ec) co_await upstream.async_connect(endpoint, asio::redirect_error(use_awaitable, ec));
       if (!ec) {
         failure.clear();
         break;
