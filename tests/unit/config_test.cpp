@@ -91,5 +91,27 @@ TEST_F(ConfigTest, InvalidFilesNameThePlaceAndTheProblem) {
   }
 }
 
+TEST_F(ConfigTest, SocketMarks) {
+  Config c = load(example_);
+  EXPECT_EQ(c.agent->socketMark, kDefaultSocketMark);
+  EXPECT_EQ(c.gateway->socketMark, kDefaultSocketMark);
+
+  c = load(replaced("  redirectPorts: [443]", "  redirectPorts: [443]\n  socketMark: 0x2051"));
+  EXPECT_EQ(c.agent->socketMark, 0x2051u);
+  EXPECT_TRUE(c.warnings.empty());
+
+  c = load(replaced("  redirectPorts: [443]", "  redirectPorts: [443]\n  socketMark: 0x4001"));
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_NE(c.warnings[0].find("agent.socketMark' uses mark bits that kube-proxy"), std::string::npos) << c.warnings[0];
+
+  try {
+    load(replaced("  dns: 198.18.100.53:53", "  dns: 198.18.100.53:53\n  socketMark: 0"));
+    FAIL() << "mark 0 accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_TRUE(std::regex_search(e.what(), std::regex(R"(rules\.yaml:\d+:\d+: 'gateway\.socketMark' is 0, outside)")))
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace sluice
