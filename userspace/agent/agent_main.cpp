@@ -15,6 +15,7 @@
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
+#include "version.h"
 
 namespace po = boost::program_options;
 using namespace sluice;
@@ -133,7 +134,7 @@ int run(const po::variables_map& options) {
 
 int main(int argc, char** argv) {
   po::options_description description("sluice-agent: redirects enabled cgroups' egress TLS through the gateway");
-  description.add_options()("help,h", "show this help")(
+  description.add_options()("help,h", "show this help")("version", "print the version and git revision")(
       "config,c", po::value<std::vector<std::string>>()->required()->composing(),
       "rules file (YAML: native and/or Istio resources); repeat to load several together")(
       "pin-dir", po::value<std::string>()->default_value(kDefaultPinDir.string()), "bpffs directory for pins")(
@@ -143,6 +144,10 @@ int main(int argc, char** argv) {
   po::variables_map options;
   try {
     po::store(po::parse_command_line(argc, argv, description), options);
+    if (options.count("version")) {
+      std::cout << versionText("sluice-agent") << "\n";
+      return 0;
+    }
     if (options.count("help")) {
       std::cout << description << "\n";
       return 0;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <sstream>
 
+#include "env_expand.h"
 #include "istio_rules.h"
 #include "yaml_reader.h"
 
@@ -192,6 +193,7 @@ Config loadTexts(const std::vector<LoadedText>& texts) {
         if (doc["apiVersion"] || doc["kind"]) {
           istio.add(reader, doc);
         } else {
+          expandDocument(*reader, doc, processEnvironment());
           readNativeDocument(*reader, doc, config, sawPolicy);
         }
       } catch (const YAML::Exception& e) {

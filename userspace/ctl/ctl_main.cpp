@@ -13,6 +13,7 @@
 #include "config.h"
 #include "explain.h"
 #include "typed_map.h"
+#include "version.h"
 
 namespace po = boost::program_options;
 using namespace sluice;
@@ -189,7 +190,7 @@ int uninstall(const PinLayout& pins) {
 
 int main(int argc, char** argv) {
   po::options_description description("options");
-  description.add_options()("help,h", "show this help")(
+  description.add_options()("help,h", "show this help")("version", "print the version and git revision")(
       "pin-dir", po::value<std::string>()->default_value(kDefaultPinDir.string()), "bpffs directory of sluice's pins")(
       "config", po::value<std::vector<std::string>>()->composing(), "explain: rules file (repeatable)")(
       "cgroup", po::value<std::string>(), "explain: the app's cgroup")(
@@ -205,6 +206,10 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::cerr << "sluicectl: " << e.what() << "\n" << kUsage;
     return 2;
+  }
+  if (options.count("version")) {
+    std::cout << versionText("sluicectl") << "\n";
+    return 0;
   }
   if (options.count("help") || !options.count("command")) {
     std::cout << kUsage << description << "\n";
