@@ -37,14 +37,27 @@ std::shared_ptr<const AgentRules> buildRules(const std::vector<std::filesystem::
 
 // Every cgroup the rules name, resolved before anything changes: a missing one refuses
 // the whole rule set.
-std::vector<std::filesystem::path> resolveCgroups(const AgentConfig& agent) {
+std::vector<std::filesystem::path> resolveCgroups(const std::vector<std::string>& names, const char* field) {
   std::vector<std::filesystem::path> dirs;
-  for (const auto& name : agent.cgroups) {
+  for (const auto& name : names) {
     try {
       dirs.push_back(resolveCgroup(name));
     } catch (const std::exception& e) {
-      throw ConfigError("agent.cgroups: " + std::string(e.what()));
+      throw ConfigError(std::string(field) + ": " + e.what());
     }
+  }
+  return dirs;
+}
+
+// agent.cgroups plus the kubelet's pod parent, if the rules ask for it.
+std::vector<std::filesystem::path> enrolledCgroups(const AgentConfig& agent) {
+  auto dirs = resolveCgroups(agent.cgroups, "agent.cgroups");
+  if (agent.kubepodsCgroup.empty()) return dirs;
+  try {
+    dirs.push_back(agent.kubepodsCgroup == "auto" ? findKubepodsCgroup(cgroup2Mount())
+                                                  : resolveCgroup(agent.kubepodsCgroup));
+  } catch (const std::exception& e) {
+    throw ConfigError(std::string("agent.kubepodsCgroup: ") + e.what());
   }
   return dirs;
 }
@@ -63,8 +76,11 @@ void enrollCgroups(const PinLayout& pins, const std::vector<std::filesystem::pat
 // enrolling a cgroup still fails the maps go back to the rule set before.
 void installRules(BpfDatapath& datapath, const PinLayout& pins, const AgentRules& rules, uint32_t version) {
   DatapathState next = datapath.desired(rules.agent, version);
+  for (const auto& dir : resolveCgroups(rules.agent.exemptCgroups, "agent.exemptCgroups")) {
+    next.exempt.insert(cgroupId(dir));
+  }
   checkFitsKernelMaps(next);
-  auto cgroups = resolveCgroups(rules.agent);
+  auto cgroups = enrolledCgroups(rules.agent);
   requireSocketMarkPermission(rules.agent.socketMark, "agent.socketMark");
   DatapathState before = datapath.current();
   datapath.apply(next);

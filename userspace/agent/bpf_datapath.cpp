@@ -91,6 +91,7 @@ BpfDatapath::BpfDatapath(const PinLayout& pins) : nodeNetnsCookie_(currentNetnsC
     ports_ = TypedMap<sl_port_key, __u8>::borrow(bpf_map__fd(skeleton_->maps.sl_ports), "sl_ports");
     bypass4_ = TypedMap<sl_bypass4_key, __u8>::borrow(bpf_map__fd(skeleton_->maps.sl_bypass4), "sl_bypass4");
     bypass6_ = TypedMap<sl_bypass6_key, __u8>::borrow(bpf_map__fd(skeleton_->maps.sl_bypass6), "sl_bypass6");
+    exempt_ = TypedMap<__u64, __u8>::borrow(bpf_map__fd(skeleton_->maps.sl_exempt), "sl_exempt");
     origDst_ = TypedMap<sl_endpoint, sl_orig_dst>::borrow(bpf_map__fd(skeleton_->maps.sl_orig_dst), "sl_orig_dst");
   } catch (...) {
     sluice_bpf__destroy(skeleton_);
@@ -114,6 +115,7 @@ DatapathState BpfDatapath::current() const {
     std::memcpy(address.data(), key.addr, 16);
     state.bypass6.insert({key.prefixlen, address});
   }
+  for (const auto& id : exempt_.keys()) state.exempt.insert(id);
   return state;
 }
 
@@ -135,7 +137,7 @@ void BpfDatapath::apply(const DatapathState& state) {
 }
 
 void BpfDatapath::write(const DatapathState& state) {
-  // Widen the redirect and narrow the bypass first: while half written, a connect is
+  // Widen the redirect and narrow the bypass and the exemptions first: while half written, a connect is
   // redirected (and decided by the agent) rather than let through.
   for (uint16_t port : state.redirectPorts) ports_.put(sl_port_key{port, 0}, 1);
   for (const auto& key : bypass4_.keys()) {
@@ -146,7 +148,11 @@ void BpfDatapath::write(const DatapathState& state) {
     std::memcpy(address.data(), key.addr, 16);
     if (!state.bypass6.contains({key.prefixlen, address})) bypass6_.erase(key);
   }
+  for (const auto& id : exempt_.keys()) {
+    if (!state.exempt.contains(id)) exempt_.erase(id);
+  }
   config_.put(0, state.config);
+  for (uint64_t id : state.exempt) exempt_.put(id, 1);
   for (const auto& [prefix, address] : state.bypass4) bypass4_.put(sl_bypass4_key{prefix, address}, 1);
   for (const auto& [prefix, address] : state.bypass6) {
     sl_bypass6_key key{prefix, {}};

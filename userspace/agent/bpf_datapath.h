@@ -52,6 +52,7 @@ class BpfDatapath {
   TypedMap<sl_port_key, __u8> ports_;
   TypedMap<sl_bypass4_key, __u8> bypass4_;
   TypedMap<sl_bypass6_key, __u8> bypass6_;
+  TypedMap<__u64, __u8> exempt_;
   TypedMap<sl_endpoint, sl_orig_dst> origDst_;
 };
 

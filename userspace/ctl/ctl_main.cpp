@@ -66,6 +66,11 @@ int status(const PinLayout& pins) {
     inet_ntop(AF_INET6, key.addr, text, sizeof(text));
     std::cout << " " << text << "/" << key.prefixlen;
   }
+  std::cout << "\nexempt cgroups:";
+  for (auto id : TypedMap<__u64, __u8>::openPinned(pins.map("sl_exempt")).keys()) {
+    auto path = findCgroupById(id);
+    std::cout << " " << (path.empty() ? "id=" + std::to_string(id) + "(removed)" : path.string());
+  }
   std::cout << "\nflows waiting for the agent: " << pending << " of " << SL_MAX_PENDING_FLOWS << "\n";
   std::cout << "counters:\n";
   auto stats = TypedMap<__u32, __u64>::openPinned(pins.map("sl_stats"));
