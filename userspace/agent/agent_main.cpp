@@ -82,6 +82,7 @@ void installRules(BpfDatapath& datapath, const PinLayout& pins, const AgentRules
   checkFitsKernelMaps(next);
   auto cgroups = enrolledCgroups(rules.agent);
   requireSocketMarkPermission(rules.agent.socketMark, "agent.socketMark");
+  reapRemovedCgroups(pins);
   DatapathState before = datapath.current();
   datapath.apply(next);
   try {

@@ -51,6 +51,12 @@ Ipv4Endpoint fromKernelEndpoint(const sl_endpoint& endpoint) {
   return out;
 }
 
+void reapRemovedCgroups(const PinLayout& pins) {
+  for (uint64_t id : CgroupEnrollment(pins).reapRemoved()) {
+    spdlog::info("cgroup id={} is gone: its link pins were removed", id);
+  }
+}
+
 uint64_t currentNetnsCookie() {
   UniqueFd probe(socket(AF_INET, SOCK_STREAM, 0));
   if (!probe) throw std::runtime_error("socket() for the network namespace cookie: " + errnoText(errno));
@@ -86,7 +92,12 @@ BpfDatapath::BpfDatapath(const PinLayout& pins) : nodeNetnsCookie_(currentNetnsC
         throw std::runtime_error("pinning program " + pin.string() + ": " + errnoText(err));
       }
     }
-    CgroupEnrollment(pins).adoptLinks();
+    CgroupEnrollment enrollment(pins);
+    reapRemovedCgroups(pins);
+    for (const auto& stray : enrollment.strayEntries()) {
+      spdlog::warn("{} is not a sluice link directory (a cgroup id): left alone, not adopted", stray.string());
+    }
+    enrollment.adoptLinks();
     config_ = TypedMap<__u32, sl_config>::borrow(bpf_map__fd(skeleton_->maps.sl_config), "sl_config");
     ports_ = TypedMap<sl_port_key, __u8>::borrow(bpf_map__fd(skeleton_->maps.sl_ports), "sl_ports");
     bypass4_ = TypedMap<sl_bypass4_key, __u8>::borrow(bpf_map__fd(skeleton_->maps.sl_bypass4), "sl_bypass4");

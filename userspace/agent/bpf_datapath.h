@@ -56,6 +56,9 @@ class BpfDatapath {
   TypedMap<sl_endpoint, sl_orig_dst> origDst_;
 };
 
+// Removes (and logs) the link pins of cgroups that no longer exist.
+void reapRemovedCgroups(const PinLayout& pins);
+
 // The cookie of the calling thread's network namespace (SO_NETNS_COOKIE, kernel 5.14+),
 // the value bpf_get_netns_cookie() gives the hooks for sockets in that namespace.
 uint64_t currentNetnsCookie();

@@ -84,6 +84,9 @@ int status(const PinLayout& pins) {
     std::cout << "  id=" << cgroup.id << " " << (cgroup.path.empty() ? "(cgroup removed)" : cgroup.path.string())
               << " programs=" << cgroup.programs.size() << "\n";
   }
+  for (const auto& stray : CgroupEnrollment(pins).strayEntries()) {
+    std::cout << "  stray entry (not sluice's, ignored): " << stray.string() << "\n";
+  }
   std::cout << "counters per cgroup (non-zero):\n";
   auto perCgroup = TypedMap<__u64, sl_cgroup_stats>::openPinned(pins.map("sl_cg_stats"));
   for (__u64 id : perCgroup.keys()) {
