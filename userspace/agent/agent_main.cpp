@@ -10,6 +10,7 @@
 #include "cgroup_enrollment.h"
 #include "config.h"
 #include "forwarder.h"
+#include "interface_addresses.h"
 #include "logging.h"
 #include "rules_reloader.h"
 #include "signals.h"
@@ -29,6 +30,7 @@ std::shared_ptr<const AgentRules> buildRules(const std::vector<std::filesystem::
   rules->agent = *config.agent;
   rules->outbound = config.outboundPolicy;
   rules->gatewayTls = makeMeshTlsContext(rules->agent.tls, TlsRole::Client);
+  rules->directGuard = AddressGuard({{}, rules->agent.allowPrivateCidrs}, interfaceAddresses());
   rules->version = version;
   return rules;
 }

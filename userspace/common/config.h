@@ -60,6 +60,7 @@ struct AgentConfig {
   std::chrono::milliseconds gatewayConnectTimeout{5000};
   std::chrono::milliseconds directConnectTimeout{5000};  // ALLOW_ANY connections
   std::chrono::milliseconds idleTimeout{3'600'000};      // a relay with no byte either way ends
+  CidrSet allowPrivateCidrs;                             // private ranges an ALLOW_ANY pass-through may dial
 };
 
 struct GatewayConfig {
@@ -76,6 +77,10 @@ struct GatewayConfig {
   // list it in `gateways`) and the labels its Gateway `selector` must match.
   std::string name = "istio-egressgateway";
   std::map<std::string, std::string> labels{{"istio", "egressgateway"}};
+  // The address guard on DNS answers (address_guard.h): ranges never dialed (the
+  // cluster's pod and service ranges), and private ranges that may be.
+  CidrSet denyCidrs;
+  CidrSet allowPrivateCidrs;
 };
 
 // Where the gateway sends an allowed (host, port): to the host itself, resolved by DNS,
