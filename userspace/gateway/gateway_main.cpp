@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <iostream>
 
@@ -23,7 +24,10 @@ namespace {
 // (at start and on every reload), its listen address among them.
 AddressGuard makeGuard(const GatewayConfig& gateway) {
   std::vector<IpAddress> self = interfaceAddresses();
-  if (gateway.listen.addressBe != 0) self.push_back(IpAddress::fromV4(gateway.listen.addressBe));
+  const IpAddress listen = IpAddress::fromV4(gateway.listen.addressBe);
+  if (gateway.listen.addressBe != 0 && std::find(self.begin(), self.end(), listen) == self.end()) {
+    self.push_back(listen);
+  }
   std::string list;
   for (const auto& a : self) list += (list.empty() ? "" : ",") + formatIp(a);
   spdlog::info("address guard: own addresses {}; deny {} CIDRs; private CIDRs opted in {}", list,
