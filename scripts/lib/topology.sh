@@ -156,17 +156,25 @@ sl_wait_listen() {
   return 1
 }
 
-sl_start_internet() {
-  local run=$SL_RUN_DIR extra
-  local dns_extra=()
+# sl_start_dns [DNSMASQ ARGS...]: the internet's DNS server (dnsmasq), answering the
+# topology's names. ARGS, if given, replace the answer for the allowed host (tests of
+# what the gateway does with an answer); `sl_stop dnsmasq` first to change it.
+sl_start_dns() {
+  local extra
+  local answers=("$@")
+  [ "${#answers[@]}" -gt 0 ] || answers=("--address=/$SL_ALLOWED_HOST/$SL_ALLOWED_ADDR")
   for extra in ${SL_EXTRA_ORIGINS[@]+"${SL_EXTRA_ORIGINS[@]}"}; do
-    dns_extra+=("--address=/${extra%%=*}/${extra#*=}")
+    answers+=("--address=/${extra%%=*}/${extra#*=}")
   done
   sl_spawn dnsmasq inet dnsmasq --keep-in-foreground --no-resolv --no-hosts --no-poll \
     --bind-interfaces --listen-address=$SL_DNS_ADDR --user=root --log-queries --log-facility=- \
-    --pid-file="$run/dnsmasq.pid" \
-    --address=/$SL_ALLOWED_HOST/$SL_ALLOWED_ADDR --address=/$SL_DENIED_HOST/$SL_DENIED_ADDR \
-    ${dns_extra[@]+"${dns_extra[@]}"}
+    --pid-file="$SL_RUN_DIR/dnsmasq.pid" --address=/$SL_DENIED_HOST/$SL_DENIED_ADDR "${answers[@]}"
+  sl_wait_listen inet 53
+}
+
+sl_start_internet() {
+  local run=$SL_RUN_DIR
+  sl_start_dns
   mkdir -p "$run/nginx"
   cat > "$run/nginx/nginx.conf" <<NGINX
 user root;
@@ -201,7 +209,6 @@ http {
 }
 NGINX
   sl_spawn nginx inet nginx -c "$run/nginx/nginx.conf" -e "$run/nginx/error.log"
-  sl_wait_listen inet 53
   sl_wait_listen inet 443
 }
 

@@ -26,6 +26,9 @@ class ConfigTest : public RulesFixture {
     return out;
   }
 
+  // The example with `lines` added to its last section, the gateway's.
+  std::string gatewayWith(const std::string& lines) { return example_ + lines; }
+
   std::string example_;
 };
 
@@ -47,6 +50,30 @@ TEST_F(ConfigTest, TheSeedExampleLoads) {
   EXPECT_TRUE(c.gateway->allowedClients.contains("spiffe://cluster.local/ns/sluice-system/sa/sluice-agent"));
   EXPECT_TRUE(c.agentMatcher().match("www.googleapis.com", 443));
   EXPECT_TRUE(c.gatewayMatcher().match("www.googleapis.com", 443));
+}
+
+TEST_F(ConfigTest, AddressGuardFieldsTakeBothFamiliesAndDefaultToNothingOpened) {
+  Config c =
+      load(gatewayWith("  denyCidrs: [10.96.0.0/12, 'fd00:10::/64']\n"
+                       "  allowPrivateCidrs: [192.168.10.0/24, 'fd00:20::/64']\n"));
+  ASSERT_TRUE(c.gateway);
+  ASSERT_EQ(c.gateway->denyCidrs.v4.size(), 1u);
+  EXPECT_EQ(formatCidr(c.gateway->denyCidrs.v4[0]), "10.96.0.0/12");
+  ASSERT_EQ(c.gateway->denyCidrs.v6.size(), 1u);
+  EXPECT_EQ(formatCidr(c.gateway->denyCidrs.v6[0]), "fd00:10::/64");
+  ASSERT_EQ(c.gateway->allowPrivateCidrs.v4.size(), 1u);
+  EXPECT_EQ(formatCidr(c.gateway->allowPrivateCidrs.v4[0]), "192.168.10.0/24");
+  ASSERT_EQ(c.gateway->allowPrivateCidrs.v6.size(), 1u);
+  EXPECT_EQ(formatCidr(c.gateway->allowPrivateCidrs.v6[0]), "fd00:20::/64");
+  Config agent =
+      load(replaced("  clientHelloTimeoutMs", "  allowPrivateCidrs: [10.20.0.0/16]\n  clientHelloTimeoutMs"));
+  ASSERT_EQ(agent.agent->allowPrivateCidrs.v4.size(), 1u);
+  EXPECT_EQ(formatCidr(agent.agent->allowPrivateCidrs.v4[0]), "10.20.0.0/16");
+
+  Config defaults = load(example_);
+  EXPECT_TRUE(defaults.gateway->denyCidrs.empty());
+  EXPECT_TRUE(defaults.gateway->allowPrivateCidrs.empty()) << "private ranges are refused unless opted in";
+  EXPECT_TRUE(defaults.agent->allowPrivateCidrs.empty());
 }
 
 TEST_F(ConfigTest, InvalidFilesNameThePlaceAndTheProblem) {
@@ -72,6 +99,27 @@ TEST_F(ConfigTest, InvalidFilesNameThePlaceAndTheProblem) {
        "'agent.tls.cert' names '.*missing.pem', which cannot be read"},
       {"bad listen", replaced("listen: 198.18.0.1:15001", "listen: node:15001"), "must be IPv4-address:port"},
       {"cidr with host bits", replaced("- 198.18.1.0/24", "- 198.18.1.7/24"), "zero host bits"},
+      // The address guard's fields (the gateway section ends the example).
+      {"deny not a list", gatewayWith("  denyCidrs: 10.0.0.0/8\n"), ":42:14: 'gateway.denyCidrs' must be a list"},
+      {"deny host bits", gatewayWith("  denyCidrs: [10.0.0.1/8]\n"),
+       ":42:15: '10.0.0.1/8' is not an IPv4 CIDR with zero host bits"},
+      {"deny bad v6", gatewayWith("  denyCidrs: ['fd00::1/8']\n"),
+       ":42:15: 'fd00::1/8' is not an IPv6 CIDR with zero host bits"},
+      {"deny not a string", gatewayWith("  denyCidrs: [{a: 1}]\n"), ":42:15: 'gateway.denyCidrs' must be a string"},
+      {"opt in loopback", gatewayWith("  allowPrivateCidrs: [127.0.0.0/8]\n"),
+       ":42:23: '127.0.0.0/8' in 'gateway.allowPrivateCidrs' is not inside a private range \\(10.0.0.0/8, "
+       "172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, fc00::/7, fec0::/10, 64:ff9b:1::/48\\)"},
+      {"opt in metadata", gatewayWith("  allowPrivateCidrs: [169.254.169.254/32]\n"), "is not inside a private range"},
+      {"opt in everything", gatewayWith("  allowPrivateCidrs: [0.0.0.0/0]\n"), "is not inside a private range"},
+      {"opt in wider than 10/8", gatewayWith("  allowPrivateCidrs: [10.0.0.0/7]\n"), "is not inside a private range"},
+      {"opt in public", gatewayWith("  allowPrivateCidrs: [198.18.0.0/15]\n"), "is not inside a private range"},
+      {"opt in v6 link-local", gatewayWith("  allowPrivateCidrs: ['fe80::/10']\n"), "is not inside a private range"},
+      {"opt in not a list", gatewayWith("  allowPrivateCidrs: yes\n"), "'gateway.allowPrivateCidrs' must be a list"},
+      {"agent opts in loopback",
+       replaced("  clientHelloTimeoutMs", "  allowPrivateCidrs: ['::1/128']\n  clientHelloTimeoutMs"),
+       ":23:23: '::1/128' in 'agent.allowPrivateCidrs' is not inside a private range"},
+      {"misspelt guard field", gatewayWith("  denyCidr: [10.0.0.0/8]\n"),
+       ":42:3: unknown field 'denyCidr' in 'gateway'"},
       {"identity not spiffe", replaced("identity: spiffe://cluster.local/ns/istio-system", "identity: https://x"),
        "must be a SPIFFE ID"},
       {"no clients",

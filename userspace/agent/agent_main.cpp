@@ -10,6 +10,7 @@
 #include "cgroup_enrollment.h"
 #include "config.h"
 #include "forwarder.h"
+#include "interface_addresses.h"
 #include "logging.h"
 #include "marked_socket.h"
 #include "rules_reloader.h"
@@ -31,6 +32,7 @@ std::shared_ptr<const AgentRules> buildRules(const std::vector<std::filesystem::
   rules->agent = *config.agent;
   rules->outbound = config.outboundPolicy;
   rules->gatewayTls = makeMeshTlsContext(rules->agent.tls, TlsRole::Client);
+  rules->directGuard = AddressGuard({{}, rules->agent.allowPrivateCidrs}, interfaceAddresses());
   rules->version = version;
   return rules;
 }

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <optional>
 
+#include "asio_address.h"
 #include "byte_stream.h"
 #include "client_hello.h"
 #include "marked_socket.h"
@@ -282,6 +283,13 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
 awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have,
                                       tcp::endpoint destination, std::shared_ptr<const AgentRules> rules,
                                       std::string flowText) {
+  // The agent dials from the node's network namespace: the node's own addresses, its
+  // loopback or the metadata service must not become reachable through a pass-through.
+  if (auto refusal = rules->directGuard.check(fromAsio(destination.address()))) {
+    spdlog::warn("deny {} reason=destination-refused:{}", flowText, toString(*refusal));
+    resetAndClose(client);
+    co_return;
+  }
   auto executor = co_await asio::this_coro::executor;
   const auto started = Clock::now();
   boost::system::error_code ec;

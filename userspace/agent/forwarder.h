@@ -5,6 +5,7 @@
 
 #include <memory>
 
+#include "address_guard.h"
 #include "async.h"
 #include "bpf_datapath.h"
 #include "config.h"
@@ -21,6 +22,7 @@ struct AgentRules {
   HostMatcher hosts;
   OutboundPolicy outbound = OutboundPolicy::RegistryOnly;
   SslCtxPtr gatewayTls;
+  AddressGuard directGuard;  // ALLOW_ANY: where a pass-through may not go (this node, metadata, ...)
   uint64_t version = 0;
 };
 

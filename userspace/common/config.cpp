@@ -41,25 +41,18 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
   r.requireMap(node, "agent",
                {"listen", "listen6", "redirectPorts", "blockQuic", "bypassCidrs", "cgroups", "clientHelloTimeoutMs",
                 "maxClientHelloBytes", "tls", "gateway", "directConnectTimeoutMs", "idleTimeoutMs", "socketMark",
-                "kubepodsCgroup", "exemptCgroups"});
+                "kubepodsCgroup", "exemptCgroups", "allowPrivateCidrs"});
   AgentConfig agent;
   agent.listen = r.endpoint(r.required(node, "listen", "agent"), "agent.listen");
   agent.redirectPorts =
       node["redirectPorts"] ? r.ports(node["redirectPorts"], "agent.redirectPorts") : std::set<uint16_t>{443};
   if (node["bypassCidrs"]) {
-    if (!node["bypassCidrs"].IsSequence()) r.fail(node["bypassCidrs"], "'agent.bypassCidrs' must be a list");
-    for (const auto& item : node["bypassCidrs"]) {
-      std::string text = r.string(item, "agent.bypassCidrs");
-      if (text.find(':') != std::string::npos) {
-        auto cidr = parseIpv6Cidr(text);
-        if (!cidr) r.fail(item, "'" + text + "' is not an IPv6 CIDR with zero host bits");
-        agent.bypass6.push_back(*cidr);
-      } else {
-        auto cidr = parseIpv4Cidr(text);
-        if (!cidr) r.fail(item, "'" + text + "' is not an IPv4 CIDR with zero host bits");
-        agent.bypass.push_back(*cidr);
-      }
-    }
+    CidrSet bypass = r.cidrs(node["bypassCidrs"], "agent.bypassCidrs");
+    agent.bypass = std::move(bypass.v4);
+    agent.bypass6 = std::move(bypass.v6);
+  }
+  if (node["allowPrivateCidrs"]) {
+    agent.allowPrivateCidrs = r.privateCidrs(node["allowPrivateCidrs"], "agent.allowPrivateCidrs");
   }
   if (node["listen6"]) {
     auto address = parseIpv6(r.string(node["listen6"], "agent.listen6"));
@@ -95,9 +88,10 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
 }
 
 GatewayConfig readGateway(const YamlReader& r, const YAML::Node& node) {
-  r.requireMap(node, "gateway",
-               {"listen", "dns", "dnsTimeoutMs", "upstreamConnectTimeoutMs", "handshakeTimeoutMs", "tls",
-                "allowedClients", "name", "labels", "idleTimeoutMs", "dnsCacheMs", "socketMark"});
+  r.requireMap(
+      node, "gateway",
+      {"listen", "dns", "dnsTimeoutMs", "upstreamConnectTimeoutMs", "handshakeTimeoutMs", "tls", "allowedClients",
+       "name", "labels", "idleTimeoutMs", "dnsCacheMs", "socketMark", "denyCidrs", "allowPrivateCidrs"});
   GatewayConfig gateway;
   gateway.listen = r.endpoint(r.required(node, "listen", "gateway"), "gateway.listen");
   gateway.dnsServer = r.endpoint(r.required(node, "dns", "gateway"), "gateway.dns");
@@ -116,6 +110,10 @@ GatewayConfig readGateway(const YamlReader& r, const YAML::Node& node) {
     r.fail(clients, "'gateway.allowedClients' must list at least one SPIFFE ID (deny by default)");
   }
   for (const auto& item : clients) gateway.allowedClients.insert(r.identity(item, "gateway.allowedClients"));
+  if (node["denyCidrs"]) gateway.denyCidrs = r.cidrs(node["denyCidrs"], "gateway.denyCidrs");
+  if (node["allowPrivateCidrs"]) {
+    gateway.allowPrivateCidrs = r.privateCidrs(node["allowPrivateCidrs"], "gateway.allowPrivateCidrs");
+  }
   if (node["name"]) gateway.name = r.string(node["name"], "gateway.name");
   if (node["labels"]) {
     if (!node["labels"].IsMap()) r.fail(node["labels"], "'gateway.labels' must be a mapping");

@@ -73,6 +73,7 @@ struct AgentConfig {
   std::chrono::milliseconds directConnectTimeout{5000};  // ALLOW_ANY connections
   std::chrono::milliseconds idleTimeout{3'600'000};      // a relay with no byte either way ends
   uint32_t socketMark = kDefaultSocketMark;              // SO_MARK of the agent's own sockets
+  CidrSet allowPrivateCidrs;                             // private ranges an ALLOW_ANY pass-through may dial
 };
 
 struct GatewayConfig {
@@ -90,6 +91,10 @@ struct GatewayConfig {
   std::string name = "istio-egressgateway";
   std::map<std::string, std::string> labels{{"istio", "egressgateway"}};
   uint32_t socketMark = kDefaultSocketMark;  // SO_MARK of the gateway's upstream sockets
+  // The address guard on DNS answers (address_guard.h): ranges never dialed (the
+  // cluster's pod and service ranges), and private ranges that may be.
+  CidrSet denyCidrs;
+  CidrSet allowPrivateCidrs;
 };
 
 // Where the gateway sends an allowed (host, port): to the host itself, resolved by DNS,

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <charconv>
 
 namespace sluice {
@@ -88,6 +89,47 @@ std::string formatEndpoint(const Ipv4Endpoint& endpoint) {
 
 std::string formatCidr(const Ipv4Cidr& cidr) {
   return formatIpv4(cidr.addressBe) + "/" + std::to_string(cidr.prefixLength);
+}
+
+std::string formatCidr(const Ipv6Cidr& cidr) {
+  return formatIpv6(cidr.address) + "/" + std::to_string(cidr.prefixLength);
+}
+
+std::string formatIp(const IpAddress& address) {
+  return address.isV6 ? formatIpv6(address.v6) : formatIpv4(address.v4Be);
+}
+
+bool cidrContains(const Ipv4Cidr& cidr, uint32_t addressBe) {
+  uint32_t mask = cidr.prefixLength == 0 ? 0 : 0xffffffffu << (32 - cidr.prefixLength);
+  return (ntohl(addressBe) & mask) == (ntohl(cidr.addressBe) & mask);
+}
+
+bool cidrContains(const Ipv6Cidr& cidr, const Ipv6Address& address) {
+  for (uint32_t bit = 0; bit < cidr.prefixLength; bit += 8) {
+    uint32_t bits = std::min<uint32_t>(8, cidr.prefixLength - bit);
+    auto mask = static_cast<uint8_t>(0xff00 >> bits);
+    if ((address[bit / 8] & mask) != (cidr.address[bit / 8] & mask)) return false;
+  }
+  return true;
+}
+
+bool cidrWithin(const Ipv4Cidr& inner, const Ipv4Cidr& outer) {
+  return inner.prefixLength >= outer.prefixLength && cidrContains(outer, inner.addressBe);
+}
+
+bool cidrWithin(const Ipv6Cidr& inner, const Ipv6Cidr& outer) {
+  return inner.prefixLength >= outer.prefixLength && cidrContains(outer, inner.address);
+}
+
+bool CidrSet::contains(const IpAddress& address) const {
+  if (address.isV6) {
+    for (const auto& cidr : v6)
+      if (cidrContains(cidr, address.v6)) return true;
+    return false;
+  }
+  for (const auto& cidr : v4)
+    if (cidrContains(cidr, address.v4Be)) return true;
+  return false;
 }
 
 }  // namespace sluice

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sluice {
 
@@ -29,6 +30,31 @@ struct Ipv6Cidr {
   bool operator==(const Ipv6Cidr&) const = default;
 };
 
+// One IPv4 or IPv6 address, as a DNS answer gives it and a socket dials it.
+struct IpAddress {
+  bool isV6 = false;
+  uint32_t v4Be = 0;  // when !isV6, network order
+  Ipv6Address v6{};   // when isV6
+  static IpAddress fromV4(uint32_t addressBe) { return IpAddress{false, addressBe, {}}; }
+  static IpAddress fromV6(const Ipv6Address& address) { return IpAddress{true, 0, address}; }
+  bool operator==(const IpAddress&) const = default;
+};
+
+// IPv4 and IPv6 CIDRs of one rules field (a list may mix both).
+struct CidrSet {
+  std::vector<Ipv4Cidr> v4;
+  std::vector<Ipv6Cidr> v6;
+  bool empty() const { return v4.empty() && v6.empty(); }
+  bool contains(const IpAddress& address) const;
+  bool operator==(const CidrSet&) const = default;
+};
+
+bool cidrContains(const Ipv4Cidr& cidr, uint32_t addressBe);
+bool cidrContains(const Ipv6Cidr& cidr, const Ipv6Address& address);
+// `inner` lies wholly inside `outer`.
+bool cidrWithin(const Ipv4Cidr& inner, const Ipv4Cidr& outer);
+bool cidrWithin(const Ipv6Cidr& inner, const Ipv6Cidr& outer);
+
 std::optional<uint32_t> parseIpv4(std::string_view text);
 std::optional<Ipv6Address> parseIpv6(std::string_view text);
 // "2001:db8::/32"; host bits must be zero.
@@ -42,5 +68,8 @@ std::optional<Ipv4Cidr> parseIpv4Cidr(std::string_view text);
 std::string formatIpv4(uint32_t addressBe);
 std::string formatEndpoint(const Ipv4Endpoint& endpoint);
 std::string formatCidr(const Ipv4Cidr& cidr);
+std::string formatCidr(const Ipv6Cidr& cidr);
+// "198.18.100.10", "::1".
+std::string formatIp(const IpAddress& address);
 
 }  // namespace sluice

@@ -3,6 +3,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "address_guard.h"
+
 namespace sluice {
 
 std::string YamlReader::where(const YAML::Node& at) const {
@@ -131,6 +133,39 @@ std::string YamlReader::hostRule(const YAML::Node& node, const std::string& name
   bool wildcard = rule.starts_with("*.");
   std::string normal = *normalizeHostName(wildcard ? rule.substr(2) : rule);
   return wildcard ? "*." + normal : normal;
+}
+
+CidrSet YamlReader::cidrs(const YAML::Node& node, const std::string& name) const {
+  if (!node.IsSequence()) fail(node, "'" + name + "' must be a list");
+  CidrSet out;
+  for (const auto& item : node) {
+    std::string text = string(item, name);
+    if (text.find(':') != std::string::npos) {
+      auto cidr = parseIpv6Cidr(text);
+      if (!cidr) fail(item, "'" + text + "' is not an IPv6 CIDR with zero host bits");
+      out.v6.push_back(*cidr);
+    } else {
+      auto cidr = parseIpv4Cidr(text);
+      if (!cidr) fail(item, "'" + text + "' is not an IPv4 CIDR with zero host bits");
+      out.v4.push_back(*cidr);
+    }
+  }
+  return out;
+}
+
+CidrSet YamlReader::privateCidrs(const YAML::Node& node, const std::string& name) const {
+  CidrSet out = cidrs(node, name);
+  for (const auto& item : node) {
+    std::string text = item.as<std::string>();
+    bool inside = text.find(':') != std::string::npos ? insidePrivateRange(*parseIpv6Cidr(text))
+                                                      : insidePrivateRange(*parseIpv4Cidr(text));
+    if (!inside) {
+      fail(item, "'" + text + "' in '" + name + "' is not inside a private range (" + privateRangesText() +
+                     "): only those can be opted in; loopback, link-local, multicast, the machine's own "
+                     "addresses and public ranges never are");
+    }
+  }
+  return out;
 }
 
 }  // namespace sluice

@@ -36,6 +36,10 @@ class YamlReader {
   uint16_t port(const YAML::Node& node, const std::string& name) const;
   std::set<uint16_t> ports(const YAML::Node& node, const std::string& name) const;
   std::vector<std::string> strings(const YAML::Node& node, const std::string& name) const;
+  // A list of IPv4 and IPv6 CIDRs with zero host bits.
+  CidrSet cidrs(const YAML::Node& node, const std::string& name) const;
+  // A list of CIDRs, each inside a private range (address_guard.h).
+  CidrSet privateCidrs(const YAML::Node& node, const std::string& name) const;
   Ipv4Endpoint endpoint(const YAML::Node& node, const std::string& name) const;
   std::chrono::milliseconds millis(const YAML::Node& map, const std::string& key,
                                    std::chrono::milliseconds fallback) const;

@@ -9,6 +9,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "net_address.h"
+
 namespace sluice {
 
 class DnsCache {
@@ -17,21 +19,21 @@ class DnsCache {
   explicit DnsCache(std::chrono::milliseconds lifetime) : lifetime_(lifetime) {}
 
   // The addresses of `host` if answered less than the lifetime ago.
-  const std::vector<uint32_t>* find(const std::string& host, Clock::time_point now = Clock::now()) const {
+  const std::vector<IpAddress>* find(const std::string& host, Clock::time_point now = Clock::now()) const {
     auto it = entries_.find(host);
     if (it == entries_.end() || now >= it->second.expires) return nullptr;
-    return &it->second.addressesBe;
+    return &it->second.addresses;
   }
-  void put(const std::string& host, std::vector<uint32_t> addressesBe, Clock::time_point now = Clock::now()) {
-    if (lifetime_.count() == 0 || addressesBe.empty()) return;  // failures are not cached
-    if (entries_.size() >= kMaxEntries) entries_.clear();       // bounded; refills on demand
-    entries_[host] = Entry{std::move(addressesBe), now + lifetime_};
+  void put(const std::string& host, std::vector<IpAddress> addresses, Clock::time_point now = Clock::now()) {
+    if (lifetime_.count() == 0 || addresses.empty()) return;  // failures are not cached
+    if (entries_.size() >= kMaxEntries) entries_.clear();     // bounded; refills on demand
+    entries_[host] = Entry{std::move(addresses), now + lifetime_};
   }
 
  private:
   static constexpr size_t kMaxEntries = 10000;
   struct Entry {
-    std::vector<uint32_t> addressesBe;
+    std::vector<IpAddress> addresses;  // as answered: guarded when dialed
     Clock::time_point expires;
   };
   std::chrono::milliseconds lifetime_;

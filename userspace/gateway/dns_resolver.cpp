@@ -22,14 +22,21 @@ void onAddrInfo(void* arg, int status, int, struct ares_addrinfo* info) {
     query->result.error = ares_strerror(status);
     return;
   }
+  // The nodes are the final addresses of the name after c-ares followed any CNAMEs:
+  // exactly what the gateway would dial, so what its address guard checks.
   for (auto* node = info ? info->nodes : nullptr; node; node = node->ai_next) {
-    if (node->ai_family != AF_INET) continue;
-    uint32_t address;
-    std::memcpy(&address, &reinterpret_cast<sockaddr_in*>(node->ai_addr)->sin_addr, sizeof(address));
-    query->result.addressesBe.push_back(address);
+    if (node->ai_family == AF_INET) {
+      uint32_t address;
+      std::memcpy(&address, &reinterpret_cast<sockaddr_in*>(node->ai_addr)->sin_addr, sizeof(address));
+      query->result.addresses.push_back(IpAddress::fromV4(address));
+    } else if (node->ai_family == AF_INET6) {
+      Ipv6Address address;
+      std::memcpy(address.data(), &reinterpret_cast<sockaddr_in6*>(node->ai_addr)->sin6_addr, address.size());
+      query->result.addresses.push_back(IpAddress::fromV6(address));
+    }
   }
   ares_freeaddrinfo(info);
-  if (query->result.addressesBe.empty()) query->result.error = "no IPv4 address";
+  if (query->result.addresses.empty()) query->result.error = "no address";
 }
 
 }  // namespace
@@ -39,7 +46,7 @@ DnsResolver::DnsResolver(Ipv4Endpoint server, std::chrono::milliseconds timeout)
   std::call_once(once, [] { ares_library_init(ARES_LIB_INIT_ALL); });
 }
 
-ResolveResult DnsResolver::resolveIpv4(const std::string& host) const {
+ResolveResult DnsResolver::resolve(const std::string& host) const {
   ares_options options{};
   options.timeout = static_cast<int>(timeout_.count());
   options.tries = 2;
@@ -58,7 +65,7 @@ ResolveResult DnsResolver::resolveIpv4(const std::string& host) const {
   }
   Query query;
   ares_addrinfo_hints hints{};
-  hints.ai_family = AF_INET;
+  hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   ares_getaddrinfo(channel, host.c_str(), nullptr, &hints, onAddrInfo, &query);
 
@@ -87,7 +94,7 @@ ResolveResult DnsResolver::resolveIpv4(const std::string& host) const {
     ares_process_fd(channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);  // timeouts
   }
   ares_destroy(channel);  // runs the callback with ARES_EDESTRUCTION if still pending
-  if (!query.result.addressesBe.empty()) return query.result;
+  if (!query.result.addresses.empty()) return query.result;
   if (query.result.error.empty() || query.result.error == ares_strerror(ARES_EDESTRUCTION)) {
     query.result.error = "timed out after " + std::to_string(timeout_.count()) + " ms";
   }

@@ -12,15 +12,16 @@
 namespace sluice {
 
 struct ResolveResult {
-  std::vector<uint32_t> addressesBe;  // IPv4, network order
-  std::string error;                  // set when addressesBe is empty
+  std::vector<IpAddress> addresses;  // every A and AAAA answer, CNAMEs followed
+  std::string error;                 // set when addresses is empty
 };
 
 class DnsResolver {
  public:
   DnsResolver(Ipv4Endpoint server, std::chrono::milliseconds timeout);
-  // Blocks up to the timeout: call it from a worker thread, never the I/O thread.
-  ResolveResult resolveIpv4(const std::string& host) const;
+  // Asks for A and AAAA records. Blocks up to the timeout: call it from a worker
+  // thread, never the I/O thread.
+  ResolveResult resolve(const std::string& host) const;
 
  private:
   Ipv4Endpoint server_;

@@ -3,11 +3,13 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <iostream>
 
 #include "config.h"
 #include "gateway_server.h"
+#include "interface_addresses.h"
 #include "logging.h"
 #include "marked_socket.h"
 #include "rules_reloader.h"
@@ -19,6 +21,22 @@ namespace po = boost::program_options;
 using namespace sluice;
 
 namespace {
+
+// The guard on DNS answers: the rules' ranges, and this gateway's own addresses read now
+// (at start and on every reload), its listen address among them.
+AddressGuard makeGuard(const GatewayConfig& gateway) {
+  std::vector<IpAddress> self = interfaceAddresses();
+  const IpAddress listen = IpAddress::fromV4(gateway.listen.addressBe);
+  if (gateway.listen.addressBe != 0 && std::find(self.begin(), self.end(), listen) == self.end()) {
+    self.push_back(listen);
+  }
+  std::string list;
+  for (const auto& a : self) list += (list.empty() ? "" : ",") + formatIp(a);
+  spdlog::info("address guard: own addresses {}; deny {} CIDRs; private CIDRs opted in {}", list,
+               gateway.denyCidrs.v4.size() + gateway.denyCidrs.v6.size(),
+               gateway.allowPrivateCidrs.v4.size() + gateway.allowPrivateCidrs.v6.size());
+  return AddressGuard({gateway.denyCidrs, gateway.allowPrivateCidrs}, std::move(self));
+}
 
 std::shared_ptr<const GatewayRules> buildRules(const std::vector<std::filesystem::path>& paths, uint64_t version) {
   Config config = loadConfigFiles(paths);
@@ -32,6 +50,7 @@ std::shared_ptr<const GatewayRules> buildRules(const std::vector<std::filesystem
   GatewayServer::configureAlpn(rules->serverTls.get());
   rules->resolver = std::make_unique<DnsResolver>(rules->gateway.dnsServer, rules->gateway.dnsTimeout);
   rules->dnsCache = std::make_unique<DnsCache>(rules->gateway.dnsCacheLifetime);
+  rules->guard = makeGuard(rules->gateway);
   rules->version = version;
   rules->config = std::move(config);
   return rules;

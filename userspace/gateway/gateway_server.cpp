@@ -6,6 +6,7 @@
 #include <chrono>
 #include <random>
 
+#include "asio_address.h"
 #include "byte_stream.h"
 #include "marked_socket.h"
 #include "relay.h"
@@ -58,7 +59,7 @@ int selectPortAlpn(SSL*, const unsigned char** out, unsigned char* outLength, co
 // A named coroutine, not a capturing lambda: g++ 12 destroys the captures of a lambda
 // coroutine handed to co_spawn twice.
 awaitable<ResolveResult> resolveOnPool(const DnsResolver* resolver, std::string host) {
-  co_return resolver->resolveIpv4(host);
+  co_return resolver->resolve(host);
 }
 
 // A route's destinations share traffic by weight (VirtualService route weights).
@@ -116,6 +117,43 @@ awaitable<void> GatewayServer::acceptLoop() {
   }
 }
 
+void GatewayServer::logRefused(const std::string& host, const GuardedAddresses::Refused& refused,
+                               const std::string& flowText) {
+  const char* reason = toString(refused.reason);
+  uint64_t total = ++refusedTotal_[reason];
+  spdlog::warn("dns-refused host={} address={} reason={} {} refused_total={}", host, formatIp(refused.address), reason,
+               flowText, total);
+}
+
+awaitable<UpstreamTargets> GatewayServer::upstreamTargets(const GatewayRules& rules,
+                                                          const UpstreamDestination& destination,
+                                                          std::string flowText) {
+  UpstreamTargets out;
+  if (!destination.addressesBe.empty()) {
+    for (uint32_t address : destination.addressesBe) out.addresses.push_back(IpAddress::fromV4(address));
+    co_return out;
+  }
+  ResolveResult resolved;
+  if (const auto* cached = rules.dnsCache->find(destination.host)) {
+    resolved.addresses = *cached;
+  } else {
+    resolved =
+        co_await asio::co_spawn(resolverPool_, resolveOnPool(rules.resolver.get(), destination.host), use_awaitable);
+    rules.dnsCache->put(destination.host, resolved.addresses);
+  }
+  if (resolved.addresses.empty()) {
+    out.failure = "dns-failed:" + destination.host + ":" + resolved.error;
+    co_return out;
+  }
+  GuardedAddresses guarded = rules.guard.filter(resolved.addresses);
+  for (const auto& refused : guarded.refused) logRefused(destination.host, refused, flowText);
+  if (guarded.allowed.empty()) {
+    out.failure = std::string("dns-refused:") + toString(guarded.refused.front().reason);
+  }
+  out.addresses = std::move(guarded.allowed);
+  co_return out;
+}
+
 awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   const std::shared_ptr<const GatewayRules> rules = rules_;
   auto executor = co_await asio::this_coro::executor;
@@ -166,21 +204,14 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
     co_return;
   }
 
-  // 3. Where to: the route's destination (weighted), its STATIC addresses or DNS
-  //    answers from the rules' DNS server (c-ares blocks, so on the worker pool).
+  // 3. Where to: the route's destination (weighted), its STATIC addresses as written or
+  //    DNS answers from the rules' DNS server (c-ares blocks, so on the worker pool),
+  //    each answer judged by the address guard.
   const UpstreamDestination destination = pickDestination(rules->config.routeFor(*rule, *host, *port));
-  ResolveResult resolved;
-  if (!destination.addressesBe.empty()) {
-    resolved.addressesBe = destination.addressesBe;
-  } else if (const auto* cached = rules->dnsCache->find(destination.host)) {
-    resolved.addressesBe = *cached;
-  } else {
-    resolved =
-        co_await asio::co_spawn(resolverPool_, resolveOnPool(rules->resolver.get(), destination.host), use_awaitable);
-    rules->dnsCache->put(destination.host, resolved.addressesBe);
-  }
-  if (resolved.addressesBe.empty()) {
-    logAccess(record, 0, 0, "dns-failed:" + destination.host + ":" + resolved.error);
+  UpstreamTargets targets = co_await upstreamTargets(
+      *rules, destination, "peer=" + record.peerAddress + " identity=" + record.identity + " sni=" + record.sni);
+  if (!targets.failure.empty()) {
+    logAccess(record, 0, 0, targets.failure);
     tunnel.abort();
     co_return;
   }
@@ -193,9 +224,10 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
       boost::system::error_code ignored;
       upstream.cancel(ignored);
     });
-    for (uint32_t address : resolved.addressesBe) {
-      tcp::endpoint endpoint(asio::ip::address_v4(ntohl(address)), destination.port);
-      record.upstream = endpoint.address().to_string() + ":" + std::to_string(destination.port);
+    for (const IpAddress& address : targets.addresses) {
+      tcp::endpoint endpoint(toAsio(address), destination.port);
+      record.upstream =
+          (address.isV6 ? "[" + formatIp(address) + "]" : formatIp(address)) + ":" + std::to_string(destination.port);
       boost::system::error_code ignored;
       upstream.close(ignored);
       // Marked, so that a redirect enrolled on the egress node's own cgroups (whose agent

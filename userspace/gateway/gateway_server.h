@@ -2,8 +2,12 @@
 // resolves the host, connects and relays. It never sees the app's plaintext.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <memory>
+#include <string>
 
+#include "address_guard.h"
 #include "async.h"
 #include "config.h"
 #include "dns_cache.h"
@@ -21,7 +25,16 @@ struct GatewayRules {
   std::unique_ptr<DnsResolver> resolver;
   // Per rule set: a reload (maybe a new DNS server) starts with an empty cache.
   std::unique_ptr<DnsCache> dnsCache;
+  // Judges every DNS answer before it is dialed; knows this gateway's own addresses as
+  // they were when the rules were (re)loaded.
+  AddressGuard guard;
   uint64_t version = 0;
+};
+
+// Where one connection goes: the addresses to dial in turn, or why it goes nowhere.
+struct UpstreamTargets {
+  std::vector<IpAddress> addresses;
+  std::string failure;  // a gateway result (dns-failed:..., dns-refused:<reason>)
 };
 
 class GatewayServer {
@@ -37,6 +50,13 @@ class GatewayServer {
 
  private:
   awaitable<void> handle(tcp::socket agent);
+  // STATIC addresses as the rules wrote them, or the DNS answers the address guard allows.
+  awaitable<UpstreamTargets> upstreamTargets(const GatewayRules& rules, const UpstreamDestination& destination,
+                                             std::string flowText);
+  // Each refused answer: logged with the name and the address, and counted per reason.
+  void logRefused(const std::string& host, const GuardedAddresses::Refused& refused, const std::string& flowText);
+
+  std::map<std::string, uint64_t> refusedTotal_;  // per reason; touched on the I/O thread only
 
   asio::io_context& io_;
   asio::thread_pool& resolverPool_;
