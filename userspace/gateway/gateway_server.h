@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "async.h"
+#include "certificate_reloader.h"
 #include "config.h"
 #include "dns_cache.h"
 #include "dns_resolver.h"
@@ -17,7 +18,6 @@ struct GatewayRules {
   GatewayConfig gateway;
   HostMatcher hosts;
   Config config;  // for routes (Config::routeFor)
-  SslCtxPtr serverTls;
   std::unique_ptr<DnsResolver> resolver;
   // Per rule set: a reload (maybe a new DNS server) starts with an empty cache.
   std::unique_ptr<DnsCache> dnsCache;
@@ -26,7 +26,9 @@ struct GatewayRules {
 
 class GatewayServer {
  public:
-  GatewayServer(asio::io_context& io, asio::thread_pool& resolverPool, std::shared_ptr<const GatewayRules> rules);
+  // `certificates`: the gateway's mesh identity, rotated apart from the rules.
+  GatewayServer(asio::io_context& io, asio::thread_pool& resolverPool, std::shared_ptr<const GatewayRules> rules,
+                const CertificateReloader& certificates);
   void listen();
   awaitable<void> acceptLoop();
   void setRules(std::shared_ptr<const GatewayRules> rules) { rules_ = std::move(rules); }
@@ -41,6 +43,7 @@ class GatewayServer {
   asio::io_context& io_;
   asio::thread_pool& resolverPool_;
   std::shared_ptr<const GatewayRules> rules_;
+  const CertificateReloader& certificates_;
   tcp::acceptor acceptor_;
 };
 
