@@ -58,7 +58,8 @@ void resumeSession(SSL* ssl, const std::string& serverName);
 
 // The URI subject alternative names of the verified peer certificate.
 std::vector<std::string> peerUriSans(SSL* ssl);
-// The first spiffe:// URI SAN of the peer, if any.
+// The peer's identity: its URI SAN if that is a spiffe:// ID (verification admitted only
+// a certificate with exactly one URI SAN).
 std::optional<std::string> peerSpiffeId(SSL* ssl);
 
 // Drains OpenSSL's error queue of this thread into one line (with each error's detail).

@@ -19,7 +19,7 @@ using Clock = std::chrono::steady_clock;
 struct AccessRecord {
   std::string peerAddress;
   std::string identity = "-";
-  std::string peerSerial = "-";  // shows which of a rotating agent certificate's versions came
+  std::string peerSerial = "-";  // which version of a rotating agent certificate came
   std::string sni = "-";
   uint16_t port = 0;
   std::string upstream = "-";
@@ -29,8 +29,8 @@ struct AccessRecord {
 void logAccess(const AccessRecord& r, uint64_t up, uint64_t down, const std::string& result) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - r.started).count();
   auto line = fmt::format(
-      "access peer={} identity={} peer_serial={} sni={} port={} upstream={} up={} down={} duration_ms={} result={}",
-      r.peerAddress, r.identity, r.peerSerial, r.sni, r.port, r.upstream, up, down, ms, result);
+      "access peer={} identity={} sni={} port={} upstream={} up={} down={} duration_ms={} result={} peer_serial={}",
+      r.peerAddress, r.identity, r.sni, r.port, r.upstream, up, down, ms, result, r.peerSerial);
   if (result == "ok") {
     spdlog::info("{}", line);
   } else {
@@ -141,7 +141,9 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   }
   // 2. Authorize: identity, then host and port.
   record.identity = peerSpiffeId(tunnel.ssl()).value_or("-");
-  record.peerSerial = describeCertificate(SSL_get0_peer_certificate(tunnel.ssl())).serial;
+  if (X509* certificate = SSL_get0_peer_certificate(tunnel.ssl())) {
+    record.peerSerial = describeCertificate(certificate).serial;
+  }
   if (!rules->gateway.allowedClients.contains(record.identity)) {
     logAccess(record, 0, 0, "identity-not-allowed");
     tunnel.abort();
