@@ -135,9 +135,9 @@ check "the agent refuses the new key while its certificate is still the old one"
   "certificate rejected \(file changed\) rejected_total=1; keeping serial=$agent_old .*private key $ag/agent.key does not match $ag/agent.pem"
 cat "$ca/out/agent-v2.pem" > "$ag/agent.pem"
 check "the agent takes the pair once both are written" wait_for_log agent \
-  "certificate reloaded \(file changed\) rotations_total=1 previous_serial=$agent_old file=$ag/agent.pem uri=$agent_id serial=$agent_new"
+  "certificate reloaded \(file changed\) reloads_total=1 previous_serial=$agent_old file=$ag/agent.pem uri=$agent_id serial=$agent_new"
 check "the gateway takes the Secret swap" wait_for_log gateway \
-  "certificate reloaded \(file changed\) rotations_total=1 previous_serial=$gateway_old file=$gw/tls.crt uri=$gateway_id serial=$gateway_new"
+  "certificate reloaded \(file changed\) reloads_total=1 previous_serial=$gateway_old file=$gw/tls.crt uri=$gateway_id serial=$gateway_new"
 
 # Keep going until after the old certificates' notAfter.
 stream_until $((expiry + 6))

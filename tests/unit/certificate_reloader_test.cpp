@@ -64,7 +64,7 @@ TEST_F(CertificateReloaderTest, TakesInPlaceWrites) {
   EXPECT_EQ(reloader.certificate().serial, "01");
   SSL_CTX* first = reloader.context();
   issue("..v1/agent", 2);
-  ASSERT_TRUE(runUntil([&] { return reloader.rotations() == 1; }));
+  ASSERT_TRUE(runUntil([&] { return reloader.reloads() == 1; }));
   EXPECT_EQ(reloader.certificate().serial, "02");
   EXPECT_NE(reloader.context(), first);
   EXPECT_EQ(reloader.rejected(), 0u);
@@ -78,7 +78,7 @@ TEST_F(CertificateReloaderTest, TakesASecretSwap) {
   issue("..v2/agent", 3);
   std::filesystem::create_directory_symlink("..v2", dir_ / "..data_tmp");
   std::filesystem::rename(dir_ / "..data_tmp", dir_ / "..data");
-  ASSERT_TRUE(runUntil([&] { return reloader.rotations() == 1; }));
+  ASSERT_TRUE(runUntil([&] { return reloader.reloads() == 1; }));
   EXPECT_EQ(reloader.certificate().serial, "03");
   EXPECT_EQ(reloader.rejected(), 0u);
 }
@@ -89,9 +89,9 @@ TEST_F(CertificateReloaderTest, CertificateBeforeItsKeyIsRefusedThenTaken) {
   issue("..v1/agent", 4, "URI:spiffe://td/sa/agent", nextKey.get());  // the certificate first
   ASSERT_TRUE(runUntil([&] { return reloader.rejected() == 1; }));
   EXPECT_EQ(reloader.certificate().serial, "01") << "a certificate without its key must not be taken";
-  EXPECT_EQ(reloader.rotations(), 0u);
+  EXPECT_EQ(reloader.reloads(), 0u);
   test_pki::writePem(dir_ / "..v1/agent.key", nextKey.get());  // then its key
-  ASSERT_TRUE(runUntil([&] { return reloader.rotations() == 1; }));
+  ASSERT_TRUE(runUntil([&] { return reloader.reloads() == 1; }));
   EXPECT_EQ(reloader.certificate().serial, "04");
 }
 
@@ -111,7 +111,7 @@ TEST_F(CertificateReloaderTest, TwoUriSansOrExpiredKeepTheLoadedCertificate) {
   ca_->issue((dir_ / "..v1/agent").string(), expired, key.get());
   ASSERT_TRUE(runUntil([&] { return reloader.rejected() > before; }));
   EXPECT_EQ(reloader.certificate().serial, "01");
-  EXPECT_EQ(reloader.rotations(), 0u);
+  EXPECT_EQ(reloader.reloads(), 0u);
 }
 
 TEST_F(CertificateReloaderTest, StartFailsOnACertificateWithTwoUriSans) {

@@ -80,8 +80,8 @@ void CertificateReloader::reload(const char* why) {
   if (watcher_) watcher_->markLoaded();
   const std::string previous = current_->certificate.serial;
   current_ = std::move(next);
-  ++rotations_;
-  spdlog::info("certificate reloaded ({}) rotations_total={} previous_serial={} {} expires_in_s={}", why, rotations_,
+  ++reloads_;
+  spdlog::info("certificate reloaded ({}) reloads_total={} previous_serial={} {} expires_in_s={}", why, reloads_,
                previous, describe(*current_), secondsBetween(WallClock::now(), current_->certificate.notAfter));
   expiryTimer_.cancel();  // the expiry check starts over with the new certificate
 }

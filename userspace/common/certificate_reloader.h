@@ -42,7 +42,7 @@ class CertificateReloader {
   void requireSameFiles(const TlsFiles& files, const std::string& where) const;
 
   void reload(const char* why);
-  uint64_t rotations() const { return rotations_; }
+  uint64_t reloads() const { return reloads_; }
   uint64_t rejected() const { return rejected_; }
 
   // A cert and its key replaced one after the other arrive as separate events.
@@ -61,7 +61,7 @@ class CertificateReloader {
   asio::steady_timer reloadTimer_;
   asio::system_timer expiryTimer_;
   std::chrono::milliseconds retryDelay_;
-  uint64_t rotations_ = 0;
+  uint64_t reloads_ = 0;
   uint64_t rejected_ = 0;
 };
 
