@@ -40,9 +40,11 @@ CertificateReloader::CertificateReloader(asio::io_context& io, TlsFiles files, T
   spdlog::info("certificate loaded {} expires_in_s={}", describe(*current_),
                secondsBetween(WallClock::now(), current_->certificate.notAfter));
   if (watch) {
-    watcher_ =
-        std::make_unique<ConfigWatcher>(io, std::vector<std::filesystem::path>{files_.cert, files_.key, files_.ca},
-                                        [this] { scheduleReload("file changed", kSettle); });
+    watcher_ = std::make_unique<ConfigWatcher>(
+        io, std::vector<std::filesystem::path>{files_.cert, files_.key, files_.ca}, [this] {
+          retryDelay_ = kFirstRetry;  // new files: the backoff starts over
+          scheduleReload("file changed", kSettle);
+        });
     asio::co_spawn(io, watcher_->run(), logEscapedException("certificate watcher"));
   }
   asio::co_spawn(io, warnNearExpiry(), logEscapedException("certificate expiry check"));
