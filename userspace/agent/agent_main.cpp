@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "bpf_datapath.h"
+#include "certificate_reloader.h"
 #include "cgroup_enrollment.h"
 #include "config.h"
 #include "forwarder.h"
@@ -31,7 +32,6 @@ std::shared_ptr<const AgentRules> buildRules(const std::vector<std::filesystem::
   rules->hosts = config.agentMatcher();
   rules->agent = *config.agent;
   rules->outbound = config.outboundPolicy;
-  rules->gatewayTls = makeMeshTlsContext(rules->agent.tls, TlsRole::Client);
   rules->directGuard = AddressGuard({{}, rules->agent.allowPrivateCidrs}, interfaceAddresses());
   rules->version = version;
   return rules;
@@ -100,12 +100,14 @@ int run(const po::variables_map& options) {
   for (const auto& p : options["config"].as<std::vector<std::string>>()) paths.emplace_back(p);
   const PinLayout pins{options["pin-dir"].as<std::string>()};
   auto rules = buildRules(paths, 1);
+  asio::io_context io(1);
+  // Before the kernel is touched: an identity the agent could not present fails the start.
+  CertificateReloader certificates(io, rules->agent.tls, TlsRole::Client, !options.count("no-watch"));
 
   BpfDatapath datapath(pins);
   installRules(datapath, pins, *rules, 1);
 
-  asio::io_context io(1);
-  Forwarder forwarder(io, datapath, rules);
+  Forwarder forwarder(io, datapath, rules, certificates);
   if (options.count("test-no-socket-mark")) {
     spdlog::warn(
         "--test-no-socket-mark: the agent's sockets carry no mark; only its unenrolled cgroup guards "
@@ -125,6 +127,7 @@ int run(const po::variables_map& options) {
     if (nextRules->agent.listen != rules->agent.listen || nextRules->agent.listen6 != rules->agent.listen6) {
       throw ConfigError("agent.listen or agent.listen6 changed: restart the agent to move its listeners");
     }
+    certificates.requireSameFiles(nextRules->agent.tls, "agent.tls");
     installRules(datapath, pins, *nextRules, static_cast<uint32_t>(next));
     forwarder.setRules(nextRules);
     rules = nextRules;
@@ -132,7 +135,11 @@ int run(const po::variables_map& options) {
   });
 
   auto signals = handleSignals(
-      io, [&] { reloader.reload("SIGHUP"); },
+      io,
+      [&] {
+        reloader.reload("SIGHUP");
+        certificates.reload("SIGHUP");
+      },
       [&](int signal) {
         spdlog::info("signal {}: stopping; links stay pinned, so enabled cgroups fail closed", signal);
         forwarder.stop();

@@ -95,8 +95,14 @@ long millisSince(Clock::time_point start) {
 
 }  // namespace
 
-Forwarder::Forwarder(asio::io_context& io, const BpfDatapath& datapath, std::shared_ptr<const AgentRules> rules)
-    : io_(io), datapath_(datapath), rules_(std::move(rules)), acceptor_(io), acceptor6_(io) {}
+Forwarder::Forwarder(asio::io_context& io, const BpfDatapath& datapath, std::shared_ptr<const AgentRules> rules,
+                     const CertificateReloader& certificates)
+    : io_(io),
+      datapath_(datapath),
+      rules_(std::move(rules)),
+      certificates_(certificates),
+      acceptor_(io),
+      acceptor6_(io) {}
 
 static void bindAndListen(tcp::acceptor& acceptor, const tcp::endpoint& endpoint) {
   acceptor.open(endpoint.protocol());
@@ -245,7 +251,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
       failure = deadline.expired() ? "gateway-connect-timeout" : "gateway-connect:" + ec.message();
     } else {
       upstream.set_option(tcp::no_delay(true), ec);
-      tunnel.emplace(std::move(upstream), rules->gatewayTls.get(), TlsRole::Client);
+      tunnel.emplace(std::move(upstream), certificates_.context(), TlsRole::Client);
       SSL_set_tlsext_host_name(tunnel->ssl(), host->c_str());
       resumeSession(tunnel->ssl(), *host);
       std::string alpn = portAlpn(flow.destination.port());

@@ -8,6 +8,7 @@
 #include "address_guard.h"
 #include "async.h"
 #include "bpf_datapath.h"
+#include "certificate_reloader.h"
 #include "config.h"
 #include "host_matcher.h"
 #include "pod_identity.h"
@@ -21,14 +22,15 @@ struct AgentRules {
   AgentConfig agent;
   HostMatcher hosts;
   OutboundPolicy outbound = OutboundPolicy::RegistryOnly;
-  SslCtxPtr gatewayTls;
   AddressGuard directGuard;  // ALLOW_ANY: where a pass-through may not go (this node, metadata, ...)
   uint64_t version = 0;
 };
 
 class Forwarder {
  public:
-  Forwarder(asio::io_context& io, const BpfDatapath& datapath, std::shared_ptr<const AgentRules> rules);
+  // `certificates`: the agent's mesh identity, rotated apart from the rules.
+  Forwarder(asio::io_context& io, const BpfDatapath& datapath, std::shared_ptr<const AgentRules> rules,
+            const CertificateReloader& certificates);
   // Binds and listens on the rules' listen address. Throws with the reason.
   void listen();
   // One loop per listener (IPv4, and IPv6 if configured).
@@ -50,6 +52,7 @@ class Forwarder {
   asio::io_context& io_;
   const BpfDatapath& datapath_;
   std::shared_ptr<const AgentRules> rules_;
+  const CertificateReloader& certificates_;
   tcp::acceptor acceptor_;
   tcp::acceptor acceptor6_;
   bool socketMark_ = true;

@@ -1,7 +1,7 @@
 #include "tls_context.h"
 
 #include <openssl/err.h>
-#include <openssl/x509v3.h>
+#include <openssl/x509.h>
 
 #include <map>
 #include <memory>
@@ -12,11 +12,14 @@ namespace sluice {
 std::string takeOpensslErrors() {
   std::string out;
   unsigned long code;
-  while ((code = ERR_get_error()) != 0) {
+  const char* data = nullptr;
+  int flags = 0;
+  while ((code = ERR_get_error_all(nullptr, nullptr, nullptr, &data, &flags)) != 0) {
     char buf[256];
     ERR_error_string_n(code, buf, sizeof(buf));
     if (!out.empty()) out += "; ";
     out += buf;
+    if ((flags & ERR_TXT_STRING) && data && *data) out += std::string(" (") + data + ")";
   }
   return out.empty() ? "no OpenSSL error recorded" : out;
 }
@@ -82,10 +85,15 @@ SslCtxPtr makeMeshTlsContext(const TlsFiles& files, TlsRole role) {
   check(SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION), "TLS 1.3 minimum");
   check(SSL_CTX_use_certificate_chain_file(ctx.get(), files.cert.c_str()),
         "loading certificate chain " + files.cert.string());
-  check(SSL_CTX_use_PrivateKey_file(ctx.get(), files.key.c_str(), SSL_FILETYPE_PEM),
-        "loading private key " + files.key.string());
-  check(SSL_CTX_check_private_key(ctx.get()),
-        "private key " + files.key.string() + " does not match " + files.cert.string());
+  const std::string mismatch = "private key " + files.key.string() + " does not match " + files.cert.string();
+  if (SSL_CTX_use_PrivateKey_file(ctx.get(), files.key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    // OpenSSL compares the key with the certificate already loaded; say which pair it was
+    // (a certificate and its key replaced one after the other do not match in between).
+    bool valuesDiffer = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+    throw std::runtime_error((valuesDiffer ? mismatch : "loading private key " + files.key.string()) + ": " +
+                             takeOpensslErrors());
+  }
+  check(SSL_CTX_check_private_key(ctx.get()), mismatch);
   check(SSL_CTX_load_verify_locations(ctx.get(), files.ca.c_str(), nullptr), "loading CA " + files.ca.string());
   int verify = SSL_VERIFY_PEER;
   if (role == TlsRole::Server) {
@@ -101,7 +109,7 @@ SslCtxPtr makeMeshTlsContext(const TlsFiles& files, TlsRole role) {
           "session id context");
     SSL_CTX_set_timeout(ctx.get(), kTicketLifetimeSeconds);
   }
-  SSL_CTX_set_verify(ctx.get(), verify, nullptr);
+  requireOnePeerUriSan(ctx.get(), verify);
   SSL_CTX_set_mode(ctx.get(),
                    SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
   if (role == TlsRole::Client) {
@@ -114,20 +122,22 @@ SslCtxPtr makeMeshTlsContext(const TlsFiles& files, TlsRole role) {
   return ctx;
 }
 
-std::vector<std::string> peerUriSans(SSL* ssl) {
-  std::vector<std::string> out;
-  X509* cert = SSL_get0_peer_certificate(ssl);
-  if (!cert) return out;
-  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
-  if (!names) return out;
-  for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
-    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, i);
-    if (name->type != GEN_URI) continue;
-    const ASN1_IA5STRING* uri = name->d.uniformResourceIdentifier;
-    out.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(uri)), ASN1_STRING_length(uri));
+std::shared_ptr<const MeshCredentials> loadMeshCredentials(const TlsFiles& files, TlsRole role,
+                                                           const std::function<void(SSL_CTX*)>& configure,
+                                                           WallClock::time_point now) {
+  auto credentials = std::make_shared<MeshCredentials>();
+  credentials->files = files;
+  credentials->context = makeMeshTlsContext(files, role);  // includes the key/certificate match
+  credentials->certificate = describeCertificate(SSL_CTX_get0_certificate(credentials->context.get()));
+  if (auto problem = ownCertificateProblem(credentials->certificate, now)) {
+    throw std::runtime_error("certificate " + files.cert.string() + " refused: " + *problem);
   }
-  GENERAL_NAMES_free(names);
-  return out;
+  if (configure) configure(credentials->context.get());
+  return credentials;
+}
+
+std::vector<std::string> peerUriSans(SSL* ssl) {
+  return uriSans(SSL_get0_peer_certificate(ssl));
 }
 
 std::optional<std::string> peerSpiffeId(SSL* ssl) {

@@ -3,12 +3,15 @@
 
 #include <openssl/ssl.h>
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "config.h"
+#include "tls_identity.h"
 
 namespace sluice {
 
@@ -23,11 +26,26 @@ using SslPtr = std::unique_ptr<SSL, SslFree>;
 
 enum class TlsRole { Client, Server };
 
-// TLS 1.3 only, peer verification against `files.ca`, our chain and key from `files`.
+// TLS 1.3 only, peer verification against `files.ca` (and exactly one URI SAN on the
+// peer's certificate), our chain and key from `files`.
 // A server also requires a client certificate and issues one session ticket per
 // handshake (lifetime kTicketLifetimeSeconds); a client keeps the newest ticket per SNI
 // (resumeSession). Throws std::runtime_error with OpenSSL's reason and the file involved.
 SslCtxPtr makeMeshTlsContext(const TlsFiles& files, TlsRole role);
+
+// A daemon's mesh identity as loaded: the TLS context and what its certificate says.
+struct MeshCredentials {
+  TlsFiles files;
+  SslCtxPtr context;
+  CertificateInfo certificate;
+};
+
+// Makes the context (as makeMeshTlsContext, then `configure`, e.g. ALPN) and checks our
+// own certificate: it matches the key, has exactly one URI SAN, and is valid at `now`.
+// Throws std::runtime_error naming the file and the reason.
+std::shared_ptr<const MeshCredentials> loadMeshCredentials(const TlsFiles& files, TlsRole role,
+                                                           const std::function<void(SSL_CTX*)>& configure,
+                                                           WallClock::time_point now = WallClock::now());
 
 // Resumption skips the certificate signatures and checks; the peer's certificate comes
 // from the session, so identity checks still apply. Short-lived so that a revoked
@@ -40,10 +58,11 @@ void resumeSession(SSL* ssl, const std::string& serverName);
 
 // The URI subject alternative names of the verified peer certificate.
 std::vector<std::string> peerUriSans(SSL* ssl);
-// The first spiffe:// URI SAN of the peer, if any.
+// The peer's identity: its URI SAN if that is a spiffe:// ID (verification admitted only
+// a certificate with exactly one URI SAN).
 std::optional<std::string> peerSpiffeId(SSL* ssl);
 
-// Drains OpenSSL's error queue of this thread into one line.
+// Drains OpenSSL's error queue of this thread into one line (with each error's detail).
 std::string takeOpensslErrors();
 
 }  // namespace sluice

@@ -7,6 +7,7 @@
 #include <boost/program_options.hpp>
 #include <iostream>
 
+#include "certificate_reloader.h"
 #include "config.h"
 #include "gateway_server.h"
 #include "interface_addresses.h"
@@ -46,8 +47,6 @@ std::shared_ptr<const GatewayRules> buildRules(const std::vector<std::filesystem
   rules->gateway = *config.gateway;
   rules->hosts = config.gatewayMatcher();
   requireSocketMarkPermission(rules->gateway.socketMark, "gateway.socketMark");
-  rules->serverTls = makeMeshTlsContext(rules->gateway.tls, TlsRole::Server);
-  GatewayServer::configureAlpn(rules->serverTls.get());
   rules->resolver = std::make_unique<DnsResolver>(rules->gateway.dnsServer, rules->gateway.dnsTimeout);
   rules->dnsCache = std::make_unique<DnsCache>(rules->gateway.dnsCacheLifetime);
   rules->guard = makeGuard(rules->gateway);
@@ -64,7 +63,9 @@ int run(const po::variables_map& options) {
 
   asio::io_context io(1);
   asio::thread_pool resolverPool(2);
-  GatewayServer server(io, resolverPool, rules);
+  CertificateReloader certificates(io, rules->gateway.tls, TlsRole::Server, !options.count("no-watch"),
+                                   GatewayServer::configureAlpn);
+  GatewayServer server(io, resolverPool, rules, certificates);
   server.listen();
   asio::co_spawn(io, server.acceptLoop(), logEscapedException("accept loop"));
 
@@ -73,13 +74,18 @@ int run(const po::variables_map& options) {
     if (rules->gateway.listen != current->gateway.listen) {
       throw ConfigError("gateway.listen changed: restart the gateway to move its listener");
     }
+    certificates.requireSameFiles(rules->gateway.tls, "gateway.tls");
     server.setRules(rules);
     current = rules;
     return "hosts=" + std::to_string(rules->hosts.size());
   });
 
   auto signals = handleSignals(
-      io, [&] { reloader.reload("SIGHUP"); },
+      io,
+      [&] {
+        reloader.reload("SIGHUP");
+        certificates.reload("SIGHUP");
+      },
       [&](int signal) {
         spdlog::info("signal {}: stopping", signal);
         server.stop();

@@ -21,6 +21,7 @@ using Clock = std::chrono::steady_clock;
 struct AccessRecord {
   std::string peerAddress;
   std::string identity = "-";
+  std::string peerSerial = "-";  // which version of a rotating agent certificate came
   std::string sni = "-";
   uint16_t port = 0;
   std::string upstream = "-";
@@ -29,9 +30,9 @@ struct AccessRecord {
 
 void logAccess(const AccessRecord& r, uint64_t up, uint64_t down, const std::string& result) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - r.started).count();
-  auto line =
-      fmt::format("access peer={} identity={} sni={} port={} upstream={} up={} down={} duration_ms={} result={}",
-                  r.peerAddress, r.identity, r.sni, r.port, r.upstream, up, down, ms, result);
+  auto line = fmt::format(
+      "access peer={} identity={} sni={} port={} upstream={} up={} down={} duration_ms={} result={} peer_serial={}",
+      r.peerAddress, r.identity, r.sni, r.port, r.upstream, up, down, ms, result, r.peerSerial);
   if (result == "ok") {
     spdlog::info("{}", line);
   } else {
@@ -83,8 +84,8 @@ void GatewayServer::configureAlpn(SSL_CTX* ctx) {
 }
 
 GatewayServer::GatewayServer(asio::io_context& io, asio::thread_pool& resolverPool,
-                             std::shared_ptr<const GatewayRules> rules)
-    : io_(io), resolverPool_(resolverPool), rules_(std::move(rules)), acceptor_(io) {}
+                             std::shared_ptr<const GatewayRules> rules, const CertificateReloader& certificates)
+    : io_(io), resolverPool_(resolverPool), rules_(std::move(rules)), certificates_(certificates), acceptor_(io) {}
 
 void GatewayServer::listen() {
   const auto& listen = rules_->gateway.listen;
@@ -164,7 +165,7 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   agentSocket.set_option(tcp::no_delay(true), ec);
 
   // 1. mTLS: the client certificate must chain to the mesh CA (OpenSSL verifies).
-  TlsStream tunnel(std::move(agentSocket), rules->serverTls.get(), TlsRole::Server);
+  TlsStream tunnel(std::move(agentSocket), certificates_.context(), TlsRole::Server);
   {
     Deadline deadline(executor, rules->gateway.handshakeTimeout, [&tunnel] {
       boost::system::error_code ignored;
@@ -179,6 +180,9 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   }
   // 2. Authorize: identity, then host and port.
   record.identity = peerSpiffeId(tunnel.ssl()).value_or("-");
+  if (X509* certificate = SSL_get0_peer_certificate(tunnel.ssl())) {
+    record.peerSerial = describeCertificate(certificate).serial;
+  }
   if (!rules->gateway.allowedClients.contains(record.identity)) {
     logAccess(record, 0, 0, "identity-not-allowed");
     tunnel.abort();

@@ -9,6 +9,7 @@
 
 #include "address_guard.h"
 #include "async.h"
+#include "certificate_reloader.h"
 #include "config.h"
 #include "dns_cache.h"
 #include "dns_resolver.h"
@@ -21,7 +22,6 @@ struct GatewayRules {
   GatewayConfig gateway;
   HostMatcher hosts;
   Config config;  // for routes (Config::routeFor)
-  SslCtxPtr serverTls;
   std::unique_ptr<DnsResolver> resolver;
   // Per rule set: a reload (maybe a new DNS server) starts with an empty cache.
   std::unique_ptr<DnsCache> dnsCache;
@@ -39,7 +39,9 @@ struct UpstreamTargets {
 
 class GatewayServer {
  public:
-  GatewayServer(asio::io_context& io, asio::thread_pool& resolverPool, std::shared_ptr<const GatewayRules> rules);
+  // `certificates`: the gateway's mesh identity, rotated apart from the rules.
+  GatewayServer(asio::io_context& io, asio::thread_pool& resolverPool, std::shared_ptr<const GatewayRules> rules,
+                const CertificateReloader& certificates);
   void listen();
   awaitable<void> acceptLoop();
   void setRules(std::shared_ptr<const GatewayRules> rules) { rules_ = std::move(rules); }
@@ -61,6 +63,7 @@ class GatewayServer {
   asio::io_context& io_;
   asio::thread_pool& resolverPool_;
   std::shared_ptr<const GatewayRules> rules_;
+  const CertificateReloader& certificates_;
   tcp::acceptor acceptor_;
 };
 
