@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -30,7 +31,7 @@ std::vector<HostRule> readHosts(const YamlReader& r, const YAML::Node& node) {
 AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
   r.requireMap(node, "agent",
                {"listen", "listen6", "redirectPorts", "blockQuic", "bypassCidrs", "cgroups", "clientHelloTimeoutMs",
-                "maxClientHelloBytes", "tls", "gateway", "directConnectTimeoutMs", "idleTimeoutMs"});
+                "maxClientHelloBytes", "tls", "gateway", "directConnectTimeoutMs", "idleTimeoutMs", "echPolicy"});
   AgentConfig agent;
   agent.listen = r.endpoint(r.required(node, "listen", "agent"), "agent.listen");
   agent.redirectPorts =
@@ -69,6 +70,14 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
   if (node["maxClientHelloBytes"]) {
     agent.maxClientHelloBytes =
         static_cast<uint32_t>(r.number(node["maxClientHelloBytes"], "agent.maxClientHelloBytes", 512, 65536 + 5));
+  }
+  if (node["echPolicy"]) {
+    std::string ech = r.string(node["echPolicy"], "agent.echPolicy");
+    if (ech == "allow") {
+      agent.echPolicy = EchPolicy::Allow;
+    } else if (ech != "deny") {
+      r.fail(node["echPolicy"], "'agent.echPolicy' must be allow or deny, got '" + ech + "'");
+    }
   }
   agent.tls = r.tls(r.required(node, "tls", "agent"), "agent.tls");
   YAML::Node gw = r.required(node, "gateway", "agent");
@@ -123,6 +132,7 @@ OutboundPolicy readOutboundPolicy(const YamlReader& r, const YAML::Node& node) {
 void readNativeDocument(const YamlReader& r, const YAML::Node& doc, Config& config, bool& sawPolicy) {
   r.requireMap(doc, "the top level", {"hosts", "agent", "gateway", "outboundTrafficPolicy"});
   if (doc["hosts"]) {
+    if (doc["hosts"].IsSequence() && doc["hosts"].size() == 0) config.emptyByIntent = true;
     for (auto& rule : readHosts(r, doc["hosts"])) {
       config.agentHosts.push_back(rule);
       config.gatewayHosts.push_back(rule);
@@ -152,6 +162,20 @@ std::vector<HostRule> mergeRules(const std::vector<HostRule>& rules) {
   return out;
 }
 
+// A write cut short (a writer that crashed, a full disk) nearly always ends inside a
+// line, and what is left often still parses (a host name, an identity or a port cut in
+// two is still one). Files that editors and tools write end with a line break, so a file
+// that does not is refused as possibly incomplete.
+void refuseCutShort(const std::filesystem::path& source, const std::string& text) {
+  if (text.empty() || text.back() == '\n') return;
+  const size_t lastBreak = text.rfind('\n');
+  const size_t line = std::count(text.begin(), text.end(), '\n') + 1;
+  const size_t column = lastBreak == std::string::npos ? text.size() + 1 : text.size() - lastBreak;
+  throw ConfigError(source.string() + ":" + std::to_string(line) + ":" + std::to_string(column) +
+                    ": the file ends inside a line (no final line break), as a write cut short does; sluice "
+                    "does not take it as a policy. End the file with a line break");
+}
+
 struct LoadedText {
   std::filesystem::path source;
   std::string text;
@@ -163,6 +187,7 @@ Config loadTexts(const std::vector<LoadedText>& texts) {
   bool sawPolicy = false;
   for (const auto& [source, text] : texts) {
     config.sources.push_back(source);
+    refuseCutShort(source, text);
     auto reader = std::make_shared<YamlReader>(source, &config.warnings);
     std::vector<YAML::Node> docs;
     try {
@@ -250,6 +275,10 @@ Config loadConfigFiles(const std::vector<std::filesystem::path>& paths) {
 
 Config loadConfigFile(const std::filesystem::path& path) {
   return loadConfigFiles({path});
+}
+
+const char* toString(EchPolicy policy) {
+  return policy == EchPolicy::Allow ? "allow" : "deny";
 }
 
 const char* toString(OutboundPolicy policy) {
