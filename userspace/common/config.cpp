@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "istio_rules.h"
+#include "shared_zones.h"
 #include "yaml_reader.h"
 
 namespace sluice {
@@ -21,6 +22,7 @@ std::vector<HostRule> readHosts(const YamlReader& r, const YAML::Node& node) {
     r.requireMap(item, "hosts[]", {"name", "ports"});
     YAML::Node nameNode = r.required(item, "name", "hosts[]");
     std::string name = r.hostRule(nameNode, "hosts[].name");
+    if (auto risk = broadWildcardRisk(name)) r.warn(nameNode, *risk);
     if (!seen.insert(name).second) r.fail(nameNode, "host '" + name + "' is listed twice");
     std::set<uint16_t> ports = item["ports"] ? r.ports(item["ports"], "hosts[].ports") : std::set<uint16_t>{443};
     out.push_back(HostRule{name, ports});

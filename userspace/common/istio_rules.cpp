@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <map>
 
+#include "shared_zones.h"
+
 namespace sluice {
 namespace {
 
@@ -127,7 +129,9 @@ void checkServiceEntry(const YamlReader& r, const YAML::Node& spec) {
                {"hosts", "ports", "resolution", "location", "endpoints", "exportTo", "workloadSelector", "addresses"},
                {"subjectAltNames"});
   YAML::Node hosts = r.sequence(r.required(spec, "hosts", "ServiceEntry.spec"), "ServiceEntry.spec.hosts");
-  for (const auto& h : hosts) r.hostRule(h, "ServiceEntry.spec.hosts");
+  for (const auto& h : hosts) {
+    if (auto risk = broadWildcardRisk(r.hostRule(h, "ServiceEntry.spec.hosts"))) r.warn(h, *risk);
+  }
   for (const auto& p : r.sequence(r.required(spec, "ports", "ServiceEntry.spec"), "ServiceEntry.spec.ports")) {
     r.requireMap(p, "ServiceEntry.spec.ports[]", {"number", "name", "protocol"}, {"targetPort"});
     r.port(r.required(p, "number", "ServiceEntry.spec.ports[]"), "ServiceEntry.spec.ports[].number");
