@@ -226,6 +226,11 @@ TEST_F(IstioRulesTest, FieldsThatNarrowWhoOrWhereAreRefusedNotWidened) {
       {"Gateway client SANs",
        seedWith("      mode: MUTUAL\n", "      mode: MUTUAL\n      subjectAltNames: [spiffe://x/y]\n"),
        "istio.yaml:30:7: 'Gateway.spec.servers\\[\\].tls.subjectAltNames' narrows the gateway to some clients"},
+      {"DestinationRule gateway SANs without ours",
+       seedWith("        mode: ISTIO_MUTUAL\n",
+                "        mode: ISTIO_MUTUAL\n        subjectAltNames: [spiffe://other/gw]\n"),
+       "istio.yaml:46:26: 'subjectAltNames' narrows which gateway identities the agent trusts, and does not list "
+       "agent.gateway.identity"},
       {"sniHosts wider than hosts",
        seedWith("      sni_hosts:\n      - www.googleapis.com", "      sni_hosts:\n      - '*.googleapis.com'"),
        "istio.yaml:64:9: sniHosts '\\*.googleapis.com' is not within the VirtualService's hosts"},
@@ -236,7 +241,9 @@ TEST_F(IstioRulesTest, FieldsThatNarrowWhoOrWhereAreRefusedNotWidened) {
       ADD_FAILURE() << row.name << ": loaded";
     } catch (const ConfigError& e) {
       EXPECT_TRUE(std::regex_search(e.what(), std::regex(row.expected))) << row.name << ": " << e.what();
-      if (std::string(row.name).find("sniHosts") == std::string::npos) {
+      // (The per-pod fields say so; sniHosts and the gateway's identities are not per pod.)
+      if (std::string(row.name).find("sniHosts") == std::string::npos &&
+          std::string(row.name).find("gateway SANs") == std::string::npos) {
         EXPECT_NE(std::string(e.what()).find(widened), std::string::npos) << row.name << ": " << e.what();
       }
     }
@@ -244,6 +251,9 @@ TEST_F(IstioRulesTest, FieldsThatNarrowWhoOrWhereAreRefusedNotWidened) {
   // exportTo that restricts nothing ("*": every namespace, ".": the resources' own) loads.
   std::string open = seedWith("  resolution: DNS", "  resolution: DNS\n  exportTo: [\"*\"]");
   open.replace(open.find("  gateways:\n  - mesh\n"), 20, "  exportTo: [\".\"]\n  gateways:\n  - mesh\n");
+  open.replace(open.find("        mode: ISTIO_MUTUAL\n"), 27,
+               "        mode: ISTIO_MUTUAL\n        subjectAltNames: "
+               "[spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account]\n");
   Config c = loadWithNode(open);
   EXPECT_TRUE(c.agentMatcher().match("www.googleapis.com", 443));
 }

@@ -170,9 +170,9 @@ void checkServiceEntry(const YamlReader& r, const YAML::Node& spec) {
 }
 
 void checkTlsSettings(const YamlReader& r, const YAML::Node& tls, const std::string& name) {
-  r.requireMap(
-      tls, name, {"mode", "sni"},
-      {"clientCertificate", "privateKey", "caCertificates", "credentialName", "subjectAltNames", "insecureSkipVerify"});
+  r.requireMap(tls, name, {"mode", "sni", "subjectAltNames"},
+               {"clientCertificate", "privateKey", "caCertificates", "credentialName", "insecureSkipVerify"});
+  if (tls["subjectAltNames"]) r.strings(tls["subjectAltNames"], name + ".subjectAltNames");
   std::string mode = r.string(r.required(tls, "mode", name), name + ".mode");
   if (mode != "ISTIO_MUTUAL" && mode != "MUTUAL") {
     r.fail(tls["mode"], "tls mode '" + mode +
@@ -403,10 +403,24 @@ void IstioResources::compileInto(Config& config) const {
     }
     gatewayRules.push_back(&dr);
     if (YAML::Node policy = spec["trafficPolicy"]) {
-      if (policy["tls"] && policy["tls"]["sni"]) sniSettings.push_back({&dr, policy["tls"]["sni"]});
+      std::vector<YAML::Node> tlsSettings;
+      if (policy["tls"]) tlsSettings.push_back(policy["tls"]);
       if (policy["portLevelSettings"]) {
         for (const auto& p : r.sequence(policy["portLevelSettings"], "portLevelSettings")) {
-          if (p["tls"] && p["tls"]["sni"]) sniSettings.push_back({&dr, p["tls"]["sni"]});
+          if (p["tls"]) tlsSettings.push_back(p["tls"]);
+        }
+      }
+      for (const auto& tls : tlsSettings) {
+        if (tls["sni"]) sniSettings.push_back({&dr, tls["sni"]});
+        // The gateway identities the agent may trust: the one it verifies must be listed.
+        if (tls["subjectAltNames"] && config.agent) {
+          auto names = r.strings(tls["subjectAltNames"], "subjectAltNames");
+          if (std::find(names.begin(), names.end(), config.agent->gatewayIdentity) == names.end()) {
+            r.fail(tls["subjectAltNames"],
+                   "'subjectAltNames' narrows which gateway identities the agent trusts, and "
+                   "does not list agent.gateway.identity '" +
+                       config.agent->gatewayIdentity + "', the one sluice-agent verifies: sluice will not widen it");
+          }
         }
       }
     }
