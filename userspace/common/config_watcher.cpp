@@ -24,7 +24,7 @@ ConfigWatcher::ConfigWatcher(asio::io_context& io, std::vector<std::filesystem::
     : io_(io), files_(std::move(files)), onChange_(std::move(onChange)) {
   inotify_.reset(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
   if (!inotify_) throw std::runtime_error(std::string("inotify_init1: ") + std::strerror(errno));
-  markLoaded();
+  markLoaded(snapshot());
 }
 
 void ConfigWatcher::watchDirectories() {
@@ -52,8 +52,8 @@ void ConfigWatcher::watchDirectories() {
   }
 }
 
-std::map<std::filesystem::path, std::string> ConfigWatcher::snapshot() const {
-  std::map<std::filesystem::path, std::string> out;
+ConfigWatcher::Snapshot ConfigWatcher::snapshot() const {
+  Snapshot out;
   for (const auto& f : files_) {
     std::ifstream in(f);
     std::stringstream buffer;
@@ -63,8 +63,8 @@ std::map<std::filesystem::path, std::string> ConfigWatcher::snapshot() const {
   return out;
 }
 
-void ConfigWatcher::markLoaded() {
-  loaded_ = snapshot();
+void ConfigWatcher::markLoaded(Snapshot loaded) {
+  loaded_ = std::move(loaded);
   // A ConfigMap swap moves the files to a new directory: follow them there.
   watchDirectories();
 }

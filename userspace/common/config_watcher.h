@@ -20,12 +20,15 @@ namespace sluice {
 class ConfigWatcher {
  public:
   ConfigWatcher(asio::io_context& io, std::vector<std::filesystem::path> files, std::function<void()> onChange);
-  // Remembers the files' current bytes as the loaded state.
-  void markLoaded();
+  using Snapshot = std::map<std::filesystem::path, std::string>;
+  // The files' bytes now (a missing file has a marker no file can hold).
+  Snapshot snapshot() const;
+  // Remembers `loaded` (taken before the files were loaded: a write that lands while
+  // they load then still counts as a change) as the loaded state.
+  void markLoaded(Snapshot loaded);
   awaitable<void> run();
 
  private:
-  std::map<std::filesystem::path, std::string> snapshot() const;
   // Watches the directories the files live in (and, through symlinks, resolve to) and
   // notes which entry names there can change a file.
   void watchDirectories();

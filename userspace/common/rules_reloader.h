@@ -47,6 +47,7 @@ class RulesReloader {
 
   void reload(const char* why) {
     try {
+      auto before = watcher_ ? watcher_->snapshot() : ConfigWatcher::Snapshot{};
       Config next = loadConfigFiles(files_);
       if (auto refusal = reloadRefusal(next, policy_.daemon, runningAllowed_, policy_.allowEmptyRules)) {
         throw ConfigError(*refusal);
@@ -55,7 +56,7 @@ class RulesReloader {
       std::string description = buildAndInstall_(version_ + 1, std::move(next));
       ++version_;
       runningAllowed_ = allowed;
-      if (watcher_) watcher_->markLoaded();
+      if (watcher_) watcher_->markLoaded(std::move(before));
       spdlog::info("rules reloaded ({}) version={} {}", why, version_, description);
     } catch (const std::exception& e) {
       ++rejected_;
