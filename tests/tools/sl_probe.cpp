@@ -2,7 +2,7 @@
 // kernel says (getpeername, accepted peer, errno) in key=value form. Addresses are
 // IPv4 "a.b.c.d:port" or IPv6 "[addr]:port" (v4-mapped "[::ffff:a.b.c.d]:port" makes an
 // AF_INET6 socket reach IPv4, as Java does).
-//   sl-probe connect ADDR:PORT [--timeout-ms N] [--send TEXT] [--read]
+//   sl-probe connect ADDR:PORT [--timeout-ms N] [--send TEXT | --hello SNI [--ech]] [--read]
 //   sl-probe udp ADDR:PORT [--connect]       one datagram (sendto, or connect then send)
 //   sl-probe serve ADDR:PORT [--count N] [--timeout-ms N]
 //   sl-probe storm ADDR:PORT --count N [--send TEXT | --hello SNI] [--timeout-ms N]
@@ -66,7 +66,7 @@ std::string format(const sockaddr_storage& s) {
 
 int usage() {
   std::fprintf(stderr,
-               "usage: sl-probe connect ADDR:PORT [--timeout-ms N] [--send TEXT] [--read]\n"
+               "usage: sl-probe connect ADDR:PORT [--timeout-ms N] [--send TEXT | --hello SNI [--ech]] [--read]\n"
                "       sl-probe udp ADDR:PORT [--connect]\n"
                "       sl-probe serve ADDR:PORT [--count N] [--timeout-ms N]\n"
                "       sl-probe storm ADDR:PORT --count N [--send TEXT | --hello SNI] [--timeout-ms N]\n");
@@ -188,11 +188,13 @@ int serveCommand(const Address& address, int count, int timeoutMs) {
 }
 
 // A minimal TLS 1.2-shaped ClientHello carrying SNI `host`: enough for the agent to
-// decide; no real handshake follows.
-std::string clientHello(const std::string& host) {
+// decide; no real handshake follows. `ech`: with an encrypted_client_hello extension
+// (0xfe0d, outer type, filler payload) after the SNI, as an ECH client's outer hello.
+std::string clientHello(const std::string& host, bool ech = false) {
   auto u16 = [](size_t v) { return std::string{static_cast<char>(v >> 8), static_cast<char>(v & 0xff)}; };
   std::string sni = std::string(1, '\0') + u16(host.size()) + host;        // host_name entry
   std::string ext = u16(0) + u16(sni.size() + 2) + u16(sni.size()) + sni;  // server_name
+  if (ech) ext += u16(0xfe0d) + u16(40) + std::string(1, '\0') + std::string(39, '\x22');
   std::string body = std::string("\x03\x03") + std::string(32, '\x11') + std::string(1, '\0') + u16(2) +
                      std::string("\x13\x01") + std::string("\x01\x00", 2) + u16(ext.size()) + ext;
   std::string handshake = std::string(1, '\x01') + std::string(1, '\0') + u16(body.size()) + body;
@@ -225,7 +227,7 @@ int main(int argc, char** argv) {
   if (!address) return usage();
   int timeoutMs = 3000, count = 1;
   std::string send, hello;
-  bool read = false, connected = false;
+  bool read = false, connected = false, ech = false;
   for (int i = 3; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--timeout-ms" && i + 1 < argc) {
@@ -236,6 +238,8 @@ int main(int argc, char** argv) {
       send = argv[++i];
     } else if (arg == "--hello" && i + 1 < argc) {
       hello = argv[++i];
+    } else if (arg == "--ech") {
+      ech = true;
     } else if (arg == "--read") {
       read = true;
     } else if (arg == "--connect") {
@@ -244,7 +248,9 @@ int main(int argc, char** argv) {
       return usage();
     }
   }
-  if (command == "connect") return connectCommand(*address, timeoutMs, send, read);
+  if (command == "connect") {
+    return connectCommand(*address, timeoutMs, hello.empty() ? send : clientHello(hello, ech), read);
+  }
   if (command == "udp") return udpCommand(*address, connected);
   if (command == "serve") return serveCommand(*address, count, timeoutMs);
   if (command == "storm") return stormCommand(*address, count, hello.empty() ? send : clientHello(hello), timeoutMs);
