@@ -6,6 +6,7 @@
 #include <regex>
 
 #include "rules_fixture.h"
+#include "shared_zones.h"
 
 namespace sluice {
 namespace {
@@ -129,6 +130,19 @@ TEST_F(ConfigTest, BroadWildcardsWarnOfSharedZones) {
   EXPECT_FALSE(mentions(warningsFor("*.mycorp.github.io"), "covers"));
   EXPECT_FALSE(mentions(warningsFor("*.example.com"), "covers"));
   EXPECT_FALSE(mentions(warningsFor("www.googleapis.com"), "covers"));
+}
+
+TEST(PublicSuffixList, ExactWildcardAndExceptionRules) {
+  const std::string list =
+      "// ===BEGIN ICANN DOMAINS===\nuk\nco.uk\n*.ck\n!www.ck\n// ===BEGIN PRIVATE DOMAINS===\n"
+      "myshopify.com\nblogspot.com  // trailing comment\n";
+  EXPECT_TRUE(listedPublicSuffix("co.uk", list));
+  EXPECT_TRUE(listedPublicSuffix("myshopify.com", list));
+  EXPECT_TRUE(listedPublicSuffix("blogspot.com", list));
+  EXPECT_TRUE(listedPublicSuffix("anything.ck", list));
+  EXPECT_FALSE(listedPublicSuffix("www.ck", list)) << "an exception";
+  EXPECT_FALSE(listedPublicSuffix("example.co.uk", list));
+  EXPECT_FALSE(listedPublicSuffix("googleapis.com", list));
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 #include "shared_zones.h"
 
 #include <array>
+#include <sstream>
 #include <string_view>
+#include <unordered_set>
 
 namespace sluice {
 namespace {
@@ -70,6 +72,20 @@ std::optional<std::string> broadWildcardRisk(const std::string& rule) {
     }
   }
   return std::nullopt;
+}
+
+bool listedPublicSuffix(const std::string& zone, const std::string& listText) {
+  std::unordered_set<std::string> rules;
+  std::istringstream in(listText);
+  for (std::string line; std::getline(in, line);) {
+    line = line.substr(0, line.find_first_of(" \t\r"));
+    if (line.empty() || line.starts_with("//")) continue;
+    rules.insert(line);
+  }
+  if (rules.contains(zone)) return true;
+  const auto dot = zone.find('.');
+  if (dot == std::string::npos) return false;
+  return rules.contains("*" + zone.substr(dot)) && !rules.contains("!" + zone);
 }
 
 }  // namespace sluice

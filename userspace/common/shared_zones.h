@@ -14,4 +14,12 @@ namespace sluice {
 // any "*.<second-level>.<country>" such as *.co.uk or *.com.au.
 std::optional<std::string> broadWildcardRisk(const std::string& rule);
 
+// Where the Public Suffix List is installed (Debian's publicsuffix package). Only
+// `sluicectl validate` reads it; the daemons never need it.
+inline constexpr const char* kPublicSuffixListPath = "/usr/share/publicsuffix/public_suffix_list.dat";
+
+// Whether `zone` is a public suffix by the list's text (its ICANN and private sections:
+// "co.uk", "github.io"; "*.ck" wildcards and "!www.ck" exceptions).
+bool listedPublicSuffix(const std::string& zone, const std::string& listText);
+
 }  // namespace sluice
