@@ -17,6 +17,8 @@ packages=(
   iproute2 iptables dnsmasq-base nginx-light curl openssl procps psmisc bc
   # benchmarks: nginx stream proxies (the sidecar-style alternative) and the report chart
   libnginx-mod-stream gnuplot-nox
+  # sluicectl validate: the public suffix list, for warnings on wildcards over public zones
+  publicsuffix
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -6,11 +6,10 @@
 
 int main(int argc, char** argv) {
   if (argc != 2) return 2;
-  const sluice::ClientHelloShape shapes[] = {{"www.googleapis.com"},
-                                             {},
-                                             {"example.com", TLS1_2_VERSION},
-                                             {"split.example.com", 0, 20, 512},
-                                             {"alpn.example.com", 0, 5}};
+  const sluice::ClientHelloShape shapes[] = {
+      {"www.googleapis.com"},          {},
+      {"example.com", TLS1_2_VERSION}, {"split.example.com", 0, 20, 512},
+      {"alpn.example.com", 0, 5},      {"public.example.com", 0, 0, 0, 120}};  // ECH
   int n = 0;
   for (const auto& shape : shapes) {
     auto hello = sluice::makeOpenSslClientHello(shape);

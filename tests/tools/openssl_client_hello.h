@@ -16,11 +16,34 @@ struct ClientHelloShape {
   int maxVersion = 0;        // 0: the library's default (TLS 1.3)
   size_t alpnCount = 0;      // extra ALPN ids, to grow the hello
   unsigned maxFragment = 0;  // > 0: OpenSSL splits the hello into records of this size
+  // Adds an encrypted_client_hello extension (0xfe0d) with this many payload bytes.
+  // OpenSSL 3.0 cannot make ECH; a custom extension puts the extension's bytes in a
+  // real hello with correct lengths (the payload is not a valid ECH config: the parser
+  // only needs to see the extension).
+  size_t echPayload = 0;
 };
+
+inline constexpr unsigned kEncryptedClientHelloType = 0xfe0d;
+
+inline int addEchExtension(SSL*, unsigned int, unsigned int, const unsigned char** out, size_t* outlen, X509*, size_t,
+                           int*, void* arg) {
+  static std::vector<unsigned char> payload;
+  payload.assign(*static_cast<size_t*>(arg), 0);
+  if (!payload.empty()) payload[0] = 0;  // ECHClientHello type: outer
+  *out = payload.data();
+  *outlen = payload.size();
+  return 1;
+}
+inline void freeEchExtension(SSL*, unsigned int, unsigned int, const unsigned char*, void*) {}
 
 inline std::vector<uint8_t> makeOpenSslClientHello(const ClientHelloShape& shape) {
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   if (shape.maxVersion) SSL_CTX_set_max_proto_version(ctx, shape.maxVersion);
+  size_t echPayload = shape.echPayload;
+  if (echPayload) {
+    SSL_CTX_add_custom_ext(ctx, kEncryptedClientHelloType, SSL_EXT_CLIENT_HELLO, addEchExtension, freeEchExtension,
+                           &echPayload, nullptr, nullptr);
+  }
   SSL* ssl = SSL_new(ctx);
   BIO* in = BIO_new(BIO_s_mem());
   BIO* out = BIO_new(BIO_s_mem());

@@ -2,7 +2,7 @@
 // kernel says (getpeername, accepted peer, errno) in key=value form. Addresses are
 // IPv4 "a.b.c.d:port" or IPv6 "[addr]:port" (v4-mapped "[::ffff:a.b.c.d]:port" makes an
 // AF_INET6 socket reach IPv4, as Java does).
-//   sl-probe connect ADDR:PORT [--timeout-ms N] [--send TEXT | --hello SNI] [--read] [--mark N]
+//   sl-probe connect ADDR:PORT [--timeout-ms N] [--send TEXT | --hello SNI [--ech]] [--read] [--mark N]
 //   sl-probe udp ADDR:PORT [--connect] [--mark N]   one datagram (sendto, or connect then send)
 //     --mark N sets SO_MARK before connecting, as an attacker in a pod can (CAP_NET_RAW);
 //     a refused setsockopt prints mark=error and exits 3.
@@ -79,11 +79,12 @@ void applyMark(int fd) {
 }
 
 int usage() {
-  std::fprintf(stderr,
-               "usage: sl-probe connect ADDR:PORT [--timeout-ms N] [--send TEXT | --hello SNI] [--read] [--mark N]\n"
-               "       sl-probe udp ADDR:PORT [--connect] [--mark N]\n"
-               "       sl-probe serve ADDR:PORT [--count N] [--timeout-ms N]\n"
-               "       sl-probe storm ADDR:PORT --count N [--send TEXT | --hello SNI] [--timeout-ms N]\n");
+  std::fprintf(
+      stderr,
+      "usage: sl-probe connect ADDR:PORT [--timeout-ms N] [--send TEXT | --hello SNI [--ech]] [--read] [--mark N]\n"
+      "       sl-probe udp ADDR:PORT [--connect] [--mark N]\n"
+      "       sl-probe serve ADDR:PORT [--count N] [--timeout-ms N]\n"
+      "       sl-probe storm ADDR:PORT --count N [--send TEXT | --hello SNI] [--timeout-ms N]\n");
   return 2;
 }
 
@@ -204,11 +205,13 @@ int serveCommand(const Address& address, int count, int timeoutMs) {
 }
 
 // A minimal TLS 1.2-shaped ClientHello carrying SNI `host`: enough for the agent to
-// decide; no real handshake follows.
-std::string clientHello(const std::string& host) {
+// decide; no real handshake follows. `ech`: with an encrypted_client_hello extension
+// (0xfe0d, outer type, filler payload) after the SNI, as an ECH client's outer hello.
+std::string clientHello(const std::string& host, bool ech = false) {
   auto u16 = [](size_t v) { return std::string{static_cast<char>(v >> 8), static_cast<char>(v & 0xff)}; };
   std::string sni = std::string(1, '\0') + u16(host.size()) + host;        // host_name entry
   std::string ext = u16(0) + u16(sni.size() + 2) + u16(sni.size()) + sni;  // server_name
+  if (ech) ext += u16(0xfe0d) + u16(40) + std::string(1, '\0') + std::string(39, '\x22');
   std::string body = std::string("\x03\x03") + std::string(32, '\x11') + std::string(1, '\0') + u16(2) +
                      std::string("\x13\x01") + std::string("\x01\x00", 2) + u16(ext.size()) + ext;
   std::string handshake = std::string(1, '\x01') + std::string(1, '\0') + u16(body.size()) + body;
@@ -241,7 +244,7 @@ int main(int argc, char** argv) {
   if (!address) return usage();
   int timeoutMs = 3000, count = 1;
   std::string send, hello;
-  bool read = false, connected = false;
+  bool read = false, connected = false, ech = false;
   for (int i = 3; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--timeout-ms" && i + 1 < argc) {
@@ -252,6 +255,8 @@ int main(int argc, char** argv) {
       send = argv[++i];
     } else if (arg == "--hello" && i + 1 < argc) {
       hello = argv[++i];
+    } else if (arg == "--ech") {
+      ech = true;
     } else if (arg == "--read") {
       read = true;
     } else if (arg == "--connect") {
@@ -262,7 +267,9 @@ int main(int argc, char** argv) {
       return usage();
     }
   }
-  if (command == "connect") return connectCommand(*address, timeoutMs, hello.empty() ? send : clientHello(hello), read);
+  if (command == "connect") {
+    return connectCommand(*address, timeoutMs, hello.empty() ? send : clientHello(hello, ech), read);
+  }
   if (command == "udp") return udpCommand(*address, connected);
   if (command == "serve") return serveCommand(*address, count, timeoutMs);
   if (command == "storm") return stormCommand(*address, count, hello.empty() ? send : clientHello(hello), timeoutMs);

@@ -155,5 +155,31 @@ TEST(ClientHello, SurvivesEveryByteFlippedAndRandomGarbage) {
   }
 }
 
+TEST(ClientHello, EncryptedClientHelloIsSeenWithItsOuterName) {
+  ClientHelloShape shape{"public.example.com"};
+  shape.echPayload = 200;
+  auto hello = makeOpenSslClientHello(shape);
+  auto plain = makeOpenSslClientHello({"public.example.com"});
+  ASSERT_GE(hello.size(), plain.size() + 204) << "the extension (4 + 200 bytes) is in the hello";
+  HelloResult r = parseClientHello(hello, 65536);
+  ASSERT_EQ(r.status, HelloStatus::Done) << r.error;
+  EXPECT_TRUE(r.encryptedClientHello);
+  EXPECT_EQ(r.serverName, "public.example.com") << "only the outer, public name is in the clear";
+  HelloResult p = parseClientHello(plain, 65536);
+  ASSERT_EQ(p.status, HelloStatus::Done);
+  EXPECT_FALSE(p.encryptedClientHello);
+  // Split over records, and every prefix: still bounded, never Done early.
+  shape.maxFragment = 512;
+  shape.echPayload = 1500;
+  auto split = makeOpenSslClientHello(shape);
+  for (size_t cut = 1; cut < split.size(); ++cut) {
+    auto partial = parseClientHello(std::span<const uint8_t>(split.data(), cut), 65536);
+    ASSERT_EQ(partial.status, HelloStatus::NeedMore) << "cut " << cut;
+  }
+  HelloResult s = parseClientHello(split, 65536);
+  ASSERT_EQ(s.status, HelloStatus::Done) << s.error;
+  EXPECT_TRUE(s.encryptedClientHello);
+}
+
 }  // namespace
 }  // namespace sluice

@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <regex>
 
 #include "rules_fixture.h"
+#include "shared_zones.h"
 
 namespace sluice {
 namespace {
@@ -127,6 +129,10 @@ TEST_F(ConfigTest, InvalidFilesNameThePlaceAndTheProblem) {
                 "  allowedClients: []\n"),
        "at least one SPIFFE ID"},
       {"second agent section", example_ + "---\nagent: {}\n", "a second 'agent' section"},
+      {"bad echPolicy",
+       replaced("  clientHelloTimeoutMs: 5000\n", "  clientHelloTimeoutMs: 5000\n  echPolicy: sometimes\n"),
+       ":[0-9]+:14: 'agent.echPolicy' must be allow or deny, got 'sometimes'"},
+      {"cut short", example_.substr(0, example_.size() - 20), ":[0-9]+:[0-9]+: the file ends inside a line"},
   };
   for (const auto& row : rows) {
     try {
@@ -159,6 +165,54 @@ TEST_F(ConfigTest, SocketMarks) {
     EXPECT_TRUE(std::regex_search(e.what(), std::regex(R"(rules\.yaml:\d+:\d+: 'gateway\.socketMark' is 0, outside)")))
         << e.what();
   }
+}
+
+TEST_F(ConfigTest, EchPolicyIsDenyUnlessAllowed) {
+  EXPECT_EQ(load(example_).agent->echPolicy, EchPolicy::Deny);
+  auto allow = replaced("  clientHelloTimeoutMs: 5000\n", "  clientHelloTimeoutMs: 5000\n  echPolicy: allow\n");
+  EXPECT_EQ(load(allow).agent->echPolicy, EchPolicy::Allow);
+}
+
+TEST_F(ConfigTest, AnExplicitEmptyHostListIsMeant) {
+  EXPECT_FALSE(load(example_).emptyByIntent);
+  Config c = load(replaced("hosts:\n  - name: www.googleapis.com\n    ports: [443]\n", "hosts: []\n"));
+  EXPECT_TRUE(c.emptyByIntent);
+  EXPECT_TRUE(c.agentHosts.empty());
+}
+
+TEST_F(ConfigTest, BroadWildcardsWarnOfSharedZones) {
+  auto warningsFor = [&](const std::string& host) {
+    return load(replaced("- name: www.googleapis.com", "- name: '" + host + "'")).warnings;
+  };
+  auto mentions = [](const std::vector<std::string>& warnings, const std::string& what) {
+    return std::any_of(warnings.begin(), warnings.end(),
+                       [&](const std::string& w) { return w.find(what) != std::string::npos; });
+  };
+  EXPECT_TRUE(mentions(warningsFor("*.cloudfront.net"), "rules.yaml:7:11: '*.cloudfront.net' covers cloudfront.net"));
+  EXPECT_TRUE(mentions(warningsFor("*.cloudfront.net"), "domain fronting"));
+  EXPECT_TRUE(mentions(warningsFor("*.amazonaws.com"), "covers amazonaws.com"));
+  EXPECT_TRUE(mentions(warningsFor("*.s3.amazonaws.com"), "covers s3.amazonaws.com"));
+  EXPECT_TRUE(mentions(warningsFor("*.github.io"), "where anyone can get a name"));
+  EXPECT_TRUE(mentions(warningsFor("*.herokuapp.com"), "covers herokuapp.com"));
+  EXPECT_TRUE(mentions(warningsFor("*.co.uk"), "covers a public suffix (co.uk)"));
+  EXPECT_TRUE(mentions(warningsFor("*.com.au"), "covers a public suffix (com.au)"));
+  EXPECT_FALSE(mentions(warningsFor("*.example.co.uk"), "covers"));
+  EXPECT_FALSE(mentions(warningsFor("*.mycorp.github.io"), "covers"));
+  EXPECT_FALSE(mentions(warningsFor("*.example.com"), "covers"));
+  EXPECT_FALSE(mentions(warningsFor("www.googleapis.com"), "covers"));
+}
+
+TEST(PublicSuffixList, ExactWildcardAndExceptionRules) {
+  const std::string list =
+      "// ===BEGIN ICANN DOMAINS===\nuk\nco.uk\n*.ck\n!www.ck\n// ===BEGIN PRIVATE DOMAINS===\n"
+      "myshopify.com\nblogspot.com  // trailing comment\n";
+  EXPECT_TRUE(listedPublicSuffix("co.uk", list));
+  EXPECT_TRUE(listedPublicSuffix("myshopify.com", list));
+  EXPECT_TRUE(listedPublicSuffix("blogspot.com", list));
+  EXPECT_TRUE(listedPublicSuffix("anything.ck", list));
+  EXPECT_FALSE(listedPublicSuffix("www.ck", list)) << "an exception";
+  EXPECT_FALSE(listedPublicSuffix("example.co.uk", list));
+  EXPECT_FALSE(listedPublicSuffix("googleapis.com", list));
 }
 
 }  // namespace

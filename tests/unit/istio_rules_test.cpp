@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <functional>
 #include <regex>
 
 #include "config.h"
@@ -112,6 +114,11 @@ spec:
   for (auto& w : c.warnings)
     warned |= w.find("'mirror.example.org' is registered but no VirtualService") != std::string::npos;
   EXPECT_TRUE(warned);
+  // A wildcard over a zone where anyone can get a name is named as the risk it is.
+  EXPECT_TRUE(std::any_of(c.warnings.begin(), c.warnings.end(), [](const std::string& w) {
+    return w.find("istio.yaml:5:11: '*.googleapis.com' covers storage.googleapis.com, where anyone can get a name") !=
+           std::string::npos;
+  }));
 }
 
 TEST_F(IstioRulesTest, InvalidResourcesNameThePlaceAndTheProblem) {
@@ -155,6 +162,134 @@ TEST_F(IstioRulesTest, InvalidResourcesNameThePlaceAndTheProblem) {
       EXPECT_TRUE(std::regex_search(e.what(), std::regex(row.expected))) << row.name << ": " << e.what();
     }
   }
+}
+
+struct ErrorRow {
+  const char* name;
+  std::string text;
+  const char* expected;  // regex
+};
+
+void expectRefused(const std::vector<ErrorRow>& rows, const std::function<void(const std::string&)>& load) {
+  for (const auto& row : rows) {
+    try {
+      load(row.text);
+      ADD_FAILURE() << row.name << ": loaded";
+    } catch (const ConfigError& e) {
+      EXPECT_TRUE(std::regex_search(e.what(), std::regex(row.expected))) << row.name << ": " << e.what();
+    }
+  }
+}
+
+// sluice cannot select source pods yet: a field that narrows who or where is an error
+// at its place, never a warning that silently grants the route to every enrolled pod.
+TEST_F(IstioRulesTest, FieldsThatNarrowWhoOrWhereAreRefusedNotWidened) {
+  const std::string tlsMatch = "      port: 443\n      sni_hosts:";
+  const std::string tcpMatch = "      - istio-egressgateway\n      port: 443";
+  const std::string widened = "; sluice cannot enforce it and will not widen it to every enrolled pod";
+  auto inTls = [&](const std::string& field) {
+    return seedWith(tlsMatch, "      port: 443\n      " + field + "\n      sni_hosts:");
+  };
+  auto inTcp = [&](const std::string& field) {
+    return seedWith(tcpMatch, "      - istio-egressgateway\n      " + field + "\n      port: 443");
+  };
+  const std::string drHost = "  host: istio-egressgateway.istio-system.svc.cluster.local\n";
+  std::vector<ErrorRow> rows = {
+      {"tls sourceLabels", inTls("sourceLabels: {app: payments}"),
+       "istio.yaml:63:7: 'VirtualService.spec.tls\\[\\].match\\[\\].sourceLabels' narrows the route to some "
+       "workloads"},
+      {"tls sourceNamespace", inTls("sourceNamespace: payments"),
+       "istio.yaml:63:7: 'VirtualService.spec.tls\\[\\].match\\[\\].sourceNamespace' narrows the route to one "
+       "namespace's workloads"},
+      {"tls destinationSubnets", inTls("destinationSubnets: [198.18.100.0/24]"),
+       "istio.yaml:63:7: .*destinationSubnets' narrows the route to some destination addresses"},
+      {"tcp sourceLabels", inTcp("sourceLabels: {app: payments}"),
+       "istio.yaml:74:7: 'VirtualService.spec.tcp\\[\\].match\\[\\].sourceLabels' narrows"},
+      {"tcp sourceSubnet", inTcp("sourceSubnet: 198.18.1.0/24"), "istio.yaml:74:7: .*sourceSubnet' narrows"},
+      {"tcp destinationSubnets", inTcp("destinationSubnets: [198.18.100.0/24]"),
+       "istio.yaml:74:7: .*destinationSubnets' narrows"},
+      {"VirtualService exportTo",
+       seedWith("  gateways:\n  - mesh\n", "  exportTo: [payments]\n  gateways:\n  - mesh\n"),
+       "istio.yaml:55:3: 'VirtualService.spec.exportTo' narrows the resource to some namespaces"},
+      {"ServiceEntry exportTo", seedWith("  resolution: DNS", "  resolution: DNS\n  exportTo: [\".\", payments]"),
+       "istio.yaml:13:3: 'ServiceEntry.spec.exportTo' narrows the resource to some namespaces"},
+      {"ServiceEntry addresses", seedWith("  resolution: DNS", "  resolution: DNS\n  addresses: [198.18.100.10]"),
+       "istio.yaml:13:3: 'ServiceEntry.spec.addresses' narrows the service to some destination addresses"},
+      {"ServiceEntry workloadSelector",
+       seedWith("  resolution: DNS", "  resolution: DNS\n  workloadSelector: {labels: {app: x}}"),
+       "istio.yaml:13:3: 'ServiceEntry.spec.workloadSelector' narrows the resource to some workloads"},
+      {"DestinationRule workloadSelector",
+       seedWith(drHost, drHost + "  workloadSelector: {matchLabels: {app: payments}}\n"),
+       "istio.yaml:40:3: 'DestinationRule.spec.workloadSelector' narrows the resource to some workloads"},
+      {"DestinationRule exportTo", seedWith(drHost, drHost + "  exportTo: [payments]\n"),
+       "istio.yaml:40:3: 'DestinationRule.spec.exportTo' narrows"},
+      {"Gateway client SANs",
+       seedWith("      mode: MUTUAL\n", "      mode: MUTUAL\n      subjectAltNames: [spiffe://x/y]\n"),
+       "istio.yaml:30:7: 'Gateway.spec.servers\\[\\].tls.subjectAltNames' narrows the gateway to some clients"},
+      {"DestinationRule gateway SANs without ours",
+       seedWith("        mode: ISTIO_MUTUAL\n",
+                "        mode: ISTIO_MUTUAL\n        subjectAltNames: [spiffe://other/gw]\n"),
+       "istio.yaml:46:26: 'subjectAltNames' narrows which gateway identities the agent trusts, and does not list "
+       "agent.gateway.identity"},
+      {"sniHosts wider than hosts",
+       seedWith("      sni_hosts:\n      - www.googleapis.com", "      sni_hosts:\n      - '*.googleapis.com'"),
+       "istio.yaml:64:9: sniHosts '\\*.googleapis.com' is not within the VirtualService's hosts"},
+  };
+  for (const auto& row : rows) {
+    try {
+      loadWithNode(row.text);
+      ADD_FAILURE() << row.name << ": loaded";
+    } catch (const ConfigError& e) {
+      EXPECT_TRUE(std::regex_search(e.what(), std::regex(row.expected))) << row.name << ": " << e.what();
+      // (The per-pod fields say so; sniHosts and the gateway's identities are not per pod.)
+      if (std::string(row.name).find("sniHosts") == std::string::npos &&
+          std::string(row.name).find("gateway SANs") == std::string::npos) {
+        EXPECT_NE(std::string(e.what()).find(widened), std::string::npos) << row.name << ": " << e.what();
+      }
+    }
+  }
+  // exportTo that restricts nothing ("*": every namespace, ".": the resources' own) loads.
+  std::string open = seedWith("  resolution: DNS", "  resolution: DNS\n  exportTo: [\"*\"]");
+  open.replace(open.find("  gateways:\n  - mesh\n"), 20, "  exportTo: [\".\"]\n  gateways:\n  - mesh\n");
+  open.replace(open.find("        mode: ISTIO_MUTUAL\n"), 27,
+               "        mode: ISTIO_MUTUAL\n        subjectAltNames: "
+               "[spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account]\n");
+  Config c = loadWithNode(open);
+  EXPECT_TRUE(c.agentMatcher().match("www.googleapis.com", 443));
+}
+
+// What nothing uses is a file cut short or a leftover: refused, naming what and where.
+TEST_F(IstioRulesTest, DanglingResourcesAreRefused) {
+  const std::string beforeVs =
+      seed().substr(0, seed().find("---\napiVersion: networking.istio.io/v1alpha3\nkind: VirtualService"));
+  std::string noSni = beforeVs;
+  noSni.erase(noSni.find("        sni: www.googleapis.com"),
+              std::string("        sni: www.googleapis.com    \n").size());
+  std::vector<ErrorRow> rows = {
+      {"entry nothing routes",
+       seedWith("  - www.googleapis.com\n  ports:", "  - www.googleapis.com\n  - extra.example.com\n  ports:"),
+       "istio.yaml:8:5: ServiceEntry 'googleapis' registers host 'extra.example.com', which no VirtualService "
+       "routes: a dangling entry"},
+      {"route to an unregistered host",
+       seedWith("  - www.googleapis.com\n  gateways:", "  - www.googleapis.com\n  - other.example.com\n  gateways:"),
+       "istio.yaml:55:5: VirtualService 'direct-traffic-through-egress-gateway' routes host 'other.example.com', "
+       "which no ServiceEntry registers: a dangling route"},
+      {"rule for a host nothing uses",
+       seed() + "---\napiVersion: networking.istio.io/v1alpha3\nkind: DestinationRule\nmetadata:\n  name: "
+                "leftover\nspec:\n  host: details\n",
+       "istio.yaml:87:9: DestinationRule 'leftover' is for 'details', which neither a ServiceEntry registers nor "
+       "is the egress gateway service"},
+      {"gateway rule with no route to the gateway", noSni,
+       "istio.yaml:39:9: DestinationRule 'egressgateway-for-googleapis' is for the egress gateway service, but no "
+       "VirtualService routes mesh traffic to it"},
+      {"route on a Gateway nothing defines",
+       seedWith("  - istio-egressgateway\n  tls:", "  - istio-egressgateway\n  - other-gateway\n  tls:"),
+       "istio.yaml:58:5: Gateway 'other-gateway' is not defined by any Gateway resource: a dangling route"},
+      {"gateway server nothing routes", seed().substr(0, seed().find("  tcp:\n")),
+       "istio.yaml:27:7: Gateway 'istio-egressgateway' serves host 'www.googleapis.com', but no VirtualService "
+       "routes it on that gateway"},
+  };
+  expectRefused(rows, [&](const std::string& text) { loadWithNode(text); });
 }
 
 TEST_F(IstioRulesTest, OutboundPolicyComesFromTheNativeSection) {

@@ -24,8 +24,7 @@ using namespace sluice;
 
 namespace {
 
-std::shared_ptr<const AgentRules> buildRules(const std::vector<std::filesystem::path>& paths, uint64_t version) {
-  Config config = loadConfigFiles(paths);
+std::shared_ptr<const AgentRules> buildRules(const Config& config, uint64_t version) {
   for (const auto& warning : config.warnings) spdlog::warn("rules: {}", warning);
   if (!config.agent) throw ConfigError("no 'agent' section in the rules files: sluice-agent needs one");
   auto rules = std::make_shared<AgentRules>();
@@ -99,7 +98,8 @@ int run(const po::variables_map& options) {
   std::vector<std::filesystem::path> paths;
   for (const auto& p : options["config"].as<std::vector<std::string>>()) paths.emplace_back(p);
   const PinLayout pins{options["pin-dir"].as<std::string>()};
-  auto rules = buildRules(paths, 1);
+  const Config startConfig = loadConfigFiles(paths);
+  auto rules = buildRules(startConfig, 1);
   asio::io_context io(1);
   // Before the kernel is touched: an identity the agent could not present fails the start.
   CertificateReloader certificates(io, rules->agent.tls, TlsRole::Client, !options.count("no-watch"));
@@ -122,8 +122,9 @@ int run(const po::variables_map& options) {
 
   // New connections take the new rules; established ones keep the rules they started
   // with. A file that does not load changes nothing.
-  RulesReloader reloader(io, paths, !options.count("no-watch"), [&](uint64_t next) {
-    auto nextRules = buildRules(paths, next);
+  const ReloadPolicy policy{RulesDaemon::Agent, options.count("allow-empty-rules") > 0};
+  RulesReloader reloader(io, paths, !options.count("no-watch"), policy, startConfig, [&](uint64_t next, Config c) {
+    auto nextRules = buildRules(c, next);
     if (nextRules->agent.listen != rules->agent.listen || nextRules->agent.listen6 != rules->agent.listen6) {
       throw ConfigError("agent.listen or agent.listen6 changed: restart the agent to move its listeners");
     }
@@ -165,6 +166,8 @@ int main(int argc, char** argv) {
       "rules file (YAML: native and/or Istio resources); repeat to load several together")(
       "pin-dir", po::value<std::string>()->default_value(kDefaultPinDir.string()), "bpffs directory for pins")(
       "no-watch", "reload only on SIGHUP, not when a rules file changes")(
+      "allow-empty-rules",
+      "accept a reload that leaves no allowed host (refused by default: a file cut short looks so)")(
       "test-no-socket-mark", "tests of the loop guards only: do not mark the agent's sockets")(
       "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
   po::variables_map options;

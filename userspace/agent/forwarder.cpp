@@ -199,6 +199,14 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
     resetAndClose(client);
     co_return;
   }
+  // ECH: the name in the clear is only the outer, public one; the host the app reaches
+  // is encrypted. Refused unless the rules say to decide by the outer name.
+  if (hello.encryptedClientHello && agent.echPolicy == EchPolicy::Deny) {
+    if (hello.serverName) flow.sni = *hello.serverName;
+    logDenied(flow, "ech-refused");
+    resetAndClose(client);
+    co_return;
+  }
   if (!hello.serverName) {
     logDenied(flow, "no-sni");
     resetAndClose(client);

@@ -65,6 +65,8 @@ void CertificateReloader::scheduleReload(const char* why, std::chrono::milliseco
 }
 
 void CertificateReloader::reload(const char* why) {
+  // Taken before loading: a write that lands while the files load still counts as a change.
+  auto before = watcher_ ? watcher_->snapshot() : ConfigWatcher::Snapshot{};
   std::shared_ptr<const MeshCredentials> next;
   try {
     next = loadMeshCredentials(files_, role_, configure_);
@@ -79,7 +81,7 @@ void CertificateReloader::reload(const char* why) {
   }
   retryDelay_ = kFirstRetry;
   reloadTimer_.cancel();
-  if (watcher_) watcher_->markLoaded();
+  if (watcher_) watcher_->markLoaded(std::move(before));
   const std::string previous = current_->certificate.serial;
   current_ = std::move(next);
   ++reloads_;

@@ -8,6 +8,7 @@ namespace {
 constexpr uint8_t kContentHandshake = 22;
 constexpr uint8_t kHandshakeClientHello = 1;
 constexpr uint16_t kExtensionServerName = 0;
+constexpr uint16_t kExtensionEncryptedClientHello = 0xfe0d;
 constexpr uint8_t kServerNameHost = 0;
 constexpr size_t kRecordHeader = 5;
 constexpr size_t kHandshakeHeader = 4;
@@ -105,6 +106,7 @@ HelloResult parseHelloBody(std::span<const uint8_t> body) {
     size_t length = c.u16();
     auto ext = c.bytes(length);
     if (!c.ok()) return fail(HelloStatus::Error, "ClientHello: truncated extension");
+    if (type == kExtensionEncryptedClientHello) result.encryptedClientHello = true;
     if (type != kExtensionServerName) continue;
     if (sawServerName) return fail(HelloStatus::Error, "ClientHello: two server_name extensions");
     sawServerName = true;

@@ -22,6 +22,9 @@ struct HelloResult {
   std::optional<std::string> serverName;  // the host_name entry, as sent
   std::string error;                      // why, for NotTls and Error
   size_t helloBytes = 0;                  // bytes of records that held the hello (Done)
+  // The hello carries encrypted_client_hello (ECH, type 0xfe0d): the real server name is
+  // encrypted inside it and `serverName` is only the outer, public name.
+  bool encryptedClientHello = false;
 };
 
 // Largest TLS record payload (RFC 8446 5.1).

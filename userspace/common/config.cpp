@@ -2,12 +2,14 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <sstream>
 
 #include "env_expand.h"
 #include "istio_rules.h"
+#include "shared_zones.h"
 #include "yaml_reader.h"
 
 namespace sluice {
@@ -21,6 +23,7 @@ std::vector<HostRule> readHosts(const YamlReader& r, const YAML::Node& node) {
     r.requireMap(item, "hosts[]", {"name", "ports"});
     YAML::Node nameNode = r.required(item, "name", "hosts[]");
     std::string name = r.hostRule(nameNode, "hosts[].name");
+    if (auto risk = broadWildcardRisk(name)) r.warn(nameNode, *risk);
     if (!seen.insert(name).second) r.fail(nameNode, "host '" + name + "' is listed twice");
     std::set<uint16_t> ports = item["ports"] ? r.ports(item["ports"], "hosts[].ports") : std::set<uint16_t>{443};
     out.push_back(HostRule{name, ports});
@@ -41,7 +44,7 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
   r.requireMap(node, "agent",
                {"listen", "listen6", "redirectPorts", "blockQuic", "bypassCidrs", "cgroups", "clientHelloTimeoutMs",
                 "maxClientHelloBytes", "tls", "gateway", "directConnectTimeoutMs", "idleTimeoutMs", "socketMark",
-                "kubepodsCgroup", "exemptCgroups", "allowPrivateCidrs"});
+                "kubepodsCgroup", "exemptCgroups", "allowPrivateCidrs", "echPolicy"});
   AgentConfig agent;
   agent.listen = r.endpoint(r.required(node, "listen", "agent"), "agent.listen");
   agent.redirectPorts =
@@ -77,6 +80,14 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
         static_cast<uint32_t>(r.number(node["maxClientHelloBytes"], "agent.maxClientHelloBytes", 512, 65536 + 5));
   }
   if (node["socketMark"]) agent.socketMark = readSocketMark(r, node["socketMark"], "agent.socketMark");
+  if (node["echPolicy"]) {
+    std::string ech = r.string(node["echPolicy"], "agent.echPolicy");
+    if (ech == "allow") {
+      agent.echPolicy = EchPolicy::Allow;
+    } else if (ech != "deny") {
+      r.fail(node["echPolicy"], "'agent.echPolicy' must be allow or deny, got '" + ech + "'");
+    }
+  }
   agent.tls = r.tls(r.required(node, "tls", "agent"), "agent.tls");
   YAML::Node gw = r.required(node, "gateway", "agent");
   r.requireMap(gw, "agent.gateway", {"address", "identity", "connectTimeoutMs", "service"});
@@ -136,6 +147,7 @@ OutboundPolicy readOutboundPolicy(const YamlReader& r, const YAML::Node& node) {
 void readNativeDocument(const YamlReader& r, const YAML::Node& doc, Config& config, bool& sawPolicy) {
   r.requireMap(doc, "the top level", {"hosts", "agent", "gateway", "outboundTrafficPolicy"});
   if (doc["hosts"]) {
+    if (doc["hosts"].IsSequence() && doc["hosts"].size() == 0) config.emptyByIntent = true;
     for (auto& rule : readHosts(r, doc["hosts"])) {
       config.agentHosts.push_back(rule);
       config.gatewayHosts.push_back(rule);
@@ -165,6 +177,20 @@ std::vector<HostRule> mergeRules(const std::vector<HostRule>& rules) {
   return out;
 }
 
+// A write cut short (a writer that crashed, a full disk) nearly always ends inside a
+// line, and what is left often still parses (a host name, an identity or a port cut in
+// two is still one). Files that editors and tools write end with a line break, so a file
+// that does not is refused as possibly incomplete.
+void refuseCutShort(const std::filesystem::path& source, const std::string& text) {
+  if (text.empty() || text.back() == '\n') return;
+  const size_t lastBreak = text.rfind('\n');
+  const size_t line = std::count(text.begin(), text.end(), '\n') + 1;
+  const size_t column = lastBreak == std::string::npos ? text.size() + 1 : text.size() - lastBreak;
+  throw ConfigError(source.string() + ":" + std::to_string(line) + ":" + std::to_string(column) +
+                    ": the file ends inside a line (no final line break), as a write cut short does; sluice "
+                    "does not take it as a policy. End the file with a line break");
+}
+
 struct LoadedText {
   std::filesystem::path source;
   std::string text;
@@ -176,6 +202,7 @@ Config loadTexts(const std::vector<LoadedText>& texts) {
   bool sawPolicy = false;
   for (const auto& [source, text] : texts) {
     config.sources.push_back(source);
+    refuseCutShort(source, text);
     auto reader = std::make_shared<YamlReader>(source, &config.warnings);
     std::vector<YAML::Node> docs;
     try {
@@ -264,6 +291,10 @@ Config loadConfigFiles(const std::vector<std::filesystem::path>& paths) {
 
 Config loadConfigFile(const std::filesystem::path& path) {
   return loadConfigFiles({path});
+}
+
+const char* toString(EchPolicy policy) {
+  return policy == EchPolicy::Allow ? "allow" : "deny";
 }
 
 const char* toString(OutboundPolicy policy) {

@@ -48,6 +48,13 @@ enum class OutboundPolicy {
   AllowAny,      // pass it straight to its original destination, not via the gateway
 };
 
+// What the agent does with a ClientHello that carries encrypted_client_hello (ECH): its
+// real server name is encrypted, and the SNI it shows is the outer (public) name.
+enum class EchPolicy {
+  Deny,   // refuse it (the default): the host the app reaches is not the one decided on
+  Allow,  // decide by the outer SNI, like any other hello
+};
+
 struct AgentConfig {
   Ipv4Endpoint listen;                 // where connect4 sends redirected connections
   std::optional<Ipv6Address> listen6;  // IPv6 listener (same port); none: IPv6 is refused
@@ -74,6 +81,7 @@ struct AgentConfig {
   std::chrono::milliseconds idleTimeout{3'600'000};      // a relay with no byte either way ends
   uint32_t socketMark = kDefaultSocketMark;              // SO_MARK of the agent's own sockets
   CidrSet allowPrivateCidrs;                             // private ranges an ALLOW_ANY pass-through may dial
+  EchPolicy echPolicy = EchPolicy::Deny;
 };
 
 struct GatewayConfig {
@@ -121,6 +129,9 @@ struct Config {
   std::map<std::string, GatewayRoute> gatewayRoutes;
   // Fields sluice reads but that have no effect, each naming its place.
   std::vector<std::string> warnings;
+  // A native `hosts: []` was written: no allowed host is what the author means, so a
+  // reload to these rules is not refused for leaving no allowed host.
+  bool emptyByIntent = false;
 
   HostMatcher agentMatcher() const;
   HostMatcher gatewayMatcher() const;
@@ -134,5 +145,6 @@ Config loadConfigFile(const std::filesystem::path& path);
 Config loadConfigText(const std::string& text, const std::filesystem::path& source);
 
 const char* toString(OutboundPolicy policy);
+const char* toString(EchPolicy policy);
 
 }  // namespace sluice

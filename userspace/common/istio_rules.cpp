@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <map>
 
+#include "shared_zones.h"
+
 namespace sluice {
 namespace {
 
@@ -26,6 +28,19 @@ bool namesGateway(const std::vector<std::string>& gateways, const std::string& n
                      [&](const std::string& g) { return g == name || stripNamespace(g) == name; });
 }
 
+// True when every name `inner` matches is matched by `outer` too (rules as HostMatcher
+// reads them: "*.z" matches any name below z, not z itself).
+bool coveredBy(const std::string& inner, const std::string& outer) {
+  if (inner == outer) return true;
+  if (!outer.starts_with("*.")) return false;
+  const std::string suffix = outer.substr(1);
+  return inner.size() > suffix.size() && inner.ends_with(suffix);
+}
+
+bool overlaps(const std::string& a, const std::string& b) {
+  return coveredBy(a, b) || coveredBy(b, a);
+}
+
 // A host as Gateway and VirtualService spell it ("namespace/host" allowed), validated
 // and normalised, with errors at the node's own line.
 std::string normalHost(const YamlReader& r, const YAML::Node& node) {
@@ -43,6 +58,60 @@ std::vector<std::string> normalHosts(const YamlReader& r, const YAML::Node& list
   return out;
 }
 
+// Fields that narrow who may use a resource (source workloads, namespaces) or where it
+// applies (destination addresses). sluice cannot yet enforce them per pod: accepting one
+// with a warning would grant the route to every enrolled pod, so each is refused.
+struct NarrowingField {
+  const char* key;
+  const char* narrows;  // "the route to some workloads"
+};
+
+// Refuses every narrowing field present in `map` (named `name`), at the field's place.
+// exportTo is refused only when it names something other than "*" (every namespace) or
+// "." (the resource's own namespace: sluice reads one set of resources for the pods it
+// enrolls, so "." restricts nothing there).
+void refuseNarrowing(const YamlReader& r, const YAML::Node& map, const std::string& name,
+                     std::initializer_list<NarrowingField> fields) {
+  if (!map.IsMap()) return;  // requireMap says so
+  for (const auto& entry : map) {
+    if (!entry.first.IsScalar()) continue;
+    const std::string key = entry.first.as<std::string>();
+    for (const auto& field : fields) {
+      if (key != field.key) continue;
+      if (key == "exportTo") {
+        bool everywhere = true;
+        if (entry.second.IsSequence()) {
+          for (const auto& ns : entry.second) everywhere &= ns.IsScalar() && (ns.Scalar() == "*" || ns.Scalar() == ".");
+        } else {
+          everywhere = entry.second.IsNull();
+        }
+        if (everywhere) continue;
+      }
+      r.fail(entry.first, "'" + name + "." + key + "' narrows " + field.narrows +
+                              "; sluice cannot enforce it and will not widen it to every enrolled pod");
+    }
+  }
+}
+
+constexpr NarrowingField kExportTo{"exportTo", "the resource to some namespaces"};
+constexpr NarrowingField kWorkloadSelector{"workloadSelector", "the resource to some workloads"};
+constexpr NarrowingField kSourceLabels{"sourceLabels", "the route to some workloads"};
+constexpr NarrowingField kSourceNamespace{"sourceNamespace", "the route to one namespace's workloads"};
+constexpr NarrowingField kSourceSubnet{"sourceSubnet", "the route to some source addresses"};
+constexpr NarrowingField kDestinationSubnets{"destinationSubnets", "the route to some destination addresses"};
+
+// A VirtualService's `gateways` (top level or in a match) may name only `mesh` and
+// Gateways the files define: a route bound to a Gateway nothing defines is dangling.
+void refuseUnknownGateways(const YamlReader& r, const YAML::Node& gateways, const std::set<std::string>& defined) {
+  if (!gateways) return;
+  for (const auto& g : gateways) {
+    const std::string name = stripNamespace(r.string(g, "gateways"));
+    if (name != "mesh" && !defined.contains(name)) {
+      r.fail(g, "Gateway '" + name + "' is not defined by any Gateway resource: a dangling route");
+    }
+  }
+}
+
 void checkMetadata(const YamlReader& r, const YAML::Node& doc, const std::string& kind) {
   r.requireMap(doc, kind, {"apiVersion", "kind", "metadata", "spec"}, {"status"});
   YAML::Node meta = r.required(doc, "metadata", kind);
@@ -54,10 +123,15 @@ void checkMetadata(const YamlReader& r, const YAML::Node& doc, const std::string
 }
 
 void checkServiceEntry(const YamlReader& r, const YAML::Node& spec) {
-  r.requireMap(spec, "ServiceEntry.spec", {"hosts", "ports", "resolution", "location", "endpoints"},
-               {"addresses", "exportTo", "subjectAltNames"});
+  refuseNarrowing(r, spec, "ServiceEntry.spec",
+                  {kExportTo, kWorkloadSelector, {"addresses", "the service to some destination addresses"}});
+  r.requireMap(spec, "ServiceEntry.spec",
+               {"hosts", "ports", "resolution", "location", "endpoints", "exportTo", "workloadSelector", "addresses"},
+               {"subjectAltNames"});
   YAML::Node hosts = r.sequence(r.required(spec, "hosts", "ServiceEntry.spec"), "ServiceEntry.spec.hosts");
-  for (const auto& h : hosts) r.hostRule(h, "ServiceEntry.spec.hosts");
+  for (const auto& h : hosts) {
+    if (auto risk = broadWildcardRisk(r.hostRule(h, "ServiceEntry.spec.hosts"))) r.warn(h, *risk);
+  }
   for (const auto& p : r.sequence(r.required(spec, "ports", "ServiceEntry.spec"), "ServiceEntry.spec.ports")) {
     r.requireMap(p, "ServiceEntry.spec.ports[]", {"number", "name", "protocol"}, {"targetPort"});
     r.port(r.required(p, "number", "ServiceEntry.spec.ports[]"), "ServiceEntry.spec.ports[].number");
@@ -96,9 +170,9 @@ void checkServiceEntry(const YamlReader& r, const YAML::Node& spec) {
 }
 
 void checkTlsSettings(const YamlReader& r, const YAML::Node& tls, const std::string& name) {
-  r.requireMap(
-      tls, name, {"mode", "sni"},
-      {"clientCertificate", "privateKey", "caCertificates", "credentialName", "subjectAltNames", "insecureSkipVerify"});
+  r.requireMap(tls, name, {"mode", "sni", "subjectAltNames"},
+               {"clientCertificate", "privateKey", "caCertificates", "credentialName", "insecureSkipVerify"});
+  if (tls["subjectAltNames"]) r.strings(tls["subjectAltNames"], name + ".subjectAltNames");
   std::string mode = r.string(r.required(tls, "mode", name), name + ".mode");
   if (mode != "ISTIO_MUTUAL" && mode != "MUTUAL") {
     r.fail(tls["mode"], "tls mode '" + mode +
@@ -125,9 +199,11 @@ void checkGateway(const YamlReader& r, const YAML::Node& spec) {
     normalHosts(r, r.required(s, "hosts", "Gateway.spec.servers[]"));
     if (YAML::Node tls = s["tls"]) {
       // Certificate paths are known fields: compileInto says they have no effect.
-      r.requireMap(tls, "Gateway.spec.servers[].tls", {"mode", "serverCertificate", "privateKey", "caCertificates"},
-                   {"credentialName", "subjectAltNames", "minProtocolVersion", "maxProtocolVersion", "cipherSuites",
-                    "httpsRedirect"});
+      refuseNarrowing(r, tls, "Gateway.spec.servers[].tls",
+                      {{"subjectAltNames", "the gateway to some clients (list them in gateway.allowedClients)"}});
+      r.requireMap(tls, "Gateway.spec.servers[].tls",
+                   {"mode", "serverCertificate", "privateKey", "caCertificates", "subjectAltNames"},
+                   {"credentialName", "minProtocolVersion", "maxProtocolVersion", "cipherSuites", "httpsRedirect"});
       std::string mode = r.string(r.required(tls, "mode", "tls"), "Gateway.spec.servers[].tls.mode");
       if (mode != "MUTUAL" && mode != "ISTIO_MUTUAL") {
         r.fail(tls["mode"], "tls mode '" + mode +
@@ -138,7 +214,8 @@ void checkGateway(const YamlReader& r, const YAML::Node& spec) {
 }
 
 void checkDestinationRule(const YamlReader& r, const YAML::Node& spec) {
-  r.requireMap(spec, "DestinationRule.spec", {"host", "trafficPolicy"}, {"subsets", "exportTo", "workloadSelector"});
+  refuseNarrowing(r, spec, "DestinationRule.spec", {kExportTo, kWorkloadSelector});
+  r.requireMap(spec, "DestinationRule.spec", {"host", "trafficPolicy", "exportTo", "workloadSelector"}, {"subsets"});
   r.string(r.required(spec, "host", "DestinationRule.spec"), "DestinationRule.spec.host");
   if (YAML::Node policy = spec["trafficPolicy"]) {
     r.requireMap(policy, "trafficPolicy", {"tls", "portLevelSettings"},
@@ -159,15 +236,15 @@ void checkDestinationRule(const YamlReader& r, const YAML::Node& spec) {
 void checkRoutes(const YamlReader& r, const YAML::Node& routes, const std::string& name, bool tls) {
   for (const auto& route : r.sequence(routes, name)) {
     r.requireMap(route, name, {"match", "route"});
+    if (tls && !route["match"]) r.fail(route, "a tls route needs 'match' with 'sniHosts'");
     if (route["match"]) {
       for (const auto& m : r.sequence(route["match"], name + ".match")) {
+        refuseNarrowing(r, m, name + ".match[]", {kSourceLabels, kSourceNamespace, kSourceSubnet, kDestinationSubnets});
         if (tls) {
-          r.requireMap(m, name + ".match[]", {"gateways", "port", "sniHosts", "sni_hosts"},
-                       {"destinationSubnets", "sourceLabels", "sourceNamespace"});
+          r.requireMap(m, name + ".match[]", {"gateways", "port", "sniHosts", "sni_hosts"});
           if (!m["sniHosts"] && !m["sni_hosts"]) r.fail(m, "a tls match needs 'sniHosts'");
         } else {
-          r.requireMap(m, name + ".match[]", {"gateways", "port"},
-                       {"destinationSubnets", "sourceLabels", "sourceNamespace"});
+          r.requireMap(m, name + ".match[]", {"gateways", "port"});
         }
         if (m["port"]) r.port(m["port"], name + ".match[].port");
         if (m["gateways"]) r.strings(m["gateways"], name + ".match[].gateways");
@@ -189,7 +266,8 @@ void checkRoutes(const YamlReader& r, const YAML::Node& routes, const std::strin
 }
 
 void checkVirtualService(const YamlReader& r, const YAML::Node& spec) {
-  r.requireMap(spec, "VirtualService.spec", {"hosts", "gateways", "tls", "tcp", "http"}, {"exportTo"});
+  refuseNarrowing(r, spec, "VirtualService.spec", {kExportTo});
+  r.requireMap(spec, "VirtualService.spec", {"hosts", "gateways", "tls", "tcp", "http", "exportTo"});
   normalHosts(r, r.required(spec, "hosts", "VirtualService.spec"));
   if (spec["gateways"]) r.strings(spec["gateways"], "VirtualService.spec.gateways");
   if (spec["http"]) {
@@ -269,7 +347,8 @@ void IstioResources::compileInto(Config& config) const {
 
   // 2. This gateway's servers: the Gateways whose selector matches our labels.
   std::map<std::string, std::set<uint16_t>> served;  // host -> ports, of Gateways that are ours
-  std::set<std::string> ourGatewayNames;
+  std::set<std::string> ourGatewayNames, gatewayNames;
+  for (const auto& gw : gateways_) gatewayNames.insert(gw.name);
   for (const auto& gw : gateways_) {
     const YamlReader& r = *gw.reader;
     const YAML::Node spec = gw.node["spec"];
@@ -304,20 +383,44 @@ void IstioResources::compileInto(Config& config) const {
   // 3. DestinationRules for the gateway service: the outer SNI they ask for must be
   //    the app's SNI, which is what the agent sends.
   std::vector<std::pair<const Document*, YAML::Node>> sniSettings;
+  std::vector<const Document*> gatewayRules;  // DestinationRules for the egress gateway service
   for (const auto& dr : destinationRules_) {
     const YamlReader& r = *dr.reader;
     const YAML::Node spec = dr.node["spec"];
     std::string host = spec["host"].as<std::string>();
     if (host != gatewayService) {
+      auto normal = normalizeHostName(host);
+      bool registeredHost = normal && std::any_of(registry.begin(), registry.end(),
+                                                  [&](const auto& entry) { return overlaps(*normal, entry.first); });
+      if (!registeredHost) {
+        r.fail(spec["host"], "DestinationRule '" + dr.name + "' is for '" + host +
+                                 "', which neither a ServiceEntry registers nor is the egress gateway service '" +
+                                 gatewayService + "': a dangling rule (a file cut short, or a leftover)");
+      }
       r.warn(spec["host"], "DestinationRule '" + dr.name + "' is for '" + host + "', not the egress gateway service '" +
                                gatewayService + "': no effect");
       continue;
     }
+    gatewayRules.push_back(&dr);
     if (YAML::Node policy = spec["trafficPolicy"]) {
-      if (policy["tls"] && policy["tls"]["sni"]) sniSettings.push_back({&dr, policy["tls"]["sni"]});
+      std::vector<YAML::Node> tlsSettings;
+      if (policy["tls"]) tlsSettings.push_back(policy["tls"]);
       if (policy["portLevelSettings"]) {
         for (const auto& p : r.sequence(policy["portLevelSettings"], "portLevelSettings")) {
-          if (p["tls"] && p["tls"]["sni"]) sniSettings.push_back({&dr, p["tls"]["sni"]});
+          if (p["tls"]) tlsSettings.push_back(p["tls"]);
+        }
+      }
+      for (const auto& tls : tlsSettings) {
+        if (tls["sni"]) sniSettings.push_back({&dr, tls["sni"]});
+        // The gateway identities the agent may trust: the one it verifies must be listed.
+        if (tls["subjectAltNames"] && config.agent) {
+          auto names = r.strings(tls["subjectAltNames"], "subjectAltNames");
+          if (std::find(names.begin(), names.end(), config.agent->gatewayIdentity) == names.end()) {
+            r.fail(tls["subjectAltNames"],
+                   "'subjectAltNames' narrows which gateway identities the agent trusts, and "
+                   "does not list agent.gateway.identity '" +
+                       config.agent->gatewayIdentity + "', the one sluice-agent verifies: sluice will not widen it");
+          }
         }
       }
     }
@@ -325,12 +428,25 @@ void IstioResources::compileInto(Config& config) const {
 
   // 4. VirtualServices: mesh routes feed the agent, gateway routes feed the gateway.
   std::set<std::string> meshRouted;
+  std::set<std::string> referenced;     // every host a VirtualService names
+  std::set<std::string> gatewayRouted;  // hosts routed on this gateway
   for (const auto& vs : virtualServices_) {
     const YamlReader& r = *vs.reader;
     const YAML::Node spec = vs.node["spec"];
     std::vector<std::string> vsGateways =
         spec["gateways"] ? r.strings(spec["gateways"], "gateways") : std::vector<std::string>{"mesh"};
     std::vector<std::string> vsHosts = normalHosts(r, spec["hosts"]);
+    refuseUnknownGateways(r, spec["gateways"], gatewayNames);
+    for (const auto& h : spec["hosts"]) {
+      std::string host = normalHost(r, h);
+      if (std::none_of(registry.begin(), registry.end(),
+                       [&](const auto& entry) { return coveredBy(host, entry.first); })) {
+        r.fail(h, "VirtualService '" + vs.name + "' routes host '" + host +
+                      "', which no ServiceEntry registers: a dangling route (REGISTRY_ONLY: every external host "
+                      "must be registered)");
+      }
+      referenced.insert(host);
+    }
     for (const char* section : {"tls", "tcp"}) {
       if (!spec[section]) continue;
       const bool tls = std::string(section) == "tls";
@@ -343,8 +459,21 @@ void IstioResources::compileInto(Config& config) const {
         }
         for (const auto& m : matches) {
           std::vector<std::string> gateways = m["gateways"] ? r.strings(m["gateways"], "gateways") : vsGateways;
-          std::vector<std::string> hosts =
-              tls ? normalHosts(r, m["sniHosts"] ? m["sniHosts"] : m["sni_hosts"]) : vsHosts;
+          refuseUnknownGateways(r, m["gateways"], gatewayNames);
+          std::vector<std::string> hosts = vsHosts;
+          if (tls) {
+            const YAML::Node sniHosts = m["sniHosts"] ? m["sniHosts"] : m["sni_hosts"];
+            hosts = normalHosts(r, sniHosts);
+            for (size_t i = 0; i < hosts.size(); ++i) {
+              if (std::none_of(vsHosts.begin(), vsHosts.end(),
+                               [&](const std::string& h) { return coveredBy(hosts[i], h); })) {
+                r.fail(sniHosts[i], "sniHosts '" + hosts[i] +
+                                        "' is not within the VirtualService's hosts: Istio routes only those, "
+                                        "and sluice will not widen the route");
+              }
+            }
+          }
+          referenced.insert(hosts.begin(), hosts.end());
           if (namesGateway(gateways, "mesh")) {
             for (const auto& d : route["route"]) {
               std::string dest = d["destination"]["host"].as<std::string>();
@@ -385,12 +514,14 @@ void IstioResources::compileInto(Config& config) const {
                 if (!normal) r.fail(d["destination"]["host"], "destination '" + dest.host + "' is not a host name");
                 dest.host = *normal;
                 requireRegistered(r, d["destination"], dest.host, dest.port);
+                referenced.insert(dest.host);
                 auto reg = registry.find(dest.host);
                 if (reg != registry.end()) dest.addressesBe = reg->second.staticAddresses;
                 if (dest.weight > 0) gatewayRoute.destinations.push_back(dest);
               }
               if (gatewayRoute.destinations.empty()) r.fail(route, "every destination has weight 0");
               config.gatewayHosts.push_back(HostRule{host, {port}});
+              gatewayRouted.insert(host);
               config.gatewayRoutes[host + ":" + std::to_string(port)] = gatewayRoute;
             }
           }
@@ -407,15 +538,41 @@ void IstioResources::compileInto(Config& config) const {
                                 "sluice sends the app's own SNI to the gateway");
     }
   }
-  for (const auto& [host, entry] : registry) {
-    if (!meshRouted.contains(host)) {
-      for (const auto& se : serviceEntries_) {
-        for (const auto& h : se.node["spec"]["hosts"]) {
-          if (se.reader->hostRule(h, "hosts") == host) {
-            se.reader->warn(h, "host '" + host +
-                                   "' is registered but no VirtualService routes it from 'mesh' "
-                                   "through the egress gateway: sluice refuses it");
-          }
+  // 5. Dangling resources: what nothing uses is a file cut short or a leftover, and
+  //    sluice will not guess which. (Without any VirtualService there is no route at
+  //    all: the reload's empty-rules check speaks for that case.)
+  if (!gatewayRules.empty() && meshRouted.empty()) {
+    const Document& dr = *gatewayRules.front();
+    dr.reader->fail(dr.node["spec"]["host"], "DestinationRule '" + dr.name +
+                                                 "' is for the egress gateway service, but no VirtualService routes "
+                                                 "mesh traffic to it: a dangling rule");
+  }
+  for (const auto& se : serviceEntries_) {
+    for (const auto& h : se.node["spec"]["hosts"]) {
+      const std::string host = se.reader->hostRule(h, "hosts");
+      const bool used = std::any_of(referenced.begin(), referenced.end(),
+                                    [&](const std::string& ref) { return overlaps(ref, host); });
+      if (!used && !virtualServices_.empty()) {
+        se.reader->fail(h, "ServiceEntry '" + se.name + "' registers host '" + host +
+                               "', which no VirtualService routes: a dangling entry (a file cut short, or a "
+                               "route removed without its entry)");
+      }
+      if ((used || virtualServices_.empty()) && !meshRouted.contains(host)) {
+        se.reader->warn(h, "host '" + host +
+                               "' is registered but no VirtualService routes it from 'mesh' "
+                               "through the egress gateway: sluice refuses it");
+      }
+    }
+  }
+  for (const auto& gw : gateways_) {
+    if (!ourGatewayNames.contains(gw.name) || virtualServices_.empty()) continue;
+    for (const auto& s : gw.node["spec"]["servers"]) {
+      for (const auto& h : s["hosts"]) {
+        const std::string host = normalHost(*gw.reader, h);
+        if (std::none_of(gatewayRouted.begin(), gatewayRouted.end(),
+                         [&](const std::string& routed) { return overlaps(routed, host); })) {
+          gw.reader->fail(h, "Gateway '" + gw.name + "' serves host '" + host +
+                                 "', but no VirtualService routes it on that gateway: a dangling server");
         }
       }
     }

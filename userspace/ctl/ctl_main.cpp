@@ -4,14 +4,18 @@
 #include <bpf/libbpf.h>
 
 #include <boost/program_options.hpp>
+#include <fstream>
 #include <iostream>
 #include <numeric>
+#include <set>
+#include <sstream>
 
 #include "bpf_pins.h"
 #include "bpf_stats.h"
 #include "cgroup_enrollment.h"
 #include "config.h"
 #include "explain.h"
+#include "shared_zones.h"
 #include "typed_map.h"
 #include "version.h"
 
@@ -122,10 +126,32 @@ int disable(const PinLayout& pins, const std::string& name) {
   return 0;
 }
 
+// Beyond the daemons' compiled-in list: every zone of the Public Suffix List, if installed.
+void warnPublicSuffixWildcards(const Config& config) {
+  std::ifstream in(kPublicSuffixListPath);
+  if (!in) return;
+  std::stringstream list;
+  list << in.rdbuf();
+  std::set<std::string> rules;
+  for (const auto& hosts : {config.agentHosts, config.gatewayHosts}) {
+    for (const auto& rule : hosts) rules.insert(rule.name);
+  }
+  for (const auto& rule : rules) {
+    if (!rule.starts_with("*.") || broadWildcardRisk(rule)) continue;  // the loader warned already
+    if (listedPublicSuffix(rule.substr(2), list.str())) {
+      std::cerr << "warning: '" << rule << "' covers " << rule.substr(2) << ", a public suffix ("
+                << kPublicSuffixListPath
+                << "): anyone can get a name there, and a shared front may route an allowed name to another "
+                   "tenant (domain fronting). Name the hosts you need\n";
+    }
+  }
+}
+
 int validate(const std::vector<std::filesystem::path>& files) {
   try {
     Config config = loadConfigFiles(files);
     for (const auto& warning : config.warnings) std::cerr << "warning: " << warning << "\n";
+    warnPublicSuffixWildcards(config);
     std::cout << "ok: " << config.agentHosts.size() << " agent host rule(s), " << config.gatewayHosts.size()
               << " gateway host rule(s), outbound policy " << toString(config.outboundPolicy)
               << (config.agent ? ", agent section" : "") << (config.gateway ? ", gateway section" : "") << "\n";

@@ -39,8 +39,7 @@ AddressGuard makeGuard(const GatewayConfig& gateway) {
   return AddressGuard({gateway.denyCidrs, gateway.allowPrivateCidrs}, std::move(self));
 }
 
-std::shared_ptr<const GatewayRules> buildRules(const std::vector<std::filesystem::path>& paths, uint64_t version) {
-  Config config = loadConfigFiles(paths);
+std::shared_ptr<const GatewayRules> buildRules(Config config, uint64_t version) {
   for (const auto& warning : config.warnings) spdlog::warn("rules: {}", warning);
   if (!config.gateway) throw ConfigError("no 'gateway' section in the rules files: sluice-gateway needs one");
   auto rules = std::make_shared<GatewayRules>();
@@ -58,7 +57,8 @@ std::shared_ptr<const GatewayRules> buildRules(const std::vector<std::filesystem
 int run(const po::variables_map& options) {
   std::vector<std::filesystem::path> paths;
   for (const auto& p : options["config"].as<std::vector<std::string>>()) paths.emplace_back(p);
-  auto rules = buildRules(paths, 1);
+  const Config startConfig = loadConfigFiles(paths);
+  auto rules = buildRules(startConfig, 1);
   auto current = rules;
 
   asio::io_context io(1);
@@ -69,8 +69,9 @@ int run(const po::variables_map& options) {
   server.listen();
   asio::co_spawn(io, server.acceptLoop(), logEscapedException("accept loop"));
 
-  RulesReloader reloader(io, paths, !options.count("no-watch"), [&](uint64_t next) {
-    auto rules = buildRules(paths, next);
+  const ReloadPolicy policy{RulesDaemon::Gateway, options.count("allow-empty-rules") > 0};
+  RulesReloader reloader(io, paths, !options.count("no-watch"), policy, startConfig, [&](uint64_t next, Config c) {
+    auto rules = buildRules(std::move(c), next);
     if (rules->gateway.listen != current->gateway.listen) {
       throw ConfigError("gateway.listen changed: restart the gateway to move its listener");
     }
@@ -109,6 +110,8 @@ int main(int argc, char** argv) {
       "config,c", po::value<std::vector<std::string>>()->required()->composing(),
       "rules file (YAML: native and/or Istio resources); repeat to load several together")(
       "no-watch", "reload only on SIGHUP, not when a rules file changes")(
+      "allow-empty-rules",
+      "accept a reload that leaves no allowed host (refused by default: a file cut short looks so)")(
       "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
   po::variables_map options;
   try {
