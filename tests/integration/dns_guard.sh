@@ -78,7 +78,7 @@ refused() {
   check "$label: the gateway logs dns-refused with the name, the address and the reason" new_log_since gateway \
     "$from" "dns-refused host=$host address=$address reason=$reason peer=198.18.3.1:[0-9]+ identity=spiffe://"
   check "$label: the access line's result is dns-refused:$reason" new_log_since gateway "$from" \
-    "access .*sni=$host port=443 upstream=- .*result=dns-refused:$reason\$"
+    "access .*sni=$host port=443 upstream=- .*result=dns-refused:$reason( peer_serial=[0-9A-F]+)?\$"
   check "$label: the listener saw no connection" test "$(accepted)" -eq $controls
 }
 
@@ -139,7 +139,7 @@ check "the agent reloaded with ALLOW_ANY" wait_for_log agent "rules reloaded .* 
 out=$(echo | sl_pod_exec pod-a timeout 10 openssl s_client -connect 169.254.169.254:443 \
   -servername unlisted.example.net 2>&1)
 check "ALLOW_ANY: the agent refuses the metadata address" wait_for_log agent \
-  "deny cgroup=[0-9]+ src=$SL_POD_A_ADDR:[0-9]+ dst=169.254.169.254:443 sni=unlisted.example.net reason=destination-refused:link-local"
+  "deny cgroup=[0-9]+ pod=- src=$SL_POD_A_ADDR:[0-9]+ dst=169.254.169.254:443 sni=unlisted.example.net reason=destination-refused:link-local"
 check_not_contains "ALLOW_ANY: the app got no TLS session" "$out" "BEGIN CERTIFICATE|Server certificate"
 check_not_contains "ALLOW_ANY: the node's metadata listener saw no connection" "$(log_of node-listener)" "^accepted"
 check "the egress listener saw only the control connections" test "$(accepted)" -eq $controls

@@ -18,8 +18,14 @@ check "sluicectl status still works with stray entries" test $? -eq 0
 check_contains "status reports the stray directory (bpffs holds only directories and pins)" "$out" \
   "stray entry .*links/not-a-cgroup-id"
 
-# A reload reaps; so does a restart.
-kill -HUP "$(awk '$2=="agent"{print $1}' "$SL_RUN_DIR/pids" | tail -1)"
+# A reload reaps; so does a restart. The kernel detaches a removed cgroup's links when it
+# releases the cgroup, which happens a little after rmdir: reload until then (10 s at most).
+agent_pid=$(awk '$2=="agent"{print $1}' "$SL_RUN_DIR/pids" | tail -1)
+for _ in $(seq 20); do
+  kill -HUP "$agent_pid"
+  sleep 0.5
+  grep -q "cgroup id=$gone_id is gone" "$SL_RUN_DIR/agent.log" && break
+done
 check "the reload reaped the removed cgroup's links" wait_for_log agent "cgroup id=$gone_id is gone: its link pins were removed"
 check "its link directory is gone" test ! -e "$SL_PIN_DIR/links/$gone_id"
 sl_stop agent
