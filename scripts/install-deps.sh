@@ -17,6 +17,9 @@ packages=(
   iproute2 iptables dnsmasq-base nginx-light curl openssl procps psmisc bc
   # benchmarks: nginx stream proxies (the sidecar-style alternative) and the report chart
   libnginx-mod-stream gnuplot-nox
+  # vm tier: a second kernel under qemu (TCG), a busybox initramfs, depmod/modprobe for
+  # the guest kernel's modules (the kernel itself: scripts/vm/fetch-kernel.sh)
+  qemu-system-x86 busybox-static kmod
 )
 
 if [ "$(id -u)" -ne 0 ]; then
