@@ -5,6 +5,8 @@
 # kernel; valid on any kernel.
 source "$(dirname "$0")/../lib/harness.sh"
 harness_start
+check_contains "the agent's kernel feature probes passed on this kernel" "$(log_of agent)" \
+  "kernel $(uname -r) has every feature sluice needs \(floor: Linux [0-9.]+\)"
 
 # one_per_line: bpftool's text output, each object on one line.
 one_per_line() { awk '/^[0-9]+: /{if (l) print l; l=$0; next} {l=l" "$0} END{if (l) print l}' | tr -s ' \t' ' '; }

@@ -10,6 +10,7 @@
 #include "cgroup_enrollment.h"
 #include "config.h"
 #include "forwarder.h"
+#include "kernel_features.h"
 #include "logging.h"
 #include "rules_reloader.h"
 #include "signals.h"
@@ -49,6 +50,7 @@ int run(const po::variables_map& options) {
   const PinLayout pins{options["pin-dir"].as<std::string>()};
   auto rules = buildRules(paths, 1);
 
+  spdlog::info("kernel {} has every feature sluice needs (floor: Linux {})", requireKernelFeatures(), kernelFloor());
   BpfDatapath datapath(pins);
   datapath.applyRules(rules->agent, 1);
   enrollCgroups(pins, rules->agent);
