@@ -7,6 +7,9 @@ source "$(dirname "$0")/../lib/harness.sh"
 harness_start
 check_contains "the agent's kernel feature probes passed on this kernel" "$(log_of agent)" \
   "kernel $(uname -r) has every feature sluice needs \(floor: Linux [0-9.]+\)"
+features=$("$SL_BUILD/userspace/sluicectl" kernel)
+check_contains "sluicectl kernel finds every feature on this kernel" "$features" "^every feature sluice needs is present"
+check_not_contains "and lists none missing" "$features" "MISSING"
 
 # one_per_line: bpftool's text output, each object on one line.
 one_per_line() { awk '/^[0-9]+: /{if (l) print l; l=$0; next} {l=l" "$0} END{if (l) print l}' | tr -s ' \t' ' '; }

@@ -57,6 +57,9 @@ bool kernelHasFeature(const KernelFeature& feature);
 // call HELPER_ID (enum bpf_func_id), from the verifier's answer. Needs CAP_BPF.
 bool kernelHasHelper(int progType, int expectedAttachType, int helperId);
 
+// uname -r.
+std::string runningKernelRelease();
+
 // Probes every feature; throws std::runtime_error with missingFeaturesMessage if any is
 // missing. Returns the running release.
 std::string requireKernelFeatures();

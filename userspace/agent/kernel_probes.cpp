@@ -23,12 +23,6 @@ namespace {
 
 using enum KernelFeatureId;
 
-std::string runningRelease() {
-  utsname u{};
-  if (uname(&u) != 0) return "unknown";
-  return u.release;
-}
-
 // Loads `r0 = 1; exit` as TYPE with EXPECTED attach type: the kernel refuses an attach
 // type it does not know with EINVAL before the verifier runs.
 UniqueFd loadTrivialProgram(bpf_prog_type type, bpf_attach_type expected) {
@@ -88,6 +82,12 @@ bool kernelHasHelper(int progType, int expectedAttachType, int helperId) {
          log.find("cannot use helper") == std::string::npos;
 }
 
+std::string runningKernelRelease() {
+  utsname u{};
+  if (uname(&u) != 0) return "unknown";
+  return u.release;
+}
+
 bool kernelHasFeature(const KernelFeature& feature) {
   switch (feature.id) {
     case Btf:
@@ -124,7 +124,7 @@ bool kernelHasFeature(const KernelFeature& feature) {
 }
 
 std::string requireKernelFeatures() {
-  const std::string running = runningRelease();
+  const std::string running = runningKernelRelease();
   // Without the privilege every probe fails: say that, not "the kernel is too old".
   if (!loads(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_CGROUP_INET4_CONNECT) && errno == EPERM) {
     throw std::runtime_error("loading BPF programs is not permitted: sluice-agent needs root (CAP_BPF, CAP_NET_ADMIN)");

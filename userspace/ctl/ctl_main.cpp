@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 
 #include <boost/program_options.hpp>
+#include <iomanip>
 #include <iostream>
 #include <numeric>
 
@@ -12,6 +13,7 @@
 #include "cgroup_enrollment.h"
 #include "config.h"
 #include "explain.h"
+#include "kernel_features.h"
 #include "typed_map.h"
 
 namespace po = boost::program_options;
@@ -28,7 +30,23 @@ const char* kUsage =
     "  validate FILE...       check rules files (loaded together); exit 0 if they would load\n"
     "  uninstall              detach every link and remove every pin sluice made\n"
     "  explain --config FILE... --cgroup PATH --to ADDR:PORT [--sni NAME]\n"
-    "                         what sluice would do with that connection, and which rule decides\n";
+    "                         what sluice would do with that connection, and which rule decides\n"
+    "  kernel                 the kernel features the agent needs, each probed on this kernel\n";
+
+// What the agent checks before it loads anything, shown feature by feature.
+int kernel() {
+  bool all = true;
+  std::cout << "kernel " << runningKernelRelease() << "\n";
+  for (const auto& f : kernelFeatures()) {
+    const bool present = kernelHasFeature(f);
+    all = all && present;
+    std::cout << (present ? "  ok       " : "  MISSING  ") << std::left << std::setw(13)
+              << ("Linux " + std::string(f.firstKernel) + "+") << f.what << "\n";
+  }
+  std::cout << (all ? "every feature sluice needs is present" : "sluice-agent will refuse to start on this kernel")
+            << " (floor: Linux " << kernelFloor() << ")\n";
+  return all ? 0 : 1;
+}
 
 int status(const PinLayout& pins) {
   if (!std::filesystem::exists(pins.map("sl_config"))) {
@@ -226,6 +244,7 @@ int main(int argc, char** argv) {
     }
     if (command == "uninstall") return needArgs(0), uninstall(pins);
     if (command == "explain") return needArgs(0), explain(pins, options);
+    if (command == "kernel") return needArgs(0), kernel();
     std::cerr << "sluicectl: unknown command '" << command << "'\n" << kUsage;
     return 2;
   } catch (const std::invalid_argument& e) {
