@@ -47,7 +47,10 @@ qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "${SL_VM_CPUS:-2}" -m "
   -virtfs "local,path=$run_dir,mount_tag=out,security_model=none,multidevs=remap" &
 qemu_pid=$!
 deadline=$((started + limit))
+ready_after=
 while kill -0 "$qemu_pid" 2>/dev/null; do
+  # The guest writes boot-seconds when its root is mounted, just before the command runs.
+  [ -z "$ready_after" ] && [ -f "$run_dir/boot-seconds" ] && ready_after=$(($(date +%s) - started))
   if [ "$(date +%s)" -ge "$deadline" ]; then
     echo "run-guest.sh: the guest did not finish within ${limit}s; killing qemu (pid $qemu_pid)" >&2
     break
@@ -56,8 +59,8 @@ while kill -0 "$qemu_pid" 2>/dev/null; do
 done
 stop_qemu
 wait "$qemu_pid" 2>/dev/null || true
-echo "run-guest.sh: kernel $version, guest booted in $(cat "$run_dir/boot-seconds" 2>/dev/null || echo '?')s," \
-  "whole run $(($(date +%s) - started))s"
+echo "run-guest.sh: kernel $version; guest ready ${ready_after:-?}s after qemu started" \
+  "(guest kernel uptime then: $(cat "$run_dir/boot-seconds" 2>/dev/null || echo '?')s); whole run $(($(date +%s) - started))s"
 if [ ! -f "$run_dir/exit-code" ]; then
   echo "run-guest.sh: the guest wrote no exit code; its console:" >&2
   tail -n 60 "$run_dir/console.log" >&2
