@@ -19,6 +19,9 @@ packages=(
   libnginx-mod-stream gnuplot-nox
   # sluicectl validate: the public suffix list, for warnings on wildcards over public zones
   publicsuffix
+  # vm tier: a second kernel under qemu (TCG), a busybox initramfs, depmod/modprobe for
+  # the guest kernel's modules (the kernel itself: scripts/vm/fetch-kernel.sh)
+  qemu-system-x86 busybox-static kmod
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -16,12 +16,13 @@ out=$(sl_pod_exec pod-a "$SL_PROBE" connect "[$SL_ALLOWED_ADDR6]:443")
 check_contains "IPv6: getpeername returns the original destination" "$out" "peer=\[$SL_ALLOWED_ADDR6\]:443 "
 
 # v4-mapped on an AF_INET6 socket (Java's default): redirected, getpeername kept.
-out=$(sl_pod_exec pod-a "$SL_PROBE" connect "[::ffff:$SL_ALLOWED_ADDR]:443")
+# (It waits for the agent's verdict: see getpeername.sh.)
+out=$(sl_pod_exec pod-a "$SL_PROBE" connect "[::ffff:$SL_ALLOWED_ADDR]:443" --timeout-ms 5000 --send "GET / HTTP/1.0" --read)
 check_contains "v4-mapped: connect succeeds and getpeername is the original" "$out" \
   "peer=\[::ffff:$SL_ALLOWED_ADDR\]:443 "
 port=$(sed -n 's/.*local=\[::ffff:[0-9.]*\]:\([0-9]*\).*/\1/p' <<< "$out")
 check "v4-mapped: the agent found it under the IPv4 source" wait_for_log agent \
-  "src=$SL_POD_A_ADDR:$port dst=$SL_ALLOWED_ADDR:443 sni=- reason=client-closed-before-hello"
+  "src=$SL_POD_A_ADDR:$port dst=$SL_ALLOWED_ADDR:443 sni=- reason=not-tls"
 out=$(echo | sl_pod_exec pod-a timeout 10 openssl s_client -connect "[::ffff:$SL_ALLOWED_ADDR]:443" \
   -servername $SL_ALLOWED_HOST -CAfile "$SL_RUN_DIR/pki/public-ca.pem" -verify_return_error 2>&1)
 check_contains "v4-mapped: a real TLS client verifies the origin through sluice" "$out" "^Verification: OK"

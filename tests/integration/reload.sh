@@ -57,10 +57,13 @@ check_contains "the kernel still holds version 2" \
 
 # The rest of the table of bad files: each is rejected whole, none changes the rules.
 n=1
+# Each message is distinct, so it proves this file was read and refused. The count is not
+# asserted: on a slow machine (the vm tier) the steps of one publish land in separate
+# reloads, and each re-reads and re-refuses the bad file still in place.
 bad() { # NAME EXPECTED-MESSAGE-REGEX: publishes $SL_RUN_DIR/bad.yaml (no pipeline: counts stay here)
   n=$((n + 1))
   publish "bad$n" "$SL_RUN_DIR/bad.yaml"
-  check "bad file ($1) rejected with its message" wait_for_log agent "rejected_total=$n; keeping version=2: .*$2"
+  check "bad file ($1) rejected with its message" wait_for_log agent "rejected_total=[0-9]+; keeping version=2: .*$2"
 }
 printf 'hosts: [\n' > "$SL_RUN_DIR/bad.yaml"
 bad "bad YAML" "rules.yaml:2:1: "

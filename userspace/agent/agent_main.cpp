@@ -12,6 +12,7 @@
 #include "config.h"
 #include "forwarder.h"
 #include "interface_addresses.h"
+#include "kernel_features.h"
 #include "logging.h"
 #include "marked_socket.h"
 #include "rules_reloader.h"
@@ -104,6 +105,7 @@ int run(const po::variables_map& options) {
   // Before the kernel is touched: an identity the agent could not present fails the start.
   CertificateReloader certificates(io, rules->agent.tls, TlsRole::Client, !options.count("no-watch"));
 
+  spdlog::info("kernel {} has every feature sluice needs (floor: Linux {})", requireKernelFeatures(), kernelFloor());
   BpfDatapath datapath(pins);
   installRules(datapath, pins, *rules, 1);
 

@@ -5,6 +5,7 @@
 
 #include <boost/program_options.hpp>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <numeric>
 #include <set>
@@ -15,6 +16,7 @@
 #include "cgroup_enrollment.h"
 #include "config.h"
 #include "explain.h"
+#include "kernel_features.h"
 #include "shared_zones.h"
 #include "typed_map.h"
 #include "version.h"
@@ -33,7 +35,23 @@ const char* kUsage =
     "  validate FILE...       check rules files (loaded together); exit 0 if they would load\n"
     "  uninstall              detach every link and remove every pin sluice made\n"
     "  explain --config FILE... --cgroup PATH --to ADDR:PORT [--sni NAME]\n"
-    "                         what sluice would do with that connection, and which rule decides\n";
+    "                         what sluice would do with that connection, and which rule decides\n"
+    "  kernel                 the kernel features the agent needs, each probed on this kernel\n";
+
+// What the agent checks before it loads anything, shown feature by feature.
+int kernel() {
+  bool all = true;
+  std::cout << "kernel " << runningKernelRelease() << "\n";
+  for (const auto& f : kernelFeatures()) {
+    const bool present = kernelHasFeature(f);
+    all = all && present;
+    std::cout << (present ? "  ok       " : "  MISSING  ") << std::left << std::setw(13)
+              << ("Linux " + std::string(f.firstKernel) + "+") << f.what << "\n";
+  }
+  std::cout << (all ? "every feature sluice needs is present" : "sluice-agent will refuse to start on this kernel")
+            << " (floor: Linux " << kernelFloor() << ")\n";
+  return all ? 0 : 1;
+}
 
 int status(const PinLayout& pins) {
   if (!std::filesystem::exists(pins.map("sl_config"))) {
@@ -267,6 +285,7 @@ int main(int argc, char** argv) {
     }
     if (command == "uninstall") return needArgs(0), uninstall(pins);
     if (command == "explain") return needArgs(0), explain(pins, options);
+    if (command == "kernel") return needArgs(0), kernel();
     std::cerr << "sluicectl: unknown command '" << command << "'\n" << kUsage;
     return 2;
   } catch (const std::invalid_argument& e) {
