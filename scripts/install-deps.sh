@@ -17,6 +17,10 @@ packages=(
   iproute2 iptables dnsmasq-base nginx-light curl openssl procps psmisc bc
   # benchmarks: nginx stream proxies (the sidecar-style alternative) and the report chart
   libnginx-mod-stream gnuplot-nox
+  # the image without a registry (scripts/image.sh: Debian rootfs, file capability, podman
+  # import), the container tests (podman with runc: crun refuses hybrid cgroup layouts),
+  # the manifest check (Debian's python3 with PyYAML and jsonschema) and the unit check
+  mmdebstrap libcap2-bin podman runc python3-yaml python3-jsonschema systemd
 )
 
 if [ "$(id -u)" -ne 0 ]; then
