@@ -45,7 +45,31 @@ def render(directory):
     return objects
 
 
+SCALARS = {"string": {"type": "string"}, "integer": {"type": "integer"}, "boolean": {"type": "boolean"},
+           "int-or-string": {"type": ["integer", "string"]},
+           "quantity": {"type": ["string", "integer", "number"]}, "object": {"type": "object"},
+           "unvendored": {"not": {}, "description": "a real field whose schema is not vendored: add it"}}
+
+
+def expand(shorthand):
+    if shorthand in SCALARS:
+        return SCALARS[shorthand]
+    if shorthand.startswith("map:"):
+        return {"type": "object", "additionalProperties": expand(shorthand[4:])}
+    if shorthand.startswith("["):
+        return {"type": "array", "items": expand(shorthand[1:-1])}
+    return {"$ref": f"#/definitions/{shorthand}"}
+
+
+def json_schema(definitions):
+    """The vendored shorthand as strict JSON Schema: no field beyond those listed."""
+    return {name: {"type": "object", "additionalProperties": False, "required": d.get("required", []),
+                   "properties": {k: expand(v) for k, v in d["properties"].items()}}
+            for name, d in definitions.items()}
+
+
 def schema_check(objects, schema):
+    definitions = json_schema(schema["definitions"])
     for source, doc in objects:
         name = f"{source}: {doc.get('kind')} {doc.get('metadata', {}).get('name')}"
         key = f"{doc.get('apiVersion')}/{doc.get('kind')}"
@@ -53,7 +77,7 @@ def schema_check(objects, schema):
             check(f"{name} is a kind the schema knows", False, key)
             continue
         validator = jsonschema.Draft4Validator(
-            {"$ref": f"#/definitions/{schema['kinds'][key]}", "definitions": schema["definitions"]})
+            {"$ref": f"#/definitions/{schema['kinds'][key]}", "definitions": definitions})
         errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
         check(f"{name} matches the {key} schema", not errors,
               "; ".join(f"{'.'.join(map(str, e.absolute_path))}: {e.message[:160]}" for e in errors[:5]))
@@ -174,7 +198,7 @@ def reference_checks(objects, extra):
 
 def main():
     directory, seed = sys.argv[1], sys.argv[2]
-    schema = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "k8s-schema.json")))
+    schema = yaml.safe_load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "k8s-schema.json")))
     objects = render(directory)
     extra = [("secrets-example.yaml", d) for d in load_docs(os.path.join(directory, "secrets-example.yaml"))]
     extra += [("cert-manager/certificates.yaml", d) for d in
