@@ -31,7 +31,7 @@ for daemon in agent gateway; do
   fi
 done
 out=$(env -u NODE_IP "$SL_BUILD/userspace/sluicectl" validate "$rules/agent.yaml" "$rules/seed-egress.yaml" 2>&1)
-check_contains "without NODE_IP the agent's rules are refused, naming the place" "$out" "agent.yaml:[0-9]+:[0-9]+: .*NODE_IP"
+check_contains "without NODE_IP the agent's rules are refused, naming the place" "$out" "agent.yaml:[0-9]+:[0-9]+: .*NODE_IP.* not set"
 
 # systemd-analyze verify checks that ExecStart= and ExecReload= binaries exist: verify in a
 # root holding the units, systemd's own units and the binaries where the units name them.

@@ -8,6 +8,13 @@
 source "$(dirname "$0")/lib.sh"
 container_topology_up
 container_rules
+# Kubernetes gives a non-root container no ambient capabilities (podman does): the image
+# must carry the gateway's one capability on the file.
+rootfs=$(podman image mount "$SL_IMAGE")
+check_contains "the image's sluice-gateway carries the file capability cap_net_raw=ep" \
+  "$(getcap "$rootfs/usr/local/bin/sluice-gateway")" "cap_net_raw=ep$"
+check "and nothing else in the image has file capabilities" test "$(getcap -r "$rootfs" 2> /dev/null | grep -c .)" -eq 1
+podman image unmount "$SL_IMAGE" > /dev/null
 
 container_run "sl-$SL_PREFIX-gateway" Deployment sluice-gateway egress $SL_EGRESS_ADDR "sluice-$SL_PREFIX/egress-pods" ||
   exit 1
