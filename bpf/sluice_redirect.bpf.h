@@ -76,6 +76,17 @@ struct {
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_orig_dst SEC(".maps");
 
+/* Written by the agent (agent.exemptCgroups): cgroup ids never redirected although an
+ * ancestor is enrolled (the programs are attached at the kubelet's pod parent, so every
+ * pod is enforced from its first connect; this is the way out for named ones). */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, SL_MAX_EXEMPT_CGROUPS);
+  __type(key, __u64);
+  __type(value, __u8);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_exempt SEC(".maps");
+
 /* Incremented by every program, read by sluicectl: enum sl_stat, per CPU. */
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -195,6 +206,17 @@ static __always_inline enum sl_verdict sl_decide(const struct sl_decision_input*
   return SL_VERDICT_REDIRECT;
 }
 
+/* The current task's cgroup or one of its ancestors is exempt. Walks from the root down
+ * (level 0 is the root); a level past the task's own depth reads as 0. */
+static __always_inline int sl_current_cgroup_exempt(void) {
+  for (int level = 0; level < SL_MAX_CGROUP_DEPTH; level++) {
+    __u64 id = bpf_get_current_ancestor_cgroup_id(level);
+    if (!id) return 0;
+    if (bpf_map_lookup_elem(&sl_exempt, &id)) return 1;
+  }
+  return 0;
+}
+
 static __always_inline struct sl_config* sl_current_config(void) {
   __u32 zero = 0;
   return bpf_map_lookup_elem(&sl_config, &zero);
@@ -218,9 +240,15 @@ static __always_inline int sl_remember(struct bpf_sock* sk, const struct sl_deci
 static __always_inline enum sl_verdict sl_hook_decide(struct bpf_sock* sk, const struct sl_decision_input* in,
                                                       int rewrite, struct sl_config** cfgOut) {
   struct sl_config* cfg = sl_current_config();
+  __u64 cgroupId = bpf_get_current_cgroup_id();
+  *cfgOut = cfg;
   __u32 stat;
   enum sl_verdict verdict = sl_decide(in, cfg, &stat);
-  __u64 cgroupId = bpf_get_current_cgroup_id();
+  /* The ancestor walk only for connects the redirect would act on, not for every one. */
+  if (verdict != SL_VERDICT_PASS && sl_current_cgroup_exempt()) {
+    sl_count(SL_STAT_EXEMPT, cgroupId);
+    return SL_VERDICT_PASS;
+  }
   /* A forged mark is decided like any other socket; counted so the attempt shows. */
   if (sl_has_own_mark(in, cfg) && !sl_is_own_socket(in, cfg)) sl_count(SL_STAT_FOREIGN_MARK, cgroupId);
   if (verdict == SL_VERDICT_REDIRECT && (!rewrite || !cfg)) {
@@ -230,7 +258,6 @@ static __always_inline enum sl_verdict sl_hook_decide(struct bpf_sock* sk, const
     verdict = SL_VERDICT_REFUSE;
   }
   sl_count(stat, cgroupId);
-  *cfgOut = cfg;
   return verdict;
 }
 

@@ -24,6 +24,10 @@
 #define SL_MAX_BYPASS4 1024
 #define SL_MAX_BYPASS6 1024
 #define SL_MAX_CGROUP_STATS 4096
+/* Cgroups exempt from the redirect although an ancestor is enrolled (sl_exempt), and how
+ * many ancestor levels the hooks walk to find one. */
+#define SL_MAX_EXEMPT_CGROUPS 1024
+#define SL_MAX_CGROUP_DEPTH 16
 
 /* Default SO_MARK the agent and the gateway set on the sockets they open (rules:
  * agent.socketMark, gateway.socketMark). A marked socket is exempt from the redirect only
@@ -106,6 +110,7 @@ enum sl_stat {
   SL_STAT_QUIC_BLOCKED,     /* UDP to a redirected port refused */
   SL_STAT_NO_IPV6_LISTENER, /* IPv6 connect refused: the agent has no IPv6 listener */
   SL_STAT_FOREIGN_MARK,     /* the agent's mark outside the node's namespace: decided as unmarked */
+  SL_STAT_EXEMPT,           /* the task's cgroup, or an ancestor, is exempt (sl_exempt) */
   SL_STAT_COUNT
 };
 

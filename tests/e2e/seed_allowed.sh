@@ -27,7 +27,7 @@ check "the gateway logged the access with the agent's identity" wait_for_log gat
   "access peer=198.18.3.1:[0-9]+ identity=spiffe://cluster.local/ns/sluice-system/sa/sluice-agent sni=$SL_ALLOWED_HOST port=443 upstream=$SL_ALLOWED_ADDR:443 up=[1-9][0-9]* down=[1-9][0-9]* duration_ms=[0-9]+ result=ok"
 cg=$(stat -c %i "$(sl_cgroup_root)/pod-a")
 check "the agent logged the flow with pod-a's cgroup and the original destination" wait_for_log agent \
-  "flow cgroup=$cg src=$SL_POD_A_ADDR:[0-9]+ dst=$SL_ALLOWED_ADDR:443 sni=$SL_ALLOWED_HOST rule=$SL_ALLOWED_HOST .*result=ok"
+  "flow cgroup=$cg pod=- src=$SL_POD_A_ADDR:[0-9]+ dst=$SL_ALLOWED_ADDR:443 sni=$SL_ALLOWED_HOST rule=$SL_ALLOWED_HOST .*result=ok"
 check_contains "the gateway holds no origin key" "$(ls "$SL_RUN_DIR/pki" | grep -c '^gateway')" "^2$"
 if [ "${SL_RULES_VARIANT:-native}" = istio ]; then
   check "the gateway loaded the Istio resources verbatim (it names their inert cert paths)" \

@@ -9,7 +9,7 @@ rc=$?
 check "curl to $SL_DENIED_HOST fails" test $rc -ne 0
 check_contains "curl sees the connection reset, not a timeout" "$out" "reset by peer|SSL_ERROR_SYSCALL"
 check "the agent logged the denial with destination, SNI and reason" wait_for_log agent \
-  "deny cgroup=[0-9]+ src=$SL_POD_A_ADDR:[0-9]+ dst=$SL_DENIED_ADDR:443 sni=$SL_DENIED_HOST reason=host-not-allowed"
+  "deny cgroup=[0-9]+ pod=- src=$SL_POD_A_ADDR:[0-9]+ dst=$SL_DENIED_ADDR:443 sni=$SL_DENIED_HOST reason=host-not-allowed"
 
 # Control in the same topology: the allowed host still works, so the denial was policy.
 body=$(pod_curl pod-a $SL_ALLOWED_HOST $SL_ALLOWED_ADDR)

@@ -15,6 +15,7 @@
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
+#include "version.h"
 
 namespace po = boost::program_options;
 using namespace sluice;
@@ -36,14 +37,27 @@ std::shared_ptr<const AgentRules> buildRules(const std::vector<std::filesystem::
 
 // Every cgroup the rules name, resolved before anything changes: a missing one refuses
 // the whole rule set.
-std::vector<std::filesystem::path> resolveCgroups(const AgentConfig& agent) {
+std::vector<std::filesystem::path> resolveCgroups(const std::vector<std::string>& names, const char* field) {
   std::vector<std::filesystem::path> dirs;
-  for (const auto& name : agent.cgroups) {
+  for (const auto& name : names) {
     try {
       dirs.push_back(resolveCgroup(name));
     } catch (const std::exception& e) {
-      throw ConfigError("agent.cgroups: " + std::string(e.what()));
+      throw ConfigError(std::string(field) + ": " + e.what());
     }
+  }
+  return dirs;
+}
+
+// agent.cgroups plus the kubelet's pod parent, if the rules ask for it.
+std::vector<std::filesystem::path> enrolledCgroups(const AgentConfig& agent) {
+  auto dirs = resolveCgroups(agent.cgroups, "agent.cgroups");
+  if (agent.kubepodsCgroup.empty()) return dirs;
+  try {
+    dirs.push_back(agent.kubepodsCgroup == "auto" ? findKubepodsCgroup(cgroup2Mount())
+                                                  : resolveCgroup(agent.kubepodsCgroup));
+  } catch (const std::exception& e) {
+    throw ConfigError(std::string("agent.kubepodsCgroup: ") + e.what());
   }
   return dirs;
 }
@@ -62,9 +76,13 @@ void enrollCgroups(const PinLayout& pins, const std::vector<std::filesystem::pat
 // enrolling a cgroup still fails the maps go back to the rule set before.
 void installRules(BpfDatapath& datapath, const PinLayout& pins, const AgentRules& rules, uint32_t version) {
   DatapathState next = datapath.desired(rules.agent, version);
+  for (const auto& dir : resolveCgroups(rules.agent.exemptCgroups, "agent.exemptCgroups")) {
+    next.exempt.insert(cgroupId(dir));
+  }
   checkFitsKernelMaps(next);
-  auto cgroups = resolveCgroups(rules.agent);
+  auto cgroups = enrolledCgroups(rules.agent);
   requireSocketMarkPermission(rules.agent.socketMark, "agent.socketMark");
+  reapRemovedCgroups(pins);
   DatapathState before = datapath.current();
   datapath.apply(next);
   try {
@@ -133,7 +151,7 @@ int run(const po::variables_map& options) {
 
 int main(int argc, char** argv) {
   po::options_description description("sluice-agent: redirects enabled cgroups' egress TLS through the gateway");
-  description.add_options()("help,h", "show this help")(
+  description.add_options()("help,h", "show this help")("version", "print the version and git revision")(
       "config,c", po::value<std::vector<std::string>>()->required()->composing(),
       "rules file (YAML: native and/or Istio resources); repeat to load several together")(
       "pin-dir", po::value<std::string>()->default_value(kDefaultPinDir.string()), "bpffs directory for pins")(
@@ -143,6 +161,10 @@ int main(int argc, char** argv) {
   po::variables_map options;
   try {
     po::store(po::parse_command_line(argc, argv, description), options);
+    if (options.count("version")) {
+      std::cout << versionText("sluice-agent") << "\n";
+      return 0;
+    }
     if (options.count("help")) {
       std::cout << description << "\n";
       return 0;

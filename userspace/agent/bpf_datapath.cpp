@@ -51,6 +51,12 @@ Ipv4Endpoint fromKernelEndpoint(const sl_endpoint& endpoint) {
   return out;
 }
 
+void reapRemovedCgroups(const PinLayout& pins) {
+  for (uint64_t id : CgroupEnrollment(pins).reapRemoved()) {
+    spdlog::info("cgroup id={} is gone: its link pins were removed", id);
+  }
+}
+
 uint64_t currentNetnsCookie() {
   UniqueFd probe(socket(AF_INET, SOCK_STREAM, 0));
   if (!probe) throw std::runtime_error("socket() for the network namespace cookie: " + errnoText(errno));
@@ -86,11 +92,17 @@ BpfDatapath::BpfDatapath(const PinLayout& pins) : nodeNetnsCookie_(currentNetnsC
         throw std::runtime_error("pinning program " + pin.string() + ": " + errnoText(err));
       }
     }
-    CgroupEnrollment(pins).adoptLinks();
+    CgroupEnrollment enrollment(pins);
+    reapRemovedCgroups(pins);
+    for (const auto& stray : enrollment.strayEntries()) {
+      spdlog::warn("{} is not a sluice link directory (a cgroup id): left alone, not adopted", stray.string());
+    }
+    enrollment.adoptLinks();
     config_ = TypedMap<__u32, sl_config>::borrow(bpf_map__fd(skeleton_->maps.sl_config), "sl_config");
     ports_ = TypedMap<sl_port_key, __u8>::borrow(bpf_map__fd(skeleton_->maps.sl_ports), "sl_ports");
     bypass4_ = TypedMap<sl_bypass4_key, __u8>::borrow(bpf_map__fd(skeleton_->maps.sl_bypass4), "sl_bypass4");
     bypass6_ = TypedMap<sl_bypass6_key, __u8>::borrow(bpf_map__fd(skeleton_->maps.sl_bypass6), "sl_bypass6");
+    exempt_ = TypedMap<__u64, __u8>::borrow(bpf_map__fd(skeleton_->maps.sl_exempt), "sl_exempt");
     origDst_ = TypedMap<sl_endpoint, sl_orig_dst>::borrow(bpf_map__fd(skeleton_->maps.sl_orig_dst), "sl_orig_dst");
   } catch (...) {
     sluice_bpf__destroy(skeleton_);
@@ -114,6 +126,7 @@ DatapathState BpfDatapath::current() const {
     std::memcpy(address.data(), key.addr, 16);
     state.bypass6.insert({key.prefixlen, address});
   }
+  for (const auto& id : exempt_.keys()) state.exempt.insert(id);
   return state;
 }
 
@@ -135,7 +148,7 @@ void BpfDatapath::apply(const DatapathState& state) {
 }
 
 void BpfDatapath::write(const DatapathState& state) {
-  // Widen the redirect and narrow the bypass first: while half written, a connect is
+  // Widen the redirect and narrow the bypass and the exemptions first: while half written, a connect is
   // redirected (and decided by the agent) rather than let through.
   for (uint16_t port : state.redirectPorts) ports_.put(sl_port_key{port, 0}, 1);
   for (const auto& key : bypass4_.keys()) {
@@ -146,7 +159,11 @@ void BpfDatapath::write(const DatapathState& state) {
     std::memcpy(address.data(), key.addr, 16);
     if (!state.bypass6.contains({key.prefixlen, address})) bypass6_.erase(key);
   }
+  for (const auto& id : exempt_.keys()) {
+    if (!state.exempt.contains(id)) exempt_.erase(id);
+  }
   config_.put(0, state.config);
+  for (uint64_t id : state.exempt) exempt_.put(id, 1);
   for (const auto& [prefix, address] : state.bypass4) bypass4_.put(sl_bypass4_key{prefix, address}, 1);
   for (const auto& [prefix, address] : state.bypass6) {
     sl_bypass6_key key{prefix, {}};

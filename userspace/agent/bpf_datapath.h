@@ -52,8 +52,12 @@ class BpfDatapath {
   TypedMap<sl_port_key, __u8> ports_;
   TypedMap<sl_bypass4_key, __u8> bypass4_;
   TypedMap<sl_bypass6_key, __u8> bypass6_;
+  TypedMap<__u64, __u8> exempt_;
   TypedMap<sl_endpoint, sl_orig_dst> origDst_;
 };
+
+// Removes (and logs) the link pins of cgroups that no longer exist.
+void reapRemovedCgroups(const PinLayout& pins);
 
 // The cookie of the calling thread's network namespace (SO_NETNS_COOKIE, kernel 5.14+),
 // the value bpf_get_netns_cookie() gives the hooks for sockets in that namespace.

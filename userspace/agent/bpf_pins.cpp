@@ -56,6 +56,14 @@ std::filesystem::path cgroup2Mount() {
   throw std::runtime_error("no cgroup2 filesystem in /proc/mounts: sluice needs cgroup v2");
 }
 
+std::filesystem::path findKubepodsCgroup(const std::filesystem::path& root) {
+  for (const char* name : {"kubepods.slice", "kubepods"}) {
+    if (std::filesystem::exists(root / name / "cgroup.procs")) return root / name;
+  }
+  throw std::runtime_error("no kubelet pod cgroup: neither " + (root / "kubepods.slice").string() + " nor " +
+                           (root / "kubepods").string() + " exists (is the kubelet running on cgroup v2?)");
+}
+
 std::filesystem::path resolveCgroup(const std::string& name) {
   const auto root = cgroup2Mount();
   std::filesystem::path path = name;

@@ -39,6 +39,10 @@ std::filesystem::path cgroup2Mount();
 // does not exist or lies outside the hierarchy.
 std::filesystem::path resolveCgroup(const std::string& name);
 
+// The kubelet's pod parent under the cgroup2 mount: kubepods.slice (systemd driver) or
+// kubepods (cgroupfs driver). Throws naming both if neither exists.
+std::filesystem::path findKubepodsCgroup(const std::filesystem::path& cgroup2Root);
+
 // On cgroup v2 the cgroup id is the directory's inode number.
 uint64_t cgroupId(const std::filesystem::path& cgroupDir);
 

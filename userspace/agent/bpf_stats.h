@@ -10,7 +10,7 @@ namespace sluice {
 inline constexpr std::array<const char*, SL_STAT_COUNT> kStatNames = {
     "redirected",     "bypassed",         "port_ignored", "agent_socket", "not_configured",
     "storage_failed", "handoff",          "handoff_full", "peername",     "flow_closed_before_accept",
-    "quic_blocked",   "no_ipv6_listener", "foreign_mark",
+    "quic_blocked",   "no_ipv6_listener", "foreign_mark", "exempt",
 };
 
 }  // namespace sluice

@@ -63,12 +63,58 @@ bool CgroupEnrollment::disable(uint64_t id) {
   return true;
 }
 
+std::optional<uint64_t> CgroupEnrollment::linkDirId(const std::filesystem::directory_entry& entry) {
+  const std::string name = entry.path().filename().string();
+  if (!entry.is_directory() || name.empty() || name.size() > 20) return std::nullopt;
+  for (char c : name) {
+    if (c < '0' || c > '9') return std::nullopt;
+  }
+  try {
+    return std::stoull(name);
+  } catch (const std::out_of_range&) {
+    return std::nullopt;
+  }
+}
+
+std::vector<std::filesystem::path> CgroupEnrollment::strayEntries() const {
+  std::vector<std::filesystem::path> out;
+  if (!std::filesystem::exists(pins_.linksDir())) return out;
+  for (const auto& entry : std::filesystem::directory_iterator(pins_.linksDir())) {
+    if (!linkDirId(entry)) out.push_back(entry.path());
+  }
+  return out;
+}
+
+std::vector<uint64_t> CgroupEnrollment::reapRemoved() const {
+  std::vector<uint64_t> reaped;
+  if (!std::filesystem::exists(pins_.linksDir())) return reaped;
+  for (const auto& entry : std::filesystem::directory_iterator(pins_.linksDir())) {
+    auto id = linkDirId(entry);
+    if (!id) continue;
+    // The kernel auto-detaches a cgroup link when its cgroup is released; the link then
+    // reports cgroup id 0. A directory with no readable link is one a crash left half made.
+    bool alive = false;
+    for (const auto& link : std::filesystem::directory_iterator(entry.path())) {
+      UniqueFd fd(bpf_obj_get(link.path().c_str()));
+      bpf_link_info info{};
+      __u32 length = sizeof(info);
+      if (fd && bpf_obj_get_info_by_fd(fd.get(), &info, &length) == 0 && info.cgroup.cgroup_id != 0) alive = true;
+    }
+    if (alive) continue;
+    std::filesystem::remove_all(entry.path());
+    reaped.push_back(*id);
+  }
+  return reaped;
+}
+
 std::vector<EnrolledCgroup> CgroupEnrollment::list() const {
   std::vector<EnrolledCgroup> out;
   if (!std::filesystem::exists(pins_.linksDir())) return out;
   for (const auto& dir : std::filesystem::directory_iterator(pins_.linksDir())) {
+    auto id = linkDirId(dir);
+    if (!id) continue;
     EnrolledCgroup cgroup;
-    cgroup.id = std::stoull(dir.path().filename().string());
+    cgroup.id = *id;
     cgroup.path = findCgroupById(cgroup.id);
     for (const auto& link : std::filesystem::directory_iterator(dir.path())) {
       cgroup.programs.push_back(link.path().filename().string());
@@ -110,6 +156,8 @@ std::vector<std::string> CgroupEnrollment::foreignPrograms(const std::filesystem
 void CgroupEnrollment::adoptLinks() const {
   if (!std::filesystem::exists(pins_.linksDir())) return;
   for (const auto& dir : std::filesystem::directory_iterator(pins_.linksDir())) {
+    auto id = linkDirId(dir);
+    if (!id) continue;  // stray: reported by strayEntries, never adopted
     std::optional<UniqueFd> cgroup;
     for (const auto& hook : kProgramHooks) {
       const auto linkPin = dir.path() / hook.name;
@@ -123,7 +171,7 @@ void CgroupEnrollment::adoptLinks() const {
       }
       // A hook this agent has and the one that enabled the cgroup had not: attach it.
       if (!cgroup) {
-        auto path = findCgroupById(std::stoull(dir.path().filename().string()));
+        auto path = findCgroupById(*id);
         if (path.empty()) break;  // the cgroup is gone; its links went with it
         cgroup.emplace(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (!*cgroup) throw std::runtime_error("opening cgroup " + path.string() + ": " + errnoText(errno));

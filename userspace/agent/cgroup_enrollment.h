@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,7 +35,14 @@ class CgroupEnrollment {
   bool enable(const std::filesystem::path& cgroupDir);
   // Detaches and unpins the cgroup's links. Returns false if it was not enabled.
   bool disable(uint64_t cgroupId);
+  // Enabled cgroups; entries under links/ that are not a cgroup id directory are skipped
+  // (see strayEntries).
   std::vector<EnrolledCgroup> list() const;
+  // Entries under links/ sluice did not make (a stray name, a file): reported, never fatal.
+  std::vector<std::filesystem::path> strayEntries() const;
+  // Removes the link pins of cgroups that no longer exist (the kernel detached their
+  // links when the cgroup went); returns the ids reaped.
+  std::vector<uint64_t> reapRemoved() const;
   // Programs on the cgroup's hooks that are not sluice's (another agent, a CNI, systemd):
   // they run too, before or after ours, so an operator must know. One line each.
   std::vector<std::string> foreignPrograms(const std::filesystem::path& cgroupDir) const;
@@ -43,6 +51,9 @@ class CgroupEnrollment {
   void adoptLinks() const;
 
  private:
+  // The cgroup id a links/ entry names, if it is one of ours.
+  static std::optional<uint64_t> linkDirId(const std::filesystem::directory_entry& entry);
+
   PinLayout pins_;
 };
 

@@ -41,6 +41,7 @@ void checkFitsKernelMaps(const DatapathState& state) {
   check(state.redirectPorts.size(), SL_MAX_PORTS, "redirected ports (agent.redirectPorts)");
   check(state.bypass4.size(), SL_MAX_BYPASS4, "IPv4 bypass CIDRs (agent.bypassCidrs)");
   check(state.bypass6.size(), SL_MAX_BYPASS6, "IPv6 bypass CIDRs (agent.bypassCidrs)");
+  check(state.exempt.size(), SL_MAX_EXEMPT_CGROUPS, "exempt cgroups (agent.exemptCgroups)");
 }
 
 }  // namespace sluice

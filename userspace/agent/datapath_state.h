@@ -16,6 +16,7 @@ struct DatapathState {
   std::set<uint16_t> redirectPorts;
   std::set<std::pair<uint32_t, uint32_t>> bypass4;  // (prefix length, address network order)
   std::set<std::pair<uint32_t, Ipv6Address>> bypass6;
+  std::set<uint64_t> exempt;  // cgroup ids (agent.exemptCgroups, resolved by the agent)
 };
 
 // Configured bypass CIDRs plus what must never be redirected: loopback, the agent's own
@@ -25,7 +26,7 @@ struct DatapathState {
 DatapathState desiredDatapath(const AgentConfig& agent, uint32_t rulesVersion, uint64_t nodeNetnsCookie);
 
 // Throws ConfigError if the state does not fit the kernel maps (SL_MAX_PORTS,
-// SL_MAX_BYPASS4, SL_MAX_BYPASS6), so a reload is refused before any map is touched.
+// SL_MAX_BYPASS4, SL_MAX_BYPASS6, SL_MAX_EXEMPT_CGROUPS), so a reload is refused before any map is touched.
 void checkFitsKernelMaps(const DatapathState& state);
 
 }  // namespace sluice

@@ -26,6 +26,7 @@ struct FlowRecord {
   tcp::endpoint client;
   tcp::endpoint destination;
   uint64_t cgroupId = 0;
+  std::string who = "cgroup=0 pod=-";  // PodDirectory::describe
   std::string sni = "-";
   Clock::time_point started = Clock::now();
 };
@@ -45,7 +46,7 @@ std::string formatEndpoint(const tcp::endpoint& endpoint) {
 }
 
 void logDenied(const FlowRecord& flow, const std::string& reason) {
-  spdlog::warn("deny cgroup={} src={} dst={} sni={} reason={}", flow.cgroupId, formatEndpoint(flow.client),
+  spdlog::warn("deny {} src={} dst={} sni={} reason={}", flow.who, formatEndpoint(flow.client),
                formatEndpoint(flow.destination), flow.sni, reason);
 }
 
@@ -160,6 +161,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   }
   flow.destination = fromKernel(original->dst);
   flow.cgroupId = original->cgroup_id;
+  flow.who = pods_.describe(flow.cgroupId);
 
   // 2. Read the ClientHello (possibly several segments and records) under a deadline.
   std::vector<uint8_t> peeked(agent.maxClientHelloBytes);
@@ -207,7 +209,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   auto rule = rules->hosts.match(*host, flow.destination.port());
   if (!rule) {
     if (rules->outbound == OutboundPolicy::AllowAny) {
-      std::string flowText = fmt::format("cgroup={} src={} dst={} sni={}", flow.cgroupId, formatEndpoint(flow.client),
+      std::string flowText = fmt::format("{} src={} dst={} sni={}", flow.who, formatEndpoint(flow.client),
                                          formatEndpoint(flow.destination), flow.sni);
       co_await passDirect(std::move(client), std::move(peeked), have, flow.destination, rules, flowText);
       co_return;
@@ -221,8 +223,8 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   tcp::socket upstream(executor);
   ec = openMarkedSocket(upstream, tcp::v4(), socketMark_ ? agent.socketMark : 0);
   if (ec) {
-    spdlog::error("flow cgroup={} src={} dst={} sni={} result=local-socket-error:{}", flow.cgroupId,
-                  formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, ec.message());
+    spdlog::error("flow {} src={} dst={} sni={} result=local-socket-error:{}", flow.who, formatEndpoint(flow.client),
+                  formatEndpoint(flow.destination), flow.sni, ec.message());
     resetAndClose(client);
     co_return;
   }
@@ -257,7 +259,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
     }
   }
   if (!failure.empty()) {
-    spdlog::error("flow cgroup={} src={} dst={} sni={} result={}", flow.cgroupId, formatEndpoint(flow.client),
+    spdlog::error("flow {} src={} dst={} sni={} result={}", flow.who, formatEndpoint(flow.client),
                   formatEndpoint(flow.destination), flow.sni, failure);
     resetAndClose(client);
     co_return;
@@ -270,8 +272,8 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   RelayResult relayed;
   if (!ec) relayed = co_await relayBoth(app, *tunnel, agent.idleTimeout);
   std::string result = ec ? "gateway-write:" + ec.message() : relayed.outcome();
-  spdlog::info("flow cgroup={} src={} dst={} sni={} rule={} tunnel={} up={} down={} duration_ms={} result={}",
-               flow.cgroupId, formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, *rule,
+  spdlog::info("flow {} src={} dst={} sni={} rule={} tunnel={} up={} down={} duration_ms={} result={}", flow.who,
+               formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, *rule,
                SSL_session_reused(tunnel->ssl()) ? "resumed" : "full", have + relayed.bytesAtoB, relayed.bytesBtoA,
                millisSince(flow.started), result);
   if (!relayed.clean() || ec) resetAndClose(app.socket());

@@ -9,6 +9,7 @@
 #include "bpf_datapath.h"
 #include "config.h"
 #include "host_matcher.h"
+#include "pod_identity.h"
 #include "tls_context.h"
 
 namespace sluice {
@@ -50,6 +51,7 @@ class Forwarder {
   tcp::acceptor acceptor_;
   tcp::acceptor acceptor6_;
   bool socketMark_ = true;
+  PodDirectory pods_;
 };
 
 }  // namespace sluice

@@ -6,6 +6,7 @@
 #include <memory>
 #include <sstream>
 
+#include "env_expand.h"
 #include "istio_rules.h"
 #include "yaml_reader.h"
 
@@ -39,7 +40,8 @@ uint32_t readSocketMark(const YamlReader& r, const YAML::Node& node, const std::
 AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
   r.requireMap(node, "agent",
                {"listen", "listen6", "redirectPorts", "blockQuic", "bypassCidrs", "cgroups", "clientHelloTimeoutMs",
-                "maxClientHelloBytes", "tls", "gateway", "directConnectTimeoutMs", "idleTimeoutMs", "socketMark"});
+                "maxClientHelloBytes", "tls", "gateway", "directConnectTimeoutMs", "idleTimeoutMs", "socketMark",
+                "kubepodsCgroup", "exemptCgroups"});
   AgentConfig agent;
   agent.listen = r.endpoint(r.required(node, "listen", "agent"), "agent.listen");
   agent.redirectPorts =
@@ -72,6 +74,8 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
     }
   }
   if (node["cgroups"]) agent.cgroups = r.strings(node["cgroups"], "agent.cgroups");
+  if (node["kubepodsCgroup"]) agent.kubepodsCgroup = r.string(node["kubepodsCgroup"], "agent.kubepodsCgroup");
+  if (node["exemptCgroups"]) agent.exemptCgroups = r.strings(node["exemptCgroups"], "agent.exemptCgroups");
   agent.clientHelloTimeout = r.millis(node, "clientHelloTimeoutMs", agent.clientHelloTimeout);
   agent.directConnectTimeout = r.millis(node, "directConnectTimeoutMs", agent.directConnectTimeout);
   agent.idleTimeout = r.millis(node, "idleTimeoutMs", agent.idleTimeout);
@@ -192,6 +196,7 @@ Config loadTexts(const std::vector<LoadedText>& texts) {
         if (doc["apiVersion"] || doc["kind"]) {
           istio.add(reader, doc);
         } else {
+          expandDocument(*reader, doc, processEnvironment());
           readNativeDocument(*reader, doc, config, sawPolicy);
         }
       } catch (const YAML::Exception& e) {

@@ -56,6 +56,11 @@ struct AgentConfig {
   std::vector<Ipv4Cidr> bypass;  // as written; loopback etc. are added by the agent
   std::vector<Ipv6Cidr> bypass6;
   std::vector<std::string> cgroups;  // relative to the cgroup2 mount
+  // The kubelet's pod parent ("auto": kubepods.slice or kubepods under the cgroup2
+  // mount; empty: none), enrolled like `cgroups`: every pod, present and future, is
+  // enforced from its first connect.
+  std::string kubepodsCgroup;
+  std::vector<std::string> exemptCgroups;  // never redirected although an ancestor is enrolled
   std::chrono::milliseconds clientHelloTimeout{5000};
   uint32_t maxClientHelloBytes = 16384;
   TlsFiles tls;

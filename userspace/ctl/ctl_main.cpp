@@ -13,6 +13,7 @@
 #include "config.h"
 #include "explain.h"
 #include "typed_map.h"
+#include "version.h"
 
 namespace po = boost::program_options;
 using namespace sluice;
@@ -65,6 +66,11 @@ int status(const PinLayout& pins) {
     inet_ntop(AF_INET6, key.addr, text, sizeof(text));
     std::cout << " " << text << "/" << key.prefixlen;
   }
+  std::cout << "\nexempt cgroups:";
+  for (auto id : TypedMap<__u64, __u8>::openPinned(pins.map("sl_exempt")).keys()) {
+    auto path = findCgroupById(id);
+    std::cout << " " << (path.empty() ? "id=" + std::to_string(id) + "(removed)" : path.string());
+  }
   std::cout << "\nflows waiting for the agent: " << pending << " of " << SL_MAX_PENDING_FLOWS << "\n";
   std::cout << "counters:\n";
   auto stats = TypedMap<__u32, __u64>::openPinned(pins.map("sl_stats"));
@@ -77,6 +83,9 @@ int status(const PinLayout& pins) {
   for (const auto& cgroup : CgroupEnrollment(pins).list()) {
     std::cout << "  id=" << cgroup.id << " " << (cgroup.path.empty() ? "(cgroup removed)" : cgroup.path.string())
               << " programs=" << cgroup.programs.size() << "\n";
+  }
+  for (const auto& stray : CgroupEnrollment(pins).strayEntries()) {
+    std::cout << "  stray entry (not sluice's, ignored): " << stray.string() << "\n";
   }
   std::cout << "counters per cgroup (non-zero):\n";
   auto perCgroup = TypedMap<__u64, sl_cgroup_stats>::openPinned(pins.map("sl_cg_stats"));
@@ -189,7 +198,7 @@ int uninstall(const PinLayout& pins) {
 
 int main(int argc, char** argv) {
   po::options_description description("options");
-  description.add_options()("help,h", "show this help")(
+  description.add_options()("help,h", "show this help")("version", "print the version and git revision")(
       "pin-dir", po::value<std::string>()->default_value(kDefaultPinDir.string()), "bpffs directory of sluice's pins")(
       "config", po::value<std::vector<std::string>>()->composing(), "explain: rules file (repeatable)")(
       "cgroup", po::value<std::string>(), "explain: the app's cgroup")(
@@ -205,6 +214,10 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::cerr << "sluicectl: " << e.what() << "\n" << kUsage;
     return 2;
+  }
+  if (options.count("version")) {
+    std::cout << versionText("sluicectl") << "\n";
+    return 0;
   }
   if (options.count("help") || !options.count("command")) {
     std::cout << kUsage << description << "\n";

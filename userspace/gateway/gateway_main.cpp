@@ -13,6 +13,7 @@
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
+#include "version.h"
 
 namespace po = boost::program_options;
 using namespace sluice;
@@ -79,7 +80,7 @@ int run(const po::variables_map& options) {
 
 int main(int argc, char** argv) {
   po::options_description description("sluice-gateway: mTLS egress gateway");
-  description.add_options()("help,h", "show this help")(
+  description.add_options()("help,h", "show this help")("version", "print the version and git revision")(
       "config,c", po::value<std::vector<std::string>>()->required()->composing(),
       "rules file (YAML: native and/or Istio resources); repeat to load several together")(
       "no-watch", "reload only on SIGHUP, not when a rules file changes")(
@@ -87,6 +88,10 @@ int main(int argc, char** argv) {
   po::variables_map options;
   try {
     po::store(po::parse_command_line(argc, argv, description), options);
+    if (options.count("version")) {
+      std::cout << versionText("sluice-gateway") << "\n";
+      return 0;
+    }
     if (options.count("help")) {
       std::cout << description << "\n";
       return 0;
