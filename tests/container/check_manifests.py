@@ -211,6 +211,8 @@ def main():
     check("the ConfigMap holds the seed's Istio resources byte for byte", cm.get("seed-egress.yaml") == open(seed).read())
     agent = yaml.safe_load(cm["agent.yaml"])["agent"]
     check("the agent listens on ${NODE_IP}", agent["listen"] == "${NODE_IP}:15001")
+    check("the agent enrolls the kubelet's pod parent, found for either cgroup driver",
+          agent.get("kubepodsCgroup") == "auto")
     gateway = yaml.safe_load(cm["gateway.yaml"])["gateway"]
     check("the gateway listens on ${NODE_IP}", gateway["listen"] == "${NODE_IP}:15443")
     check("the agent expects the gateway's ServiceAccount identity",

@@ -95,7 +95,7 @@ def patch(name, values):
         node[key] = value
     open(path, "w").write(yaml.safe_dump(doc, sort_keys=False))
 patch("agent.yaml", {"agent.bypassCidrs": ["198.18.1.0/24", "198.18.2.0/24", "198.18.3.0/24"],
-                     "agent.cgroups": [kubepods], "agent.gateway.address": "198.18.3.2:15443"})
+                     "agent.kubepodsCgroup": kubepods, "agent.gateway.address": "198.18.3.2:15443"})
 patch("gateway.yaml", {"gateway.dns": "198.18.100.53:53"})
 PY
   local pki=$SL_RUN_DIR/pki
