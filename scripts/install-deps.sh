@@ -22,6 +22,10 @@ packages=(
   # vm tier: a second kernel under qemu (TCG), a busybox initramfs, depmod/modprobe for
   # the guest kernel's modules (the kernel itself: scripts/vm/fetch-kernel.sh)
   qemu-system-x86 busybox-static kmod
+  # the image without a registry (scripts/image.sh: Debian rootfs, file capability, podman
+  # import), the container tests (podman with runc: crun refuses hybrid cgroup layouts),
+  # the manifest check (Debian's python3 with PyYAML and jsonschema) and the unit check
+  mmdebstrap libcap2-bin podman runc python3-yaml python3-jsonschema systemd
 )
 
 if [ "$(id -u)" -ne 0 ]; then
