@@ -46,26 +46,6 @@ TEST_F(IstioRulesTest, TheSeedMeansWhatTheIstioTaskMeans) {
       << c.warnings[0];
 }
 
-TEST_F(IstioRulesTest, TheCommittedSeedIsTheTaskTextByteForByte) {
-  const std::filesystem::path doc = std::string(SLUICE_SOURCE_DIR) + "/../shared/seed/egress-control-with-istio.md";
-  if (!std::filesystem::exists(doc)) GTEST_SKIP() << doc << " is not beside this checkout";
-  std::ifstream in(doc);
-  std::string text(std::istreambuf_iterator<char>(in), {});
-  const std::string open = "kubectl apply -f - <<EOF\n";
-  auto start = text.find(open) + open.size();
-  auto end = text.find("    EOF\n", start);
-  // The task's YAML sits in a list item, indented by four spaces; as a user copies it:
-  std::string block = text.substr(start, end - start), dedented;
-  size_t pos = 0;
-  while (pos < block.size()) {
-    auto eol = block.find('\n', pos);
-    std::string line = block.substr(pos, eol - pos);
-    dedented += (line.rfind("    ", 0) == 0 ? line.substr(4) : line) + "\n";
-    pos = eol + 1;
-  }
-  EXPECT_EQ(seed(), dedented);
-}
-
 TEST_F(IstioRulesTest, WildcardsStaticEndpointsAndWeights) {
   Config c = loadWithNode(R"(apiVersion: networking.istio.io/v1beta1
 kind: ServiceEntry
