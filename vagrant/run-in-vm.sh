@@ -6,4 +6,4 @@ set -euo pipefail
 dir=$(cd "$(dirname "$0")/.." && pwd)
 echo "== kernel $(uname -r)"
 bash "$dir/scripts/demo.sh"
-SL_TEST_LABELS='unit|bpf|integration|e2e|fuzz' bash "$dir/scripts/test.sh"
+SL_TEST_LABELS='unit|bpf|integration|e2e|fuzz|container' bash "$dir/scripts/test.sh"
