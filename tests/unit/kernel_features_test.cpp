@@ -19,7 +19,7 @@ TEST(KernelFeatures, EveryFeatureIsListedOnceWithARelease) {
     EXPECT_TRUE(ids.insert(f.id).second) << f.what;
     EXPECT_GT(compareKernelRelease(f.firstKernel, "4.0"), 0) << f.what;
   }
-  EXPECT_EQ(ids.size(), 13u);
+  EXPECT_EQ(ids.size(), 14u);
 }
 
 TEST(KernelFeatures, ReleasesCompareByMajorAndMinor) {

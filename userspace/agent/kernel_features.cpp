@@ -23,6 +23,8 @@ constexpr std::array kFeatures{
     KernelFeature{CgroupBpfLink, "bpf_link for cgroup hooks (BPF_LINK_CREATE, BPF_LINK_UPDATE)", "5.7"},
     KernelFeature{BpfLinkDetach, "detaching a pinned bpf_link (BPF_LINK_DETACH)", "5.9"},
     KernelFeature{NetnsCookieInSockAddr, "bpf_get_netns_cookie in cgroup/connect and sendmsg programs", "5.7"},
+    KernelFeature{AncestorCgroupInSockAddr,
+                  "bpf_get_current_ancestor_cgroup_id in cgroup/connect and sendmsg programs (exempt cgroups)", "5.7"},
     KernelFeature{SoNetnsCookie, "getsockopt(SO_NETNS_COOKIE)", "5.14"},
 };
 

@@ -23,6 +23,7 @@ enum class KernelFeatureId {
   CgroupBpfLink,
   BpfLinkDetach,
   NetnsCookieInSockAddr,
+  AncestorCgroupInSockAddr,
   SoNetnsCookie,
 };
 

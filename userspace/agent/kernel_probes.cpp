@@ -117,6 +117,9 @@ bool kernelHasFeature(const KernelFeature& feature) {
       return linkDetach();
     case NetnsCookieInSockAddr:
       return kernelHasHelper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_CGROUP_INET4_CONNECT, BPF_FUNC_get_netns_cookie);
+    case AncestorCgroupInSockAddr:
+      return kernelHasHelper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_CGROUP_INET4_CONNECT,
+                             BPF_FUNC_get_current_ancestor_cgroup_id);
     case SoNetnsCookie:
       return soNetnsCookie();
   }
