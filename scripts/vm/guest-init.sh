@@ -47,10 +47,10 @@ ln -s /proc/self/fd $r/dev/fd
 ln -s /proc/self/fd/0 $r/dev/stdin
 ln -s /proc/self/fd/1 $r/dev/stdout
 ln -s /proc/self/fd/2 $r/dev/stderr
-# Fresh /run and /tmp: the host's (its network namespaces, sockets, test leftovers) are
-# not the guest's.
+# A fresh /run: the host's (its network namespaces, sockets) are not the guest's. /tmp
+# stays the host's, under the overlay: a checkout or build there (CI clones into a
+# temporary folder) must be visible, and the guest's writes land in the overlay only.
 mount -t tmpfs run $r/run
-mount -t tmpfs tmp $r/tmp
 mount -t cgroup2 cgroup2 $r/sys/fs/cgroup || fail "cannot mount cgroup2"
 mount -t bpf bpf $r/sys/fs/bpf || fail "cannot mount bpffs"
 mount -t tracefs tracefs $r/sys/kernel/tracing 2>/dev/null
