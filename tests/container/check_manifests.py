@@ -105,8 +105,9 @@ def agent_checks(ds):
     check("agent: host network", pod.get("hostNetwork") is True)
     check("agent: not privileged", sc.get("privileged") is False)
     check("agent: drops every capability", sc.get("capabilities", {}).get("drop") == ["ALL"])
-    check("agent: adds exactly BPF, NET_ADMIN, PERFMON", sorted(sc.get("capabilities", {}).get("add", [])) ==
-          ["BPF", "NET_ADMIN", "PERFMON"], sc.get("capabilities"))
+    check("agent: adds exactly BPF, NET_ADMIN, PERFMON, DAC_READ_SEARCH",
+          sorted(sc.get("capabilities", {}).get("add", [])) == ["BPF", "DAC_READ_SEARCH", "NET_ADMIN", "PERFMON"],
+          sc.get("capabilities"))
     check("agent: no privilege escalation, read-only root", sc.get("allowPrivilegeEscalation") is False and
           sc.get("readOnlyRootFilesystem") is True)
     mount, volume = volume_of(pod, "/sys/fs/bpf")
