@@ -78,7 +78,7 @@ BpfDatapath::BpfDatapath(const PinLayout& pins) : nodeNetnsCookie_(currentNetnsC
   if (!skeleton_) throw std::runtime_error("opening the BPF object: " + errnoText(errno));
   if (int err = sluice_bpf__load(skeleton_); err != 0) {
     sluice_bpf__destroy(skeleton_);
-    throw std::runtime_error("loading the BPF programs (is this kernel 5.15+ with BTF?): " + errnoText(err) +
+    throw std::runtime_error("loading the BPF programs (the kernel passed the feature probes): " + errnoText(err) +
                              "; the libbpf messages above say which program or map");
   }
   try {
