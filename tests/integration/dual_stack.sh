@@ -20,7 +20,7 @@ check_contains "IPv6: getpeername returns the original destination" "$out" "peer
 out=$(sl_pod_exec pod-a "$SL_PROBE" connect "[::ffff:$SL_ALLOWED_ADDR]:443" --timeout-ms 5000 --send "GET / HTTP/1.0" --read)
 check_contains "v4-mapped: connect succeeds and getpeername is the original" "$out" \
   "peer=\[::ffff:$SL_ALLOWED_ADDR\]:443 "
-port=$(sed -n 's/.*local=\[::ffff:[0-9.]*\]:\([0-9]*\).*/\1/p' <<< "$out")
+port=$(probe_local_port "$out")
 check "v4-mapped: the agent found it under the IPv4 source" wait_for_log agent \
   "src=$SL_POD_A_ADDR:$port dst=$SL_ALLOWED_ADDR:443 sni=- reason=not-tls"
 out=$(echo | sl_pod_exec pod-a timeout 10 openssl s_client -connect "[::ffff:$SL_ALLOWED_ADDR]:443" \

@@ -39,8 +39,7 @@ sl_spawn egress-agent egress "$SL_BUILD/userspace/sluice-agent" --config "$SL_RU
   --pin-dir "$egress_pins"
 sl_wait_listen egress $SL_AGENT_PORT
 check "the egress agent enrolled the gateway's cgroup" wait_for_log egress-agent "host-egress id=[0-9]+ enabled"
-egress_status() { "$SL_BUILD/userspace/sluicectl" --pin-dir "$egress_pins" status; }
-egress_counter() { egress_status | awk -v n="$1" '/^counters:/{inside=1; next} /^[^ ]/{inside=0} inside && $1==n {print $2}'; }
+egress_counter() { kernel_counter "$1" "$egress_pins"; }
 
 own=$(egress_counter agent_socket)
 body=$(pod_curl pod-a $SL_ALLOWED_HOST $SL_ALLOWED_ADDR)

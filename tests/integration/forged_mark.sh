@@ -41,20 +41,20 @@ out=$(attacker "$SL_PROBE" connect $SL_DENIED_ADDR:443 --mark "$mark" --hello $S
 check_not_contains "IPv4: the kernel let the attacker set the agent's mark" "$out" "mark=error"
 check_contains "IPv4: getpeername still shows the original destination" "$out" "peer=$SL_DENIED_ADDR:443 "
 check_contains "IPv4: the origin's ServerHello never arrived: the agent reset the flow" "$out" "read=(ECONNRESET|eof)"
-port=$(sed -n 's/.*local=[0-9.]*:\([0-9]*\).*/\1/p' <<< "$out")
+port=$(probe_local_port "$out")
 check "IPv4: the agent took the marked connect and denied it by SNI" wait_for_log agent \
   "deny .*src=$SL_POD_A_ADDR:$port dst=$SL_DENIED_ADDR:443 sni=$SL_DENIED_HOST reason=host-not-allowed"
 check_not_contains "IPv4: the denied origin never saw the pod" "$(log_of origin-access 2>/dev/null)" "$SL_POD_A_ADDR"
 
 out=$(attacker "$SL_PROBE" connect $SL_ALLOWED_ADDR:443 --mark "$mark" --hello $SL_ALLOWED_HOST --read)
-port=$(sed -n 's/.*local=[0-9.]*:\([0-9]*\).*/\1/p' <<< "$out")
+port=$(probe_local_port "$out")
 check "IPv4: a marked connect to an allowed host goes through the agent like any other" wait_for_log agent \
   "flow .*src=$SL_POD_A_ADDR:$port dst=$SL_ALLOWED_ADDR:443 sni=$SL_ALLOWED_HOST rule=$SL_ALLOWED_HOST "
 
 out=$(attacker "$SL_PROBE" connect "[::ffff:$SL_DENIED_ADDR]:443" --mark "$mark" --hello $SL_DENIED_HOST --read)
 check_contains "v4-mapped: getpeername still shows the original destination" "$out" \
   "peer=\[::ffff:$SL_DENIED_ADDR\]:443 "
-port=$(sed -n 's/.*local=\[::ffff:[0-9.]*\]:\([0-9]*\).*/\1/p' <<< "$out")
+port=$(probe_local_port "$out")
 check "v4-mapped: the agent took the marked connect and denied it" wait_for_log agent \
   "deny .*src=$SL_POD_A_ADDR:$port dst=$SL_DENIED_ADDR:443 sni=$SL_DENIED_HOST reason=host-not-allowed"
 
@@ -76,6 +76,6 @@ check "all four connects were redirected" test "$(kernel_counter redirected)" -e
 
 # Full root in the pod (CAP_NET_ADMIN too) changes nothing: the namespace decides.
 out=$(sl_pod_exec pod-a "$SL_PROBE" connect $SL_DENIED_ADDR:443 --mark "$mark" --hello $SL_DENIED_HOST --read)
-port=$(sed -n 's/.*local=[0-9.]*:\([0-9]*\).*/\1/p' <<< "$out")
+port=$(probe_local_port "$out")
 check "CAP_NET_ADMIN in the pod: the marked connect is still denied by the agent" wait_for_log agent \
   "deny .*src=$SL_POD_A_ADDR:$port dst=$SL_DENIED_ADDR:443 sni=$SL_DENIED_HOST reason=host-not-allowed"

@@ -10,7 +10,7 @@ harness_start
 out=$(sl_pod_exec pod-a "$SL_PROBE" connect $SL_ALLOWED_ADDR:443 --timeout-ms 5000 --send "GET / HTTP/1.0" --read)
 check_contains "connect from pod-a succeeds" "$out" "^connect=ok"
 check_contains "getpeername returns the original destination" "$out" "peer=$SL_ALLOWED_ADDR:443 "
-local_port=$(sed -n 's/.*local=[0-9.]*:\([0-9]*\).*/\1/p' <<< "$out")
+local_port=$(probe_local_port "$out")
 check "agent saw the same client and destination" \
   wait_for_log agent "src=$SL_POD_A_ADDR:$local_port dst=$SL_ALLOWED_ADDR:443 sni=- reason=not-tls"
 check_contains "the kernel counted the getpeername rewrite" "$(kernel_counter peername)" "^[1-9]"

@@ -30,7 +30,7 @@ uid=1b4e28ba-2fa1-11d2-883f-0016d3cca427
 pod_new=$kubepods/burstable/pod$uid
 mkdir -p "$pod_new"
 out=$(in_cgroup "$pod_new" "$SL_PROBE" connect $SL_DENIED_ADDR:443 --hello $SL_DENIED_HOST --read)
-port=$(sed -n 's/.*local=[0-9.]*:\([0-9]*\).*/\1/p' <<< "$out")
+port=$(probe_local_port "$out")
 check "a pod created after the agent: its first connect is redirected and denied" wait_for_log agent \
   "deny cgroup=$(stat -c %i "$pod_new") pod=$uid src=$SL_POD_A_ADDR:$port dst=$SL_DENIED_ADDR:443 sni=$SL_DENIED_HOST reason=host-not-allowed"
 body=$(in_cgroup "$pod_new" curl -sS --connect-timeout 3 -m 8 --cacert "$SL_RUN_DIR/pki/public-ca.pem" \
@@ -42,7 +42,7 @@ uid2=9f0c3d1e-0000-4a5b-8c7d-0123456789ab
 container=$kubepods/kubepods-besteffort-pod${uid2//-/_}.slice/cri-containerd-1.scope
 mkdir -p "$container"
 out=$(in_cgroup "$container" "$SL_PROBE" connect $SL_DENIED_ADDR:443 --hello $SL_DENIED_HOST --read)
-port=$(sed -n 's/.*local=[0-9.]*:\([0-9]*\).*/\1/p' <<< "$out")
+port=$(probe_local_port "$out")
 check "a nested container cgroup: its first connect is redirected and denied" wait_for_log agent \
   "deny cgroup=$(stat -c %i "$container") pod=$uid2 src=$SL_POD_A_ADDR:$port .*reason=host-not-allowed"
 

@@ -14,7 +14,7 @@ cp "$rules" "$SL_RUN_DIR/good.yaml"
 denied_still_redirected() {
   local out port
   out=$(sl_pod_exec pod-a "$SL_PROBE" connect $SL_DENIED_ADDR:443 --hello $SL_DENIED_HOST --read)
-  port=$(sed -n 's/.*local=[0-9.]*:\([0-9]*\).*/\1/p' <<< "$out")
+  port=$(probe_local_port "$out")
   check "$1: a connect into the rejected bypass CIDR is still redirected and denied" wait_for_log agent \
     "deny .*src=$SL_POD_A_ADDR:$port dst=$SL_DENIED_ADDR:443 sni=$SL_DENIED_HOST reason=host-not-allowed"
 }

@@ -52,11 +52,15 @@ wait_for_log() {
   done
   return 1
 }
-# kernel_counter NAME: a counter from `sluicectl status`.
+# kernel_counter NAME [PIN_DIR]: a counter from `sluicectl status` (this test's pins by default).
 kernel_counter() {
-  "$SL_BUILD/userspace/sluicectl" --pin-dir "$SL_PIN_DIR" status |
+  "$SL_BUILD/userspace/sluicectl" --pin-dir "${2:-$SL_PIN_DIR}" status |
     awk -v n="$1" '/^counters:/{inside=1; next} /^[^ ]/{inside=0} inside && $1==n {print $2}'
 }
+
+# probe_local_port TEXT: the local port of an `sl-probe connect` answer (IPv4, IPv6 or
+# v4-mapped), the key the agent's log line carries as src.
+probe_local_port() { sed -n 's/.*local=\(\[[^]]*\]\|[0-9.]*\):\([0-9]*\).*/\2/p' <<< "$1"; }
 
 sl_harness_exit() {
   local code=$?

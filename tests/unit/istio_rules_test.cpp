@@ -101,13 +101,27 @@ spec:
   }));
 }
 
+struct ErrorRow {
+  const char* name;
+  std::string text;
+  const char* expected;  // regex
+};
+
+void expectRefused(const std::vector<ErrorRow>& rows, const std::function<void(const std::string&)>& load) {
+  for (const auto& row : rows) {
+    try {
+      load(row.text);
+      ADD_FAILURE() << row.name << ": loaded";
+    } catch (const ConfigError& e) {
+      EXPECT_TRUE(std::regex_search(e.what(), std::regex(row.expected))) << row.name << ": " << e.what();
+    }
+  }
+}
+
+// sluice cannot select source pods yet: a field that narrows who or where is an error
+// at its place, never a warning that silently grants the route to every enrolled pod.
 TEST_F(IstioRulesTest, InvalidResourcesNameThePlaceAndTheProblem) {
-  struct Row {
-    const char* name;
-    std::string text;
-    const char* expected;  // regex
-  };
-  std::vector<Row> rows = {
+  std::vector<ErrorRow> rows = {
       {"unknown kind", seedWith("kind: Gateway", "kind: Sidecar"), "istio.yaml:15:7: kind 'Sidecar' is not supported"},
       {"unknown apiVersion",
        seedWith("apiVersion: networking.istio.io/v1alpha3\nkind: Gateway",
@@ -134,35 +148,9 @@ TEST_F(IstioRulesTest, InvalidResourcesNameThePlaceAndTheProblem) {
        "wildcard is allowed only as a whole first label"},
       {"DR tls DISABLE", seedWith("mode: ISTIO_MUTUAL", "mode: DISABLE"), "always mutual TLS"},
   };
-  for (const auto& row : rows) {
-    try {
-      loadWithNode(row.text);
-      ADD_FAILURE() << row.name << ": loaded";
-    } catch (const ConfigError& e) {
-      EXPECT_TRUE(std::regex_search(e.what(), std::regex(row.expected))) << row.name << ": " << e.what();
-    }
-  }
+  expectRefused(rows, [&](const std::string& text) { loadWithNode(text); });
 }
 
-struct ErrorRow {
-  const char* name;
-  std::string text;
-  const char* expected;  // regex
-};
-
-void expectRefused(const std::vector<ErrorRow>& rows, const std::function<void(const std::string&)>& load) {
-  for (const auto& row : rows) {
-    try {
-      load(row.text);
-      ADD_FAILURE() << row.name << ": loaded";
-    } catch (const ConfigError& e) {
-      EXPECT_TRUE(std::regex_search(e.what(), std::regex(row.expected))) << row.name << ": " << e.what();
-    }
-  }
-}
-
-// sluice cannot select source pods yet: a field that narrows who or where is an error
-// at its place, never a warning that silently grants the route to every enrolled pod.
 TEST_F(IstioRulesTest, FieldsThatNarrowWhoOrWhereAreRefusedNotWidened) {
   const std::string tlsMatch = "      port: 443\n      sni_hosts:";
   const std::string tcpMatch = "      - istio-egressgateway\n      port: 443";

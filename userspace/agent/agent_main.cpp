@@ -85,8 +85,7 @@ void installRules(BpfDatapath& datapath, const PinLayout& pins, const AgentRules
   auto cgroups = enrolledCgroups(rules.agent);
   requireSocketMarkPermission(rules.agent.socketMark, "agent.socketMark");
   reapRemovedCgroups(pins);
-  DatapathState before = datapath.current();
-  datapath.apply(next);
+  const DatapathState before = datapath.apply(next);
   try {
     enrollCgroups(pins, cgroups);
   } catch (...) {

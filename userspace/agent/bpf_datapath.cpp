@@ -130,8 +130,8 @@ DatapathState BpfDatapath::current() const {
   return state;
 }
 
-void BpfDatapath::apply(const DatapathState& state) {
-  const DatapathState before = current();
+DatapathState BpfDatapath::apply(const DatapathState& state) {
+  DatapathState before = current();
   try {
     write(state);
   } catch (const std::exception& e) {
@@ -145,6 +145,7 @@ void BpfDatapath::apply(const DatapathState& state) {
     }
     throw;
   }
+  return before;
 }
 
 void BpfDatapath::write(const DatapathState& state) {

@@ -30,7 +30,8 @@ class BpfDatapath {
   // fails open: redirected ports are added and bypass entries removed before the config
   // flips, bypass entries added and ports removed after. All or nothing: if a write
   // fails, the state before is written back (in the same order) and the error thrown.
-  void apply(const DatapathState& state);
+  // Returns the state it replaced, for a caller that must undo it later.
+  DatapathState apply(const DatapathState& state);
   DatapathState desired(const AgentConfig& agent, uint32_t rulesVersion) const {
     return desiredDatapath(agent, rulesVersion, nodeNetnsCookie_);
   }
