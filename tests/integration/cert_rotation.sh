@@ -180,7 +180,7 @@ check "its tunnel, opened with the old certificates, ran to its end (gateway log
 
 # What each daemon presents now.
 served=$(echo | sl_host_exec node timeout 10 openssl s_client -connect $SL_EGRESS_ADDR:$SL_GATEWAY_PORT \
-  -servername $SL_ALLOWED_HOST -alpn sluice/port=443 -CAfile "$pki/mesh-ca.pem" \
+  -servername $SL_ALLOWED_HOST -alpn h2 -CAfile "$pki/mesh-ca.pem" \
   -cert "$ca/out/agent-v2.pem" -key "$ca/out/agent-v2.key" -showcerts 2> /dev/null | openssl x509 -noout -serial)
 check_contains "the gateway serves the new certificate" "$served" "^serial=$gateway_new\$"
 check_not_contains "no flow failed at the agent" "$(log_of agent)" "result=gateway-"
@@ -196,7 +196,7 @@ check_contains "and the agent keeps working with the certificate it had" "$body"
 
 # The gateway refuses a peer with two URI SANs (openssl s_client plays the agent).
 echo | sl_host_exec node timeout 10 openssl s_client -connect $SL_EGRESS_ADDR:$SL_GATEWAY_PORT \
-  -servername $SL_ALLOWED_HOST -alpn sluice/port=443 -CAfile "$pki/mesh-ca.pem" \
+  -servername $SL_ALLOWED_HOST -alpn h2 -CAfile "$pki/mesh-ca.pem" \
   -cert "$ca/out/agent-two-uris.pem" -key "$ca/out/agent-two-uris.key" > "$SL_RUN_DIR/two-uris-client.txt" 2>&1
 check "the gateway refuses a client certificate with two URI SANs" wait_for_log gateway \
   "identity=- sni=- .*result=handshake-failed:.*peer certificate has 2 URI SANs; exactly one"
