@@ -216,7 +216,16 @@ void H2Connection::wakeWriter() {
 
 void H2Connection::drain() {
   draining_ = true;
-  if (streams_.empty()) close("drained");
+  finishIfDrained();
+}
+
+// A drained connection says GOAWAY and ends after its last frame is out (writeLoop),
+// never by cutting what is still queued.
+void H2Connection::finishIfDrained() {
+  if (!draining_ || closed_ || terminated_ || !streams_.empty()) return;
+  terminated_ = true;
+  nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);
+  wakeWriter();
 }
 
 void H2Connection::close(const std::string& reason) {
@@ -274,7 +283,9 @@ awaitable<void> H2Connection::readLoop() {
   while (!closed_) {
     IoResult read = co_await tls_->readSome(buffer);
     if (read.error) {
-      close(read.error == asio::error::eof ? "peer-closed" : "read:" + read.error.message());
+      close(!finishReason_.empty()           ? finishReason_
+            : read.error == asio::error::eof ? "peer-closed"
+                                             : "read:" + read.error.message());
       break;
     }
     ssize_t rv = nghttp2_session_mem_recv(session_, buffer.data(), read.bytes);
@@ -298,7 +309,7 @@ void H2Connection::afterCallbacks() {
   for (auto& stream : requests) {
     if (onRequest && !closed_) onRequest(stream);
   }
-  if (draining_ && streams_.empty()) close("drained");
+  finishIfDrained();
 }
 
 awaitable<void> H2Connection::writeLoop() {
@@ -325,7 +336,18 @@ awaitable<void> H2Connection::writeLoop() {
       continue;
     }
     if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) {
-      close("goaway");
+      // Everything is out: close_notify and FIN, then give the peer a moment to do the
+      // same before the socket goes (closing with its bytes unread would reset them).
+      co_await tls_->shutdownSend();
+      error_code ignored;
+      tls_->socket().shutdown(tcp::socket::shutdown_send, ignored);
+      finishReason_ = draining_ ? "drained" : "goaway";
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      while (!closed_ && std::chrono::steady_clock::now() < until) {
+        writeWake_.expires_at(until);
+        co_await writeWake_.async_wait(asio::redirect_error(use_awaitable, ignored));
+      }
+      close(finishReason_);
       break;
     }
     writeWake_.expires_at(asio::steady_timer::time_point::max());
@@ -393,7 +415,9 @@ int H2Connection::onFrameRecv(nghttp2_session* session, const nghttp2_frame* fra
       if (frame->hd.flags & NGHTTP2_FLAG_ACK) self->pingOutstanding_ = false;
       return 0;
     case NGHTTP2_GOAWAY:
+      // The peer takes no new streams: finish those there are, then end (afterCallbacks).
       self->goaway_ = true;
+      self->draining_ = true;
       return 0;
     case NGHTTP2_HEADERS:
     case NGHTTP2_DATA:

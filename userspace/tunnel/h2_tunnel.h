@@ -146,6 +146,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   awaitable<void> pingLoop();
   void wakeWriter();
   void afterCallbacks();  // work nghttp2's callbacks left for later
+  void finishIfDrained();
   nghttp2_data_provider provider(TunnelStream* stream);
 
   static int onBeginHeaders(nghttp2_session*, const nghttp2_frame*, void*);
@@ -170,7 +171,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   bool closed_ = false;
   bool goaway_ = false;
   bool draining_ = false;
+  bool terminated_ = false;  // GOAWAY submitted
   bool pingOutstanding_ = false;
+  std::string finishReason_;  // set once our side has ended gracefully
   std::string closeReason_;
 };
 
