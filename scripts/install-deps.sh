@@ -12,7 +12,7 @@ packages=(
   libbpf-dev libelf-dev zlib1g-dev bpftool
   # userspace libraries
   libssl-dev libboost-dev libboost-program-options-dev libyaml-cpp-dev libspdlog-dev
-  libfmt-dev libc-ares-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libfmt-dev libc-ares-dev libnghttp2-dev libgtest-dev libgmock-dev libbenchmark-dev
   # test topology: namespaces, firewall, DNS server, HTTPS origins, real clients
   iproute2 iptables dnsmasq-base nginx-light curl openssl procps psmisc bc
   # benchmarks: nginx stream proxies (the sidecar-style alternative) and the report chart

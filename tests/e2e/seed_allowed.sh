@@ -35,8 +35,15 @@ if [ "${SL_RULES_VARIANT:-native}" = istio ]; then
   check "the seed file is byte for byte the committed copy" cmp -s "$SL_RUN_DIR/seed-egress.yaml" \
     "$SL_ROOT/examples/istio/seed-egress.yaml"
 fi
-# Tunnels after the first resume the TLS session (no certificate signatures), and the
-# gateway still knows the agent's identity from the session.
-check "a later tunnel resumed its TLS session" wait_for_log agent "sni=$SL_ALLOWED_HOST .*tunnel=resumed .*result=ok"
+# Flows ride the pooled tunnel: several accesses arrive over one agent connection (one
+# peer port), and the agent's connection id is the same on both sides.
+shared_peer() {
+  grep -E "access .*sni=$SL_ALLOWED_HOST .*result=ok" "$SL_RUN_DIR/gateway.log" | grep -oE 'peer=[^ ]+' | sort |
+    uniq -c | awk '$1 >= 2 {found=1} END {exit !found}'
+}
+check "two flows were carried by one tunnel connection" shared_peer
+id=$(grep -E "flow .*sni=$SL_ALLOWED_HOST .*result=ok" "$SL_RUN_DIR/agent.log" | head -1 | grep -oE 'connection_id=[0-9a-f]{16}')
+check "the agent logs a 16-hex connection id per flow" test -n "$id"
+check "the gateway logs the same connection id" grep -q "access .*$id " "$SL_RUN_DIR/gateway.log"
 check_not_contains "every relayed access at the gateway carries the agent's identity" \
   "$(grep 'result=ok' "$SL_RUN_DIR/gateway.log")" "identity=- "

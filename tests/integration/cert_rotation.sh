@@ -172,7 +172,7 @@ done
 check "the stream opened before the rotation answered all $stream_requests requests, the last after the old expiry (got $answers)" \
   test "$answers" -eq "$stream_requests"
 stream_tunnel() { # the stream's access line: the old agent certificate, over a minute long
-  grep -E "access .*result=ok peer_serial=$agent_old$" "$SL_RUN_DIR/gateway.log" |
+  grep -E "access .*result=ok connection_id=[0-9a-f]{16} peer_serial=$agent_old$" "$SL_RUN_DIR/gateway.log" |
     sed -E 's/.* duration_ms=([0-9]+) .*/\1/' | awk '$1 > 60000 {found=1} END {exit !found}'
 }
 for _ in $(seq 50); do stream_tunnel && break; sleep 0.1; done
@@ -180,7 +180,7 @@ check "its tunnel, opened with the old certificates, ran to its end (gateway log
 
 # What each daemon presents now.
 served=$(echo | sl_host_exec node timeout 10 openssl s_client -connect $SL_EGRESS_ADDR:$SL_GATEWAY_PORT \
-  -servername $SL_ALLOWED_HOST -alpn sluice/port=443 -CAfile "$pki/mesh-ca.pem" \
+  -servername $SL_ALLOWED_HOST -alpn h2 -CAfile "$pki/mesh-ca.pem" \
   -cert "$ca/out/agent-v2.pem" -key "$ca/out/agent-v2.key" -showcerts 2> /dev/null | openssl x509 -noout -serial)
 check_contains "the gateway serves the new certificate" "$served" "^serial=$gateway_new\$"
 check_not_contains "no flow failed at the agent" "$(log_of agent)" "result=gateway-"
@@ -196,7 +196,7 @@ check_contains "and the agent keeps working with the certificate it had" "$body"
 
 # The gateway refuses a peer with two URI SANs (openssl s_client plays the agent).
 echo | sl_host_exec node timeout 10 openssl s_client -connect $SL_EGRESS_ADDR:$SL_GATEWAY_PORT \
-  -servername $SL_ALLOWED_HOST -alpn sluice/port=443 -CAfile "$pki/mesh-ca.pem" \
+  -servername $SL_ALLOWED_HOST -alpn h2 -CAfile "$pki/mesh-ca.pem" \
   -cert "$ca/out/agent-two-uris.pem" -key "$ca/out/agent-two-uris.key" > "$SL_RUN_DIR/two-uris-client.txt" 2>&1
 check "the gateway refuses a client certificate with two URI SANs" wait_for_log gateway \
   "identity=- sni=- .*result=handshake-failed:.*peer certificate has 2 URI SANs; exactly one"
@@ -228,4 +228,4 @@ sl_wait_listen egress $SL_GATEWAY_PORT
 out=$(pod_curl pod-a $SL_ALLOWED_HOST $SL_ALLOWED_ADDR 2>&1)
 check_not_contains "no answer through a gateway with two URI SANs" "$out" "hello from"
 check "the agent refuses the gateway's certificate with two URI SANs" wait_for_log agent \
-  "sni=$SL_ALLOWED_HOST result=gateway-handshake:.*peer certificate has 2 URI SANs; exactly one"
+  "tunnel gateway=$SL_EGRESS_ADDR:$SL_GATEWAY_PORT result=gateway-handshake:.*peer certificate has 2 URI SANs; exactly one"

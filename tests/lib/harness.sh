@@ -9,6 +9,7 @@ export SL_PIN_DIR=${SL_PIN_DIR:-/sys/fs/bpf/sluice-test-$SL_PREFIX}
 # shellcheck source=../../scripts/lib/topology.sh
 source "$SL_ROOT/scripts/lib/topology.sh"
 SL_PROBE=${SL_PROBE:-$SL_BUILD/tests/sl-probe}
+SL_TUNNEL_CLIENT=${SL_TUNNEL_CLIENT:-$SL_BUILD/tests/sl-tunnel-client}
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "FAIL: this test needs root (CAP_BPF, CAP_NET_ADMIN, cgroups); CI runs it as root" >&2

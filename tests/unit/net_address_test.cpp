@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "tunnel_protocol.h"
+#include "config.h"
 
 namespace sluice {
 namespace {
@@ -25,12 +25,21 @@ TEST(NetAddress, EndpointsAndCidrs) {
   EXPECT_TRUE(parseIpv4Cidr("0.0.0.0/0"));
 }
 
-TEST(TunnelProtocol, PortRoundTripsThroughAlpn) {
-  EXPECT_EQ(portAlpn(443), "sluice/port=443");
-  EXPECT_EQ(parsePortAlpn("sluice/port=443"), 443);
-  EXPECT_EQ(parsePortAlpn("sluice/port=65535"), 65535);
-  for (const char* bad : {"h2", "sluice/port=", "sluice/port=0", "sluice/port=65536", "sluice/port=44x"}) {
-    EXPECT_FALSE(parsePortAlpn(bad)) << bad;
+TEST(GatewayTarget, AddressesAndNames) {
+  auto v4 = parseGatewayTarget("198.18.3.2:15443");
+  ASSERT_TRUE(v4);
+  EXPECT_EQ(v4->host, "198.18.3.2");
+  EXPECT_EQ(v4->port, 15443);
+  auto v6 = parseGatewayTarget("[2001:db8::1]:15443");
+  ASSERT_TRUE(v6);
+  EXPECT_EQ(v6->host, "2001:db8::1");
+  EXPECT_EQ(formatGatewayTarget(*v6), "[2001:db8::1]:15443");
+  auto name = parseGatewayTarget("sluice-gateway.sluice-system.svc.cluster.local:15443");
+  ASSERT_TRUE(name);
+  EXPECT_EQ(name->host, "sluice-gateway.sluice-system.svc.cluster.local");
+  for (const char* bad : {"198.18.3.2", "198.18.3.2:0", "198.18.3.2:65536", "2001:db8::1:15443", "[2001:db8::1]",
+                          "[nope]:1", "bad name:1", ":443", "host:44x"}) {
+    EXPECT_FALSE(parseGatewayTarget(bad)) << bad;
   }
 }
 

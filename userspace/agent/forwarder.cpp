@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <optional>
+#include <set>
 
 #include "asio_address.h"
 #include "byte_stream.h"
@@ -15,7 +16,6 @@
 #include "marked_socket.h"
 #include "relay.h"
 #include "spawn.h"
-#include "tunnel_protocol.h"
 
 namespace sluice {
 namespace {
@@ -102,7 +102,10 @@ Forwarder::Forwarder(asio::io_context& io, const BpfDatapath& datapath, std::sha
       rules_(std::move(rules)),
       certificates_(certificates),
       acceptor_(io),
-      acceptor6_(io) {}
+      acceptor6_(io),
+      pool_(io, [&certificates] { return certificates.context(); }) {
+  configurePool();
+}
 
 static void bindAndListen(tcp::acceptor& acceptor, const tcp::endpoint& endpoint) {
   acceptor.open(endpoint.protocol());
@@ -127,6 +130,7 @@ void Forwarder::stop() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
   acceptor6_.close(ignored);
+  pool_.stop();
 }
 
 awaitable<void> Forwarder::acceptLoop(tcp::acceptor& acceptor) {
@@ -236,64 +240,111 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
     co_return;
   }
 
-  // 4. mTLS to the gateway: SNI = host, port as ALPN, gateway identity checked.
-  tcp::socket upstream(executor);
-  ec = openMarkedSocket(upstream, tcp::v4(), socketMark_ ? agent.socketMark : 0);
-  if (ec) {
-    spdlog::error("flow {} src={} dst={} sni={} result=local-socket-error:{}", flow.who, formatEndpoint(flow.client),
-                  formatEndpoint(flow.destination), flow.sni, ec.message());
-    resetAndClose(client);
-    co_return;
-  }
-  std::string failure;
-  std::optional<TlsStream> tunnel;
-  {
-    Deadline deadline(executor, agent.gatewayConnectTimeout, [&upstream, &tunnel] {
-      boost::system::error_code ignored;
-      if (tunnel) {
-        tunnel->socket().cancel(ignored);
-      } else {
-        upstream.cancel(ignored);
-      }
-    });
-    co_await upstream.async_connect(toAsio(agent.gatewayAddress), asio::redirect_error(use_awaitable, ec));
-    if (ec) {
-      failure = deadline.expired() ? "gateway-connect-timeout" : "gateway-connect:" + ec.message();
-    } else {
-      upstream.set_option(tcp::no_delay(true), ec);
-      tunnel.emplace(std::move(upstream), certificates_.context().get(), TlsRole::Client);
-      SSL_set_tlsext_host_name(tunnel->ssl(), host->c_str());
-      resumeSession(tunnel->ssl(), *host);
-      std::string alpn = portAlpn(flow.destination.port());
-      std::string wire = std::string(1, static_cast<char>(alpn.size())) + alpn;
-      SSL_set_alpn_protos(tunnel->ssl(), reinterpret_cast<const unsigned char*>(wire.data()), wire.size());
-      ec = co_await tunnel->handshake();
-      if (ec) {
-        failure = deadline.expired() ? "gateway-handshake-timeout" : "gateway-handshake:" + tunnel->lastError();
-      } else if (peerSpiffeId(tunnel->ssl()) != agent.gatewayIdentity) {
-        failure = "gateway-identity-mismatch:" + peerSpiffeId(tunnel->ssl()).value_or("none");
-      }
-    }
-  }
-  if (!failure.empty()) {
-    spdlog::error("flow {} src={} dst={} sni={} result={}", flow.who, formatEndpoint(flow.client),
-                  formatEndpoint(flow.destination), flow.sni, failure);
+  // 4. A CONNECT stream on a pooled tunnel to a gateway: :authority = host:port (the
+  //    gateway dials the name, never the app's address); the hello rides right behind.
+  const std::string connectionId = newConnectionId();
+  std::string gateway = "-", failure;
+  int retries = 0;
+  std::shared_ptr<TunnelStream> stream =
+      co_await openTunnel(*rules, *host + ":" + std::to_string(flow.destination.port()), connectionId,
+                          std::span<const uint8_t>(peeked.data(), have), gateway, failure, retries);
+  peeked = {};
+  if (!stream) {
+    spdlog::error("flow {} src={} dst={} sni={} gateway={} connection_id={} retries={} result={}", flow.who,
+                  formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, gateway, connectionId,
+                  retries, failure);
     resetAndClose(client);
     co_return;
   }
 
-  // 5. The app's bytes, unchanged: the peeked hello (and anything after it) first.
+  // 5. The app's bytes, unchanged, both ways; FIN as END_STREAM, RST as RST_STREAM.
   TcpStream app(std::move(client));
-  ec = co_await tunnel->writeAll(std::span<const uint8_t>(peeked.data(), have));
-  peeked = {};
-  RelayResult relayed;
-  if (!ec) relayed = co_await relayBoth(app, *tunnel, agent.idleTimeout);
-  std::string result = ec ? "gateway-write:" + ec.message() : relayed.outcome();
-  spdlog::info("flow {} src={} dst={} sni={} rule={} tunnel={} up={} down={} duration_ms={} result={}", flow.who,
-               formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, *rule,
-               SSL_session_reused(tunnel->ssl()) ? "resumed" : "full", have + relayed.bytesAtoB, relayed.bytesBtoA,
-               millisSince(flow.started), result);
-  if (!relayed.clean() || ec) resetAndClose(app.socket());
+  RelayResult relayed = co_await relayBoth(app, *stream, agent.idleTimeout);
+  std::string result = relayed.outcome();
+  if (stream->isReset() && !relayed.idleTimeout) result = "reset:" + stream->resetReason();
+  spdlog::info("flow {} src={} dst={} sni={} rule={} gateway={} connection_id={} retries={} up={} down={} duration_ms={} "
+               "result={}",
+               flow.who, formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, *rule, gateway,
+               connectionId, retries, have + relayed.bytesAtoB, relayed.bytesBtoA, millisSince(flow.started), result);
+  if (!relayed.clean()) {
+    resetAndClose(app.socket());
+    stream->abort();
+  }
+}
+
+std::string Forwarder::newConnectionId() {
+  return fmt::format("{:016x}", random_());
+}
+
+void Forwarder::setRules(std::shared_ptr<const AgentRules> rules) {
+  rules_ = std::move(rules);
+  configurePool();
+}
+
+void Forwarder::configurePool() {
+  const AgentConfig& agent = rules_->agent;
+  TunnelPoolSettings settings;
+  settings.gateways = agent.gateways;
+  settings.identity = agent.gatewayIdentity;
+  settings.serverName = agent.gatewayService;
+  settings.socketMark = socketMark_ ? agent.socketMark : 0;
+  settings.connectionsPerGateway = agent.gatewayConnections;
+  settings.connectTimeout = agent.gatewayConnectTimeout;
+  settings.h2.pingInterval = agent.gatewayPingInterval;
+  settings.h2.pingTimeout = agent.gatewayPingTimeout;
+  pool_.configure(settings);
+}
+
+// Writes the first bytes and waits for the origin's first byte (or its end). A stream
+// that fails before then because of the tunnel (lost, refused, no gateway answer) is
+// tried again on another gateway with the same bytes: the app sees nothing of it.
+awaitable<std::shared_ptr<TunnelStream>> Forwarder::openTunnel(const AgentRules& rules, const std::string& authority,
+                                                               const std::string& connectionId,
+                                                               std::span<const uint8_t> firstBytes,
+                                                               std::string& gateway, std::string& failure,
+                                                               int& retries) {
+  auto executor = co_await asio::this_coro::executor;
+  const AgentConfig& agent = rules.agent;
+  std::set<std::string> tried;
+  const int attempts = static_cast<int>(std::max<size_t>(2, agent.gateways.size() + 1));
+  for (int attempt = 0; attempt < attempts; ++attempt) {
+    TunnelPool::Opened opened = co_await pool_.open(authority, connectionId, tried);
+    if (!opened.stream) {
+      failure = opened.failure;
+      co_return nullptr;
+    }
+    gateway = opened.gateway;
+    tried.insert(opened.gateway);
+    std::shared_ptr<TunnelStream> stream = std::move(opened.stream);
+    bool retry = false;
+    {
+      Deadline deadline(executor, agent.gatewayResponseTimeout, [&stream] { stream->abort(); });
+      auto ec = co_await stream->writeAll(firstBytes);
+      if (!ec) co_await stream->waitResponse();
+      if (deadline.expired()) {
+        failure = "gateway-response-timeout";
+        retry = true;
+      } else if (ec || stream->status() == 0) {
+        failure = "tunnel:" + (stream->isReset() ? stream->resetReason() : ec.message());
+        retry = stream->tunnelLost() || stream->resetReason() == "refused-stream" || stream->status() == 0;
+      } else if (stream->status() != 200) {
+        failure = "gateway-refused:" + (stream->result().empty() ? std::to_string(stream->status()) : stream->result());
+      } else {
+        // Connected at the gateway: wait for the origin's first byte (or FIN/RST).
+        Deadline firstByte(executor, agent.idleTimeout, [&stream] { stream->abort(); });
+        co_await stream->waitReadable();
+        if (stream->bytesReceived() > 0 || (!stream->isReset())) co_return stream;
+        failure = "tunnel:" + stream->resetReason();
+        retry = stream->tunnelLost();
+        if (!retry) co_return stream;  // the origin reset: the relay passes it on
+      }
+    }
+    stream->abort();
+    if (!retry) co_return nullptr;
+    ++retries;
+    spdlog::debug("flow connection_id={} gateway={} retry after {}", connectionId, gateway, failure);
+  }
+  co_return nullptr;
 }
 
 awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have,

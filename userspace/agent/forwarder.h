@@ -4,6 +4,8 @@
 #pragma once
 
 #include <memory>
+#include <random>
+#include <span>
 
 #include "address_guard.h"
 #include "async.h"
@@ -13,6 +15,7 @@
 #include "host_matcher.h"
 #include "pod_identity.h"
 #include "tls_context.h"
+#include "tunnel_pool.h"
 
 namespace sluice {
 
@@ -37,17 +40,29 @@ class Forwarder {
   awaitable<void> acceptLoop(tcp::acceptor& acceptor);
   tcp::acceptor& acceptor4() { return acceptor_; }
   tcp::acceptor* acceptor6() { return acceptor6_.is_open() ? &acceptor6_ : nullptr; }
-  void setRules(std::shared_ptr<const AgentRules> rules) { rules_ = std::move(rules); }
+  void setRules(std::shared_ptr<const AgentRules> rules);
   void stop();
   // Tests of the loop guards only: the agent's sockets then carry no SO_MARK, leaving the
   // unenrolled agent cgroup as the one guard.
-  void setSocketMark(bool on) { socketMark_ = on; }
+  void setSocketMark(bool on) {
+    socketMark_ = on;
+    configurePool();
+  }
 
  private:
   awaitable<void> handle(tcp::socket client);
   // ALLOW_ANY: an unknown host goes to its original destination, not via the gateway.
   awaitable<void> passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have, tcp::endpoint destination,
                              std::shared_ptr<const AgentRules> rules, std::string flowText);
+
+  // Step 4: a CONNECT stream to a gateway, retried on another one while no byte has
+  // come back from the origin. Null with `failure` set when every try failed.
+  awaitable<std::shared_ptr<TunnelStream>> openTunnel(const AgentRules& rules, const std::string& authority,
+                                                      const std::string& connectionId,
+                                                      std::span<const uint8_t> firstBytes, std::string& gateway,
+                                                      std::string& failure, int& retries);
+  void configurePool();
+  std::string newConnectionId();
 
   asio::io_context& io_;
   const BpfDatapath& datapath_;
@@ -57,6 +72,8 @@ class Forwarder {
   tcp::acceptor acceptor6_;
   bool socketMark_ = true;
   PodDirectory pods_;
+  TunnelPool pool_;
+  std::mt19937_64 random_{std::random_device{}()};
 };
 
 }  // namespace sluice

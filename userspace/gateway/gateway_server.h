@@ -13,6 +13,7 @@
 #include "config.h"
 #include "dns_cache.h"
 #include "dns_resolver.h"
+#include "h2_tunnel.h"
 #include "host_matcher.h"
 #include "tls_context.h"
 
@@ -47,11 +48,28 @@ class GatewayServer {
   void setRules(std::shared_ptr<const GatewayRules> rules) { rules_ = std::move(rules); }
   void stop();
 
-  // Installs the ALPN selection on a server context: accept "sluice/port=N" only.
+  // Installs the ALPN selection on a server context: "h2" (the tunnel) only.
   static void configureAlpn(SSL_CTX* ctx);
 
+  // Who opened a tunnel, known once per mTLS connection.
+  struct TunnelPeer {
+    std::string address;
+    std::string identity;
+    std::string serial;
+  };
+  // One CONNECT stream: authorize the host, dial, answer, relay. Public for the fuzzer.
+  awaitable<void> handleStream(std::shared_ptr<TunnelStream> stream, std::shared_ptr<const TunnelPeer> peer);
+  // Serves HTTP/2 on an authenticated tunnel until it ends.
+  awaitable<void> serveTunnel(std::unique_ptr<TlsStream> tls, std::shared_ptr<const TunnelPeer> peer);
+
  private:
+  awaitable<void> acceptOn(tcp::acceptor& acceptor);
   awaitable<void> handle(tcp::socket agent);
+  // Steps 3-4 of a stream: where to (route, STATIC or DNS through the address guard),
+  // then connect. `upstream` is the address dialed last; `failure` empty on success.
+  awaitable<std::string> dialUpstream(const GatewayRules& rules, const std::string& rule, const std::string& host,
+                                      uint16_t port, const std::string& flowText, tcp::socket& upstream,
+                                      std::string& upstreamText);
   // STATIC addresses as the rules wrote them, or the DNS answers the address guard allows.
   awaitable<UpstreamTargets> upstreamTargets(const GatewayRules& rules, const UpstreamDestination& destination,
                                              std::string flowText);
@@ -65,6 +83,7 @@ class GatewayServer {
   std::shared_ptr<const GatewayRules> rules_;
   const CertificateReloader& certificates_;
   tcp::acceptor acceptor_;
+  tcp::acceptor acceptor6_;
 };
 
 }  // namespace sluice

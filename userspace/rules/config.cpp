@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include <charconv>
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -90,8 +92,36 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
   }
   agent.tls = r.tls(r.required(node, "tls", "agent"), "agent.tls");
   YAML::Node gw = r.required(node, "gateway", "agent");
-  r.requireMap(gw, "agent.gateway", {"address", "identity", "connectTimeoutMs", "service"});
-  agent.gatewayAddress = r.endpoint(r.required(gw, "address", "agent.gateway"), "agent.gateway.address");
+  r.requireMap(gw, "agent.gateway",
+               {"address", "addresses", "identity", "connectTimeoutMs", "service", "connections", "pingIntervalMs",
+                "pingTimeoutMs", "responseTimeoutMs"});
+  if (gw["address"] && gw["addresses"]) r.fail(gw["addresses"], "give 'agent.gateway.address' or 'addresses', not both");
+  std::vector<YAML::Node> listed;
+  if (gw["addresses"]) {
+    if (!gw["addresses"].IsSequence() || gw["addresses"].size() == 0) {
+      r.fail(gw["addresses"], "'agent.gateway.addresses' must list at least one \"address:port\" or \"name:port\"");
+    }
+    for (const auto& item : gw["addresses"]) listed.push_back(item);
+  } else {
+    listed.push_back(r.required(gw, "address", "agent.gateway"));
+  }
+  for (const auto& item : listed) {
+    std::string text = r.string(item, "agent.gateway.addresses");
+    auto target = parseGatewayTarget(text);
+    if (!target) {
+      r.fail(item, "'" + text + "' is not a gateway: expected \"198.18.3.2:15443\", \"[2001:db8::1]:15443\" or \"name:15443\"");
+    }
+    if (auto v4 = parseIpv4(target->host); v4 && agent.gatewayAddress.addressBe == 0) {
+      agent.gatewayAddress = Ipv4Endpoint{*v4, target->port};
+    }
+    agent.gateways.push_back(*target);
+  }
+  if (gw["connections"]) {
+    agent.gatewayConnections = static_cast<uint32_t>(r.number(gw["connections"], "agent.gateway.connections", 1, 64));
+  }
+  agent.gatewayPingInterval = r.millis(gw, "pingIntervalMs", agent.gatewayPingInterval);
+  agent.gatewayPingTimeout = r.millis(gw, "pingTimeoutMs", agent.gatewayPingTimeout);
+  agent.gatewayResponseTimeout = r.millis(gw, "responseTimeoutMs", agent.gatewayResponseTimeout);
   agent.gatewayIdentity = r.identity(r.required(gw, "identity", "agent.gateway"), "agent.gateway.identity");
   agent.gatewayConnectTimeout = r.millis(gw, "connectTimeoutMs", agent.gatewayConnectTimeout);
   if (gw["service"]) agent.gatewayService = r.string(gw["service"], "agent.gateway.service");
@@ -102,9 +132,21 @@ GatewayConfig readGateway(const YamlReader& r, const YAML::Node& node) {
   r.requireMap(
       node, "gateway",
       {"listen", "dns", "dnsTimeoutMs", "upstreamConnectTimeoutMs", "handshakeTimeoutMs", "tls", "allowedClients",
-       "name", "labels", "idleTimeoutMs", "dnsCacheMs", "socketMark", "denyCidrs", "allowPrivateCidrs"});
+       "name", "labels", "idleTimeoutMs", "dnsCacheMs", "socketMark", "denyCidrs", "allowPrivateCidrs",
+       "listen6", "maxStreamsPerTunnel", "pingIntervalMs", "pingTimeoutMs"});
   GatewayConfig gateway;
   gateway.listen = r.endpoint(r.required(node, "listen", "gateway"), "gateway.listen");
+  if (node["listen6"]) {
+    auto address = parseIpv6(r.string(node["listen6"], "gateway.listen6"));
+    if (!address) r.fail(node["listen6"], "'gateway.listen6' must be an IPv6 address (the port is gateway.listen's)");
+    gateway.listen6 = *address;
+  }
+  if (node["maxStreamsPerTunnel"]) {
+    gateway.maxStreamsPerTunnel =
+        static_cast<uint32_t>(r.number(node["maxStreamsPerTunnel"], "gateway.maxStreamsPerTunnel", 1, 65536));
+  }
+  gateway.pingInterval = r.millis(node, "pingIntervalMs", gateway.pingInterval);
+  gateway.pingTimeout = r.millis(node, "pingTimeoutMs", gateway.pingTimeout);
   gateway.dnsServer = r.endpoint(r.required(node, "dns", "gateway"), "gateway.dns");
   gateway.dnsTimeout = r.millis(node, "dnsTimeoutMs", gateway.dnsTimeout);
   if (node["dnsCacheMs"]) {
@@ -295,6 +337,37 @@ Config loadConfigFile(const std::filesystem::path& path) {
 
 const char* toString(EchPolicy policy) {
   return policy == EchPolicy::Allow ? "allow" : "deny";
+}
+
+std::optional<GatewayTarget> parseGatewayTarget(std::string_view text) {
+  GatewayTarget target;
+  std::string_view host, port;
+  if (text.starts_with("[")) {
+    auto close = text.find("]:");
+    if (close == std::string_view::npos) return std::nullopt;
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+    if (!parseIpv6(host)) return std::nullopt;
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon) return std::nullopt;
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (!parseIpv4(host) && !normalizeHostName(host)) return std::nullopt;
+  }
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535) {
+    return std::nullopt;
+  }
+  target.host = std::string(host);
+  target.port = static_cast<uint16_t>(value);
+  return target;
+}
+
+std::string formatGatewayTarget(const GatewayTarget& target) {
+  bool v6 = target.host.find(':') != std::string::npos;
+  return (v6 ? "[" + target.host + "]" : target.host) + ":" + std::to_string(target.port);
 }
 
 const char* toString(OutboundPolicy policy) {

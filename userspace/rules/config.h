@@ -37,6 +37,14 @@ struct TlsFiles {
   std::filesystem::path key;   // PEM private key
 };
 
+// One gateway as the agent config names it: an IPv4 or IPv6 address, or a DNS name
+// that may resolve to several (a headless Service), with the port.
+struct GatewayTarget {
+  std::string host;  // "198.18.3.2", "2001:db8::1" (no brackets) or a name
+  uint16_t port = 0;
+  bool operator==(const GatewayTarget&) const = default;
+};
+
 struct HostRule {
   std::string name;  // exact or "*.domain", normalised
   std::set<uint16_t> ports;
@@ -71,7 +79,16 @@ struct AgentConfig {
   std::chrono::milliseconds clientHelloTimeout{5000};
   uint32_t maxClientHelloBytes = 16384;
   TlsFiles tls;
+  // The gateways (agent.gateway.addresses, or .address as a list of one). Streams
+  // spread over the healthy ones.
+  std::vector<GatewayTarget> gateways;
+  // The first IPv4 address among them (bypassed in the kernel like every literal one).
   Ipv4Endpoint gatewayAddress;
+  uint32_t gatewayConnections = 2;  // pooled mTLS connections per gateway
+  std::chrono::milliseconds gatewayPingInterval{5000};
+  std::chrono::milliseconds gatewayPingTimeout{5000};
+  // From the CONNECT to the gateway's answer (it dials the origin meanwhile).
+  std::chrono::milliseconds gatewayResponseTimeout{15000};
   std::string gatewayIdentity;  // expected URI SAN of the gateway, e.g. spiffe://...
   // The name Istio resources use for the egress gateway (DestinationRule host,
   // VirtualService destination).
@@ -86,6 +103,10 @@ struct AgentConfig {
 
 struct GatewayConfig {
   Ipv4Endpoint listen;
+  std::optional<Ipv6Address> listen6;  // also accept tunnels over IPv6 (same port)
+  uint32_t maxStreamsPerTunnel = 1024;  // SETTINGS_MAX_CONCURRENT_STREAMS
+  std::chrono::milliseconds pingInterval{10000};
+  std::chrono::milliseconds pingTimeout{10000};
   Ipv4Endpoint dnsServer;
   std::chrono::milliseconds dnsTimeout{3000};
   std::chrono::milliseconds dnsCacheLifetime{5000};  // 0: ask the DNS server every time
@@ -143,6 +164,10 @@ struct Config {
 Config loadConfigFiles(const std::vector<std::filesystem::path>& paths);
 Config loadConfigFile(const std::filesystem::path& path);
 Config loadConfigText(const std::string& text, const std::filesystem::path& source);
+
+// "198.18.3.2:15443", "[2001:db8::1]:15443" or "name:15443"; nullopt when malformed.
+std::optional<GatewayTarget> parseGatewayTarget(std::string_view text);
+std::string formatGatewayTarget(const GatewayTarget& target);
 
 const char* toString(OutboundPolicy policy);
 const char* toString(EchPolicy policy);

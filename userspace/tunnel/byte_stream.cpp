@@ -39,6 +39,8 @@ awaitable<error_code> TcpStream::shutdownSend() {
 
 void TcpStream::abort() {
   error_code ignored;
+  // Linger 0: the peer sees a reset, as the other side of the relay did.
+  if (socket_.is_open()) socket_.set_option(asio::socket_base::linger(true, 0), ignored);
   socket_.close(ignored);
 }
 

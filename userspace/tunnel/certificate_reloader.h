@@ -31,10 +31,8 @@ class CertificateReloader {
   // daemon does not start with an identity it could not present.
   CertificateReloader(asio::io_context& io, TlsFiles files, TlsRole role, bool watch, Configure configure = {});
 
-  // The context for a new connection. A rotation replaces it: the client's session
-  // tickets live in the context, so a session resumed after a rotation cannot carry the
-  // old certificate (a resumed handshake presents none), and a new server context has
-  // new ticket keys, so a peer's old ticket falls back to a full handshake too.
+  // The context for a new connection. A rotation replaces it; the agent's tunnel pool
+  // drains connections made with an older context, so new flows present the new one.
   // Worker threads call this while a rotation may swap the context: the pointer keeps
   // the context alive for as long as the caller holds it.
   std::shared_ptr<SSL_CTX> context() const {

@@ -28,9 +28,8 @@ enum class TlsRole { Client, Server };
 
 // TLS 1.3 only, peer verification against `files.ca` (and exactly one URI SAN on the
 // peer's certificate), our chain and key from `files`.
-// A server also requires a client certificate and issues one session ticket per
-// handshake (lifetime kTicketLifetimeSeconds); a client keeps the newest ticket per SNI
-// (resumeSession). Throws std::runtime_error with OpenSSL's reason and the file involved.
+// A server also requires a client certificate. No session resumption: tunnels are few
+// and long-lived. Throws std::runtime_error with OpenSSL's reason and the file involved.
 SslCtxPtr makeMeshTlsContext(const TlsFiles& files, TlsRole role);
 
 // A daemon's mesh identity as loaded: the TLS context and what its certificate says.
@@ -46,15 +45,6 @@ struct MeshCredentials {
 std::shared_ptr<const MeshCredentials> loadMeshCredentials(const TlsFiles& files, TlsRole role,
                                                            const std::function<void(SSL_CTX*)>& configure,
                                                            WallClock::time_point now = WallClock::now());
-
-// Resumption skips the certificate signatures and checks; the peer's certificate comes
-// from the session, so identity checks still apply. Short-lived so that a revoked
-// identity does not linger.
-inline constexpr long kTicketLifetimeSeconds = 300;
-
-// Client side: offers the newest ticket received for this SNI, if any. Call before the
-// handshake, after SSL_set_tlsext_host_name.
-void resumeSession(SSL* ssl, const std::string& serverName);
 
 // The URI subject alternative names of the verified peer certificate.
 std::vector<std::string> peerUriSans(SSL* ssl);

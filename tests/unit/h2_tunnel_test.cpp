@@ -1,0 +1,302 @@
+// The HTTP/2 CONNECT tunnel over real mTLS on loopback: stream semantics (half-close,
+// reset both ways, refusal), flow control (a slow reader stalls only its own stream) and
+// the PING timeout.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <functional>
+
+#include "h2_tunnel.h"
+#include "test_certificates.h"
+#include "tls_context.h"
+
+namespace sluice {
+namespace {
+
+using test_pki::CertSpec;
+using test_pki::TestMeshCa;
+using boost::system::error_code;
+
+CertSpec identity(const std::string& uri) {
+  CertSpec spec;
+  spec.sans = "URI:" + uri;
+  return spec;
+}
+
+// Reads until end of stream or an error; the bytes, and the error if not EOF.
+awaitable<std::pair<std::string, error_code>> readAll(TunnelStream& stream, size_t pauseAfter = 0,
+                                                     asio::steady_timer* pause = nullptr) {
+  std::string out;
+  std::vector<uint8_t> buffer(65536);
+  while (true) {
+    IoResult r = co_await stream.readSome(buffer);
+    if (r.error == asio::error::eof) co_return std::make_pair(out, error_code{});
+    if (r.error) co_return std::make_pair(out, r.error);
+    out.append(reinterpret_cast<char*>(buffer.data()), r.bytes);
+    if (pause && out.size() >= pauseAfter) {
+      error_code ignored;
+      co_await pause->async_wait(asio::redirect_error(use_awaitable, ignored));
+      pause = nullptr;
+    }
+  }
+}
+
+awaitable<error_code> writeString(TunnelStream& stream, std::string text, bool finish) {
+  auto ec = co_await stream.writeAll(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  if (!ec && finish) ec = co_await stream.shutdownSend();
+  co_return ec;
+}
+
+class H2TunnelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("sluice-h2-test-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+    ca_ = std::make_unique<TestMeshCa>(dir_);
+    ca_->issue("agent", identity("spiffe://test/sa/agent"));
+    ca_->issue("gateway", identity("spiffe://test/sa/gateway"));
+    clientCtx_ = makeMeshTlsContext({ca_->caFile(), dir_ / "agent.pem", dir_ / "agent.key"}, TlsRole::Client);
+    serverCtx_ = makeMeshTlsContext({ca_->caFile(), dir_ / "gateway.pem", dir_ / "gateway.key"}, TlsRole::Server);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // A connected TLS pair over loopback TCP, both handshakes done.
+  awaitable<void> tlsPair(std::unique_ptr<TlsStream>& client, std::unique_ptr<TlsStream>& server) {
+    auto executor = co_await asio::this_coro::executor;
+    tcp::acceptor acceptor(executor, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    tcp::socket a(executor);
+    co_await a.async_connect(acceptor.local_endpoint(), use_awaitable);
+    tcp::socket b = co_await acceptor.async_accept(use_awaitable);
+    client = std::make_unique<TlsStream>(std::move(a), clientCtx_.get(), TlsRole::Client);
+    server = std::make_unique<TlsStream>(std::move(b), serverCtx_.get(), TlsRole::Server);
+    Signal serverDone(executor);
+    error_code serverError;
+    asio::co_spawn(executor, handshakeInto(*server, serverError, serverDone), asio::detached);
+    error_code clientError = co_await client->handshake();
+    co_await serverDone.wait();
+    EXPECT_FALSE(clientError) << client->lastError();
+    EXPECT_FALSE(serverError) << server->lastError();
+  }
+  static awaitable<void> handshakeInto(TlsStream& stream, error_code& error, Signal& done) {
+    error = co_await stream.handshake();
+    done.set();
+  }
+
+  // Client and server h2 connections, both running; the server hands requests to `onRequest`.
+  awaitable<void> connect(H2Settings settings, std::function<void(std::shared_ptr<TunnelStream>)> onRequest) {
+    std::unique_ptr<TlsStream> c, s;
+    co_await tlsPair(c, s);
+    client_ = std::make_shared<H2Connection>(std::move(c), H2Role::Client, settings);
+    server_ = std::make_shared<H2Connection>(std::move(s), H2Role::Server, settings);
+    server_->onRequest = std::move(onRequest);
+    asio::co_spawn(io_, client_->run(), asio::detached);
+    asio::co_spawn(io_, server_->run(), asio::detached);
+  }
+
+  // Runs `test` to completion (or fails after `limit`), then closes both ends.
+  void run(std::function<awaitable<void>()> test, std::chrono::seconds limit = std::chrono::seconds(20)) {
+    bool done = false;
+    asio::co_spawn(io_, test(), [&](std::exception_ptr e) {
+      done = true;
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          ADD_FAILURE() << "test coroutine threw: " << ex.what();
+        }
+      }
+    });
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done && std::chrono::steady_clock::now() < deadline) io_.run_for(std::chrono::milliseconds(50));
+    EXPECT_TRUE(done) << "timed out";
+    if (client_) client_->close("test-end");
+    if (server_) server_->close("test-end");
+    io_.run_for(std::chrono::milliseconds(100));
+    if (server_) server_->onRequest = nullptr;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<TestMeshCa> ca_;
+  SslCtxPtr clientCtx_, serverCtx_;
+  asio::io_context io_;
+  std::shared_ptr<H2Connection> client_, server_;
+};
+
+// Gateway side of the half-close test: read to END_STREAM, then answer and end.
+awaitable<void> echoAfterEof(std::shared_ptr<TunnelStream> stream, std::string& got, bool& ended) {
+  EXPECT_EQ(stream->method(), "CONNECT");
+  EXPECT_EQ(stream->authority(), "www.example.com:443");
+  EXPECT_EQ(stream->connectionId(), "0123456789abcdef");
+  stream->respond(200, "");
+  auto [bytes, error] = co_await readAll(*stream);
+  EXPECT_FALSE(error) << error.message();
+  got = bytes;
+  // The agent's side is half-closed; ours still sends.
+  EXPECT_FALSE(co_await writeString(*stream, "reply:" + bytes, true));
+  ended = stream->ended();
+}
+
+TEST_F(H2TunnelTest, HalfCloseBothWaysDeliversEveryByteBeforeTheEnd) {
+  std::string gatewayGot;
+  bool gatewayEnded = false;
+  auto test = [&]() -> awaitable<void> {
+    co_await connect({}, [&](std::shared_ptr<TunnelStream> s) {
+      asio::co_spawn(io_, echoAfterEof(s, gatewayGot, gatewayEnded), asio::detached);
+    });
+    auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+    EXPECT_TRUE(stream);
+    std::string hello(100000, 'h');
+    EXPECT_FALSE(co_await writeString(*stream, hello, true));  // DATA then END_STREAM, before any answer
+    co_await stream->waitResponse();
+    EXPECT_EQ(stream->status(), 200);
+    auto [bytes, error] = co_await readAll(*stream);
+    EXPECT_FALSE(error) << error.message();
+    EXPECT_EQ(bytes, "reply:" + hello);
+    EXPECT_TRUE(stream->ended());
+    EXPECT_FALSE(stream->isReset());
+    for (int i = 0; i < 100 && client_->streamCount() > 0; ++i) {
+      asio::steady_timer t(io_, std::chrono::milliseconds(10));
+      co_await t.async_wait(use_awaitable);
+    }
+    EXPECT_EQ(client_->streamCount(), 0u) << "a stream ended both ways is closed";
+  };
+  run(test);
+  EXPECT_EQ(gatewayGot.size(), 100000u);
+  EXPECT_TRUE(gatewayEnded);
+}
+
+awaitable<void> resetAfterSome(std::shared_ptr<TunnelStream> stream) {
+  stream->respond(200, "");
+  co_await writeString(*stream, "partial", false);
+  asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
+  co_await t.async_wait(use_awaitable);
+  stream->abort();  // the origin reset: RST_STREAM
+}
+
+TEST_F(H2TunnelTest, GatewayResetReachesTheAgentAsReset) {
+  auto test = [&]() -> awaitable<void> {
+    co_await connect({}, [&](std::shared_ptr<TunnelStream> s) { asio::co_spawn(io_, resetAfterSome(s), asio::detached); });
+    auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+    co_await writeString(*stream, "hello", false);
+    auto [bytes, error] = co_await readAll(*stream);
+    EXPECT_EQ(error, asio::error::connection_reset);
+    EXPECT_TRUE(stream->isReset());
+    EXPECT_FALSE(stream->tunnelLost()) << "only the stream, not the tunnel";
+    EXPECT_TRUE(client_->isOpen());
+  };
+  run(test);
+}
+
+awaitable<void> readUntilError(std::shared_ptr<TunnelStream> stream, error_code& error, bool& done) {
+  stream->respond(200, "");
+  auto result = co_await readAll(*stream);
+  error = result.second;
+  done = true;
+}
+
+TEST_F(H2TunnelTest, AgentResetReachesTheGatewayAsReset) {
+  error_code gatewayError;
+  bool gatewayDone = false;
+  auto test = [&]() -> awaitable<void> {
+    co_await connect({}, [&](std::shared_ptr<TunnelStream> s) {
+      asio::co_spawn(io_, readUntilError(s, gatewayError, gatewayDone), asio::detached);
+    });
+    auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+    co_await writeString(*stream, "hello", false);
+    co_await stream->waitResponse();
+    stream->abort();  // the app reset
+    for (int i = 0; i < 200 && !gatewayDone; ++i) {
+      asio::steady_timer t(io_, std::chrono::milliseconds(10));
+      co_await t.async_wait(use_awaitable);
+    }
+  };
+  run(test);
+  EXPECT_TRUE(gatewayDone);
+  EXPECT_EQ(gatewayError, asio::error::connection_reset);
+}
+
+TEST_F(H2TunnelTest, RefusalCarriesStatusAndReasonAndIsNotAnEndOfStream) {
+  auto test = [&]() -> awaitable<void> {
+    co_await connect({}, [&](std::shared_ptr<TunnelStream> s) { s->respond(403, "host-not-allowed"); });
+    auto stream = client_->openConnect("blocked.example.net:443", "0123456789abcdef");
+    co_await writeString(*stream, "hello", false);
+    co_await stream->waitResponse();
+    EXPECT_EQ(stream->status(), 403);
+    EXPECT_EQ(stream->result(), "host-not-allowed");
+    std::vector<uint8_t> buffer(16);
+    IoResult r = co_await stream->readSome(buffer);
+    EXPECT_EQ(r.error, asio::error::connection_refused) << "a refusal must not look like the origin's FIN";
+    stream->abort();
+    EXPECT_TRUE(client_->isOpen()) << "a refused stream leaves the tunnel up";
+  };
+  run(test);
+}
+
+// Gateway side of the window test: send `bytes` and end; report how far the writer got.
+awaitable<void> sendMany(std::shared_ptr<TunnelStream> stream, size_t bytes, size_t& written) {
+  stream->respond(200, "");
+  std::vector<uint8_t> chunk(65536, 'x');
+  while (written < bytes) {
+    if (co_await stream->writeAll(chunk)) co_return;
+    written += chunk.size();
+  }
+  co_await stream->shutdownSend();
+}
+
+TEST_F(H2TunnelTest, SlowReaderStallsOnlyItsOwnStream) {
+  H2Settings settings;
+  settings.streamWindow = 256 * 1024;
+  settings.connectionWindow = 4u << 20;
+  constexpr size_t kTotal = 16u << 20;  // 4x the connection window: needs window updates
+  size_t slowWritten = 0, fastWritten = 0;
+  auto test = [&]() -> awaitable<void> {
+    co_await connect(settings, [&](std::shared_ptr<TunnelStream> s) {
+      size_t& counter = s->authority() == "slow.example:443" ? slowWritten : fastWritten;
+      asio::co_spawn(io_, sendMany(s, kTotal, counter), asio::detached);
+    });
+    auto slow = client_->openConnect("slow.example:443", "0123456789abcdef");
+    auto fast = client_->openConnect("fast.example:443", "fedcba9876543210");
+    // The slow stream's reader takes nothing; the fast one reads all 16 MiB.
+    auto [bytes, error] = co_await readAll(*fast);
+    EXPECT_FALSE(error) << error.message();
+    EXPECT_EQ(bytes.size(), kTotal);
+    // The slow stream's sender is held by its stream window, not the connection's.
+    EXPECT_LE(slowWritten, settings.streamWindow + 65536u);
+    EXPECT_LT(slowWritten, kTotal);
+    // And it flows once its reader reads.
+    auto [slowBytes, slowError] = co_await readAll(*slow);
+    EXPECT_FALSE(slowError) << slowError.message();
+    EXPECT_EQ(slowBytes.size(), kTotal);
+  };
+  run(test, std::chrono::seconds(60));
+  EXPECT_EQ(fastWritten, kTotal);
+  EXPECT_EQ(slowWritten, kTotal);
+}
+
+TEST_F(H2TunnelTest, PingTimeoutResetsEveryStreamOnTheTunnel) {
+  H2Settings settings;
+  settings.pingInterval = std::chrono::milliseconds(100);
+  settings.pingTimeout = std::chrono::milliseconds(200);
+  std::unique_ptr<TlsStream> silentPeer;
+  auto test = [&]() -> awaitable<void> {
+    std::unique_ptr<TlsStream> c;
+    co_await tlsPair(c, silentPeer);  // the peer finished TLS and then says nothing
+    client_ = std::make_shared<H2Connection>(std::move(c), H2Role::Client, settings);
+    asio::co_spawn(io_, client_->run(), asio::detached);
+    auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+    co_await writeString(*stream, "hello", false);
+    auto [bytes, error] = co_await readAll(*stream);
+    EXPECT_EQ(error, asio::error::connection_reset);
+    EXPECT_TRUE(stream->tunnelLost());
+    EXPECT_EQ(stream->resetReason(), "tunnel-lost:ping-timeout");
+    EXPECT_FALSE(client_->isOpen());
+    EXPECT_EQ(client_->closeReason(), "ping-timeout");
+    EXPECT_FALSE(client_->openConnect("www.example.com:443", "0123456789abcdef")) << "no new stream on a dead tunnel";
+  };
+  run(test);
+}
+
+}  // namespace
+}  // namespace sluice

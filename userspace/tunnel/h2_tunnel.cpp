@@ -1,0 +1,504 @@
+#include "h2_tunnel.h"
+
+#include "relay.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace sluice {
+
+using boost::system::error_code;
+
+namespace {
+
+constexpr size_t kReadBatch = 64 * 1024;
+constexpr size_t kWriteBatch = 64 * 1024;
+
+nghttp2_nv header(const char* name, const std::string& value) {
+  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name)),
+                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), std::strlen(name), value.size(),
+                    NGHTTP2_NV_FLAG_NONE};
+}
+
+}  // namespace
+
+// ---- TunnelStream --------------------------------------------------------------
+
+awaitable<void> TunnelStream::waitChange(asio::steady_timer& timer) {
+  timer.expires_at(asio::steady_timer::time_point::max());
+  error_code ignored;
+  co_await timer.async_wait(asio::redirect_error(use_awaitable, ignored));
+}
+
+void TunnelStream::wakeAll() {
+  if (readWake_) readWake_->cancel();
+  if (writeWake_) writeWake_->cancel();
+}
+
+void TunnelStream::fail(const std::string& reason, bool tunnelLost) {
+  if (!reset_) {
+    reset_ = true;
+    tunnelLost_ = tunnelLost;
+    resetReason_ = reason;
+  }
+  wakeAll();
+}
+
+void TunnelStream::giveBackWindow() {
+  if (handedOut_ == 0) return;
+  size_t n = handedOut_;
+  handedOut_ = 0;
+  H2Connection& c = *connection_;
+  if (c.closed_) return;
+  if (closed_) {
+    nghttp2_session_consume_connection(c.session_, n);
+  } else {
+    nghttp2_session_consume(c.session_, id_, n);
+  }
+  c.wakeWriter();
+}
+
+awaitable<error_code> TunnelStream::waitReadable() {
+  // The relay calls this after it wrote the previous bytes out: now they may come again.
+  giveBackWindow();
+  if (!readWake_) readWake_ = std::make_unique<asio::steady_timer>(connection_->writeWake_.get_executor());
+  while (!reset_ && receivedOffset_ == received_.size() && !eof_) co_await waitChange(*readWake_);
+  if (reset_) co_return asio::error::connection_reset;
+  co_return error_code{};
+}
+
+awaitable<IoResult> TunnelStream::readSome(std::span<uint8_t> buffer) {
+  IoResult result;
+  if (auto ec = co_await waitReadable()) {
+    result.error = ec;
+    co_return result;
+  }
+  // A refused CONNECT ends with END_STREAM after its error status: not an origin's FIN.
+  if (connection_->role_ == H2Role::Client && status_ != 200) {
+    result.error = asio::error::connection_refused;
+    co_return result;
+  }
+  size_t available = received_.size() - receivedOffset_;
+  if (available == 0) {
+    result.error = asio::error::eof;
+    co_return result;
+  }
+  size_t n = std::min(available, buffer.size());
+  std::memcpy(buffer.data(), received_.data() + receivedOffset_, n);
+  receivedOffset_ += n;
+  handedOut_ += n;
+  if (receivedOffset_ == received_.size()) {
+    received_.clear();
+    receivedOffset_ = 0;
+    // An idle stream holds no buffer: memory follows the bytes in flight.
+    if (received_.capacity() > 16 * 1024) std::vector<uint8_t>().swap(received_);
+  }
+  result.bytes = n;
+  co_return result;
+}
+
+awaitable<error_code> TunnelStream::writeAll(std::span<const uint8_t> data) {
+  H2Connection& c = *connection_;
+  if (reset_ || c.closed_) co_return asio::error::connection_reset;
+  if (sendEof_) co_return asio::error::broken_pipe;
+  if (data.empty()) co_return error_code{};
+  if (!writeWake_) writeWake_ = std::make_unique<asio::steady_timer>(c.writeWake_.get_executor());
+  sending_ = data;
+  if (providerAttached_ && deferred_) {
+    deferred_ = false;
+    nghttp2_session_resume_data(c.session_, id_);
+  }
+  c.wakeWriter();
+  while (!sending_.empty() && !reset_ && !c.closed_) co_await waitChange(*writeWake_);
+  if (!sending_.empty()) {
+    sending_ = {};
+    co_return asio::error::connection_reset;
+  }
+  co_return error_code{};
+}
+
+awaitable<error_code> TunnelStream::shutdownSend() {
+  H2Connection& c = *connection_;
+  if (reset_ || c.closed_) co_return asio::error::connection_reset;
+  if (sendEof_) co_return error_code{};
+  sendEof_ = true;
+  if (providerAttached_ && deferred_ && !closed_) {
+    deferred_ = false;
+    nghttp2_session_resume_data(c.session_, id_);
+  }
+  c.wakeWriter();
+  co_return error_code{};
+}
+
+void TunnelStream::abort() {
+  H2Connection& c = *connection_;
+  if (!c.closed_ && !closed_ && !reset_) {
+    nghttp2_submit_rst_stream(c.session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_CANCEL);
+    c.wakeWriter();
+  }
+  fail("aborted", false);
+}
+
+awaitable<void> TunnelStream::waitResponse() {
+  if (!readWake_) readWake_ = std::make_unique<asio::steady_timer>(connection_->writeWake_.get_executor());
+  while (!responded_ && !reset_ && !closed_) co_await waitChange(*readWake_);
+}
+
+void TunnelStream::respond(int status, const std::string& result) {
+  H2Connection& c = *connection_;
+  if (c.closed_ || closed_ || reset_ || responded_) return;
+  responded_ = true;
+  status_ = status;
+  std::string statusText = std::to_string(status);
+  std::vector<nghttp2_nv> headers{header(":status", statusText)};
+  if (!result.empty()) headers.push_back(header(kResultHeader, result));
+  if (status == 200) {
+    nghttp2_data_provider data = c.provider(this);
+    providerAttached_ = true;
+    nghttp2_submit_response(c.session_, id_, headers.data(), headers.size(), &data);
+  } else {
+    // The refusal ends our side; the client's END_STREAM or RST closes the stream.
+    sendEof_ = true;
+    nghttp2_submit_response(c.session_, id_, headers.data(), headers.size(), nullptr);
+  }
+  c.wakeWriter();
+}
+
+// ---- H2Connection --------------------------------------------------------------
+
+H2Connection::H2Connection(std::unique_ptr<TlsStream> tls, H2Role role, H2Settings settings)
+    : tls_(std::move(tls)),
+      role_(role),
+      settings_(settings),
+      writeWake_(tls_->socket().get_executor()),
+      pingTimer_(tls_->socket().get_executor()) {
+  nghttp2_session_callbacks* callbacks = nullptr;
+  nghttp2_session_callbacks_new(&callbacks);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, onBeginHeaders);
+  nghttp2_session_callbacks_set_on_header_callback(callbacks, onHeader);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameRecv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose);
+  nghttp2_option* option = nullptr;
+  nghttp2_option_new(&option);
+  nghttp2_option_set_no_auto_window_update(option, 1);
+  // Bound what a peer can make us hold: header blocks, and the HPACK table.
+  nghttp2_option_set_max_send_header_block_length(option, 16 * 1024);
+  nghttp2_option_set_max_deflate_dynamic_table_size(option, 4096);
+  int rv = role == H2Role::Client ? nghttp2_session_client_new2(&session_, callbacks, this, option)
+                                  : nghttp2_session_server_new2(&session_, callbacks, this, option);
+  nghttp2_option_del(option);
+  nghttp2_session_callbacks_del(callbacks);
+  if (rv != 0) throw std::runtime_error(std::string("nghttp2 session: ") + nghttp2_strerror(rv));
+  std::vector<nghttp2_settings_entry> entries{
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, settings_.streamWindow},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 8192},
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, role == H2Role::Server ? settings_.maxConcurrentStreams : 0}};
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, entries.data(), entries.size());
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, static_cast<int32_t>(settings_.connectionWindow));
+  out_.reserve(kWriteBatch + 16 * 1024 + 64);
+}
+
+H2Connection::~H2Connection() {
+  nghttp2_session_del(session_);
+}
+
+bool H2Connection::canOpen() const {
+  if (closed_ || goaway_ || draining_) return false;
+  uint32_t limit = nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+  return streams_.size() < limit;
+}
+
+void H2Connection::wakeWriter() {
+  writeWake_.cancel();
+}
+
+void H2Connection::drain() {
+  draining_ = true;
+  finishIfDrained();
+}
+
+// A drained connection says GOAWAY and ends after its last frame is out (writeLoop),
+// never by cutting what is still queued.
+void H2Connection::finishIfDrained() {
+  if (!draining_ || closed_ || terminated_ || !streams_.empty()) return;
+  terminated_ = true;
+  nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);
+  wakeWriter();
+}
+
+void H2Connection::close(const std::string& reason) {
+  if (closed_) return;
+  closed_ = true;
+  closeReason_ = reason;
+  auto streams = std::move(streams_);
+  streams_.clear();
+  for (auto& [id, stream] : streams) stream->fail("tunnel-lost:" + reason, true);
+  for (auto& stream : pendingRequests_) stream->fail("tunnel-lost:" + reason, true);
+  pendingRequests_.clear();
+  tls_->abort();
+  writeWake_.cancel();
+  pingTimer_.cancel();
+}
+
+nghttp2_data_provider H2Connection::provider(TunnelStream* stream) {
+  nghttp2_data_provider data{};
+  data.source.ptr = stream;
+  data.read_callback = readData;
+  return data;
+}
+
+std::shared_ptr<TunnelStream> H2Connection::openConnect(const std::string& authority,
+                                                        const std::string& connectionId) {
+  if (role_ != H2Role::Client || !canOpen()) return nullptr;
+  auto stream = std::make_shared<TunnelStream>(shared_from_this(), 0);
+  std::vector<nghttp2_nv> headers{header(":method", "CONNECT"), header(":authority", authority),
+                                  header(kConnectionIdHeader, connectionId)};
+  nghttp2_data_provider data = provider(stream.get());
+  int32_t id = nghttp2_submit_request(session_, nullptr, headers.data(), headers.size(), &data, stream.get());
+  if (id < 0) return nullptr;
+  stream->id_ = id;
+  stream->providerAttached_ = true;
+  streams_[id] = stream;
+  wakeWriter();
+  return stream;
+}
+
+awaitable<void> H2Connection::run() {
+  auto self = shared_from_this();
+  auto executor = co_await asio::this_coro::executor;
+  Signal writerDone(executor);
+  Signal pingerDone(executor);
+  asio::co_spawn(executor, signalAfter(writeLoop(), writerDone), asio::detached);
+  asio::co_spawn(executor, signalAfter(pingLoop(), pingerDone), asio::detached);
+  co_await readLoop();
+  close(closeReason_.empty() ? "ended" : closeReason_);
+  co_await writerDone.wait();
+  co_await pingerDone.wait();
+}
+
+awaitable<void> H2Connection::readLoop() {
+  std::vector<uint8_t> buffer(kReadBatch);
+  while (!closed_) {
+    IoResult read = co_await tls_->readSome(buffer);
+    if (read.error) {
+      close(!finishReason_.empty()           ? finishReason_
+            : read.error == asio::error::eof ? "peer-closed"
+                                             : "read:" + read.error.message());
+      break;
+    }
+    ssize_t rv = nghttp2_session_mem_recv(session_, buffer.data(), read.bytes);
+    if (rv < 0) {
+      close(std::string("protocol:") + nghttp2_strerror(static_cast<int>(rv)));
+      break;
+    }
+    afterCallbacks();
+    wakeWriter();
+  }
+}
+
+void H2Connection::afterCallbacks() {
+  graveyard_.clear();
+  if (connectionConsume_ && !closed_) {
+    nghttp2_session_consume_connection(session_, connectionConsume_);
+  }
+  connectionConsume_ = 0;
+  auto requests = std::move(pendingRequests_);
+  pendingRequests_.clear();
+  for (auto& stream : requests) {
+    if (onRequest && !closed_) onRequest(stream);
+  }
+  finishIfDrained();
+}
+
+awaitable<void> H2Connection::writeLoop() {
+  auto self = shared_from_this();
+  while (!closed_) {
+    out_.clear();
+    while (out_.size() < kWriteBatch) {
+      const uint8_t* data = nullptr;
+      ssize_t n = nghttp2_session_mem_send(session_, &data);
+      if (n < 0) {
+        close(std::string("protocol:") + nghttp2_strerror(static_cast<int>(n)));
+        co_return;
+      }
+      if (n == 0) break;
+      out_.insert(out_.end(), data, data + n);
+    }
+    afterCallbacks();
+    if (closed_) break;
+    if (!out_.empty()) {
+      if (auto ec = co_await tls_->writeAll(out_)) {
+        close("write:" + ec.message());
+        break;
+      }
+      continue;
+    }
+    if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) {
+      // Everything is out: close_notify and FIN, then give the peer a moment to do the
+      // same before the socket goes (closing with its bytes unread would reset them).
+      co_await tls_->shutdownSend();
+      error_code ignored;
+      tls_->socket().shutdown(tcp::socket::shutdown_send, ignored);
+      finishReason_ = draining_ ? "drained" : "goaway";
+      const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+      while (!closed_ && std::chrono::steady_clock::now() < until) {
+        writeWake_.expires_at(until);
+        co_await writeWake_.async_wait(asio::redirect_error(use_awaitable, ignored));
+      }
+      close(finishReason_);
+      break;
+    }
+    writeWake_.expires_at(asio::steady_timer::time_point::max());
+    error_code ignored;
+    co_await writeWake_.async_wait(asio::redirect_error(use_awaitable, ignored));
+  }
+}
+
+awaitable<void> H2Connection::pingLoop() {
+  auto self = shared_from_this();
+  while (!closed_) {
+    pingTimer_.expires_after(settings_.pingInterval);
+    error_code ec;
+    co_await pingTimer_.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (closed_) break;
+    pingOutstanding_ = true;
+    nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
+    wakeWriter();
+    pingTimer_.expires_after(settings_.pingTimeout);
+    co_await pingTimer_.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (closed_) break;
+    if (pingOutstanding_) {
+      close("ping-timeout");
+      break;
+    }
+  }
+}
+
+// ---- nghttp2 callbacks: record and wake; never call back into the session ----------
+
+int H2Connection::onBeginHeaders(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  if (self->role_ != H2Role::Server || frame->hd.type != NGHTTP2_HEADERS ||
+      frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+    return 0;
+  }
+  auto stream = std::make_shared<TunnelStream>(self->shared_from_this(), frame->hd.stream_id);
+  nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, stream.get());
+  self->streams_[frame->hd.stream_id] = std::move(stream);
+  return 0;
+}
+
+int H2Connection::onHeader(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name,
+                           size_t nameLength, const uint8_t* value, size_t valueLength, uint8_t, void*) {
+  if (frame->hd.type != NGHTTP2_HEADERS) return 0;
+  auto* stream = static_cast<TunnelStream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+  if (!stream) return 0;
+  std::string_view n(reinterpret_cast<const char*>(name), nameLength);
+  std::string v(reinterpret_cast<const char*>(value), std::min(valueLength, kMaxHeaderValueBytes));
+  if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+    if (n == ":method") stream->method_ = std::move(v);
+    if (n == ":authority") stream->authority_ = std::move(v);
+    if (n == kConnectionIdHeader) stream->connectionId_ = std::move(v);
+  } else {
+    if (n == ":status") stream->status_ = std::atoi(v.c_str());
+    if (n == kResultHeader) stream->result_ = std::move(v);
+  }
+  return 0;
+}
+
+int H2Connection::onFrameRecv(nghttp2_session* session, const nghttp2_frame* frame, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  switch (frame->hd.type) {
+    case NGHTTP2_PING:
+      if (frame->hd.flags & NGHTTP2_FLAG_ACK) self->pingOutstanding_ = false;
+      return 0;
+    case NGHTTP2_GOAWAY:
+      // The peer takes no new streams: finish those there are, then end (afterCallbacks).
+      self->goaway_ = true;
+      self->draining_ = true;
+      return 0;
+    case NGHTTP2_HEADERS:
+    case NGHTTP2_DATA:
+      break;
+    default:
+      return 0;
+  }
+  auto* stream = static_cast<TunnelStream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+  if (!stream) return 0;
+  if (frame->hd.type == NGHTTP2_HEADERS) {
+    if (frame->headers.cat == NGHTTP2_HCAT_REQUEST && self->role_ == H2Role::Server) {
+      auto it = self->streams_.find(frame->hd.stream_id);
+      if (it != self->streams_.end()) self->pendingRequests_.push_back(it->second);
+    } else if (frame->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+      stream->responded_ = true;
+    }
+  }
+  if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) stream->eof_ = true;
+  stream->wakeAll();
+  return 0;
+}
+
+int H2Connection::onDataChunk(nghttp2_session* session, uint8_t, int32_t streamId, const uint8_t* data,
+                              size_t length, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  auto* stream = static_cast<TunnelStream*>(nghttp2_session_get_stream_user_data(session, streamId));
+  if (!stream || stream->reset_) {
+    self->connectionConsume_ += length;
+    return 0;
+  }
+  // Compact before growing, so the buffer never exceeds the window it answers to.
+  if (stream->receivedOffset_ > 0 && stream->received_.size() + length > stream->received_.capacity()) {
+    stream->received_.erase(stream->received_.begin(), stream->received_.begin() + stream->receivedOffset_);
+    stream->receivedOffset_ = 0;
+  }
+  stream->received_.insert(stream->received_.end(), data, data + length);
+  stream->bytesReceived_ += length;
+  if (stream->readWake_) stream->readWake_->cancel();
+  return 0;
+}
+
+int H2Connection::onStreamClose(nghttp2_session*, int32_t streamId, uint32_t errorCode, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  auto it = self->streams_.find(streamId);
+  if (it == self->streams_.end()) return 0;
+  auto stream = std::move(it->second);
+  self->streams_.erase(it);
+  stream->closed_ = true;
+  if (errorCode != NGHTTP2_NO_ERROR || !stream->eof_) {
+    // RST_STREAM either way: the bytes not yet relayed are dropped, as a TCP reset drops them.
+    self->connectionConsume_ += stream->received_.size() - stream->receivedOffset_ + stream->handedOut_;
+    stream->received_.clear();
+    stream->receivedOffset_ = 0;
+    stream->handedOut_ = 0;
+    stream->fail(errorCode == NGHTTP2_REFUSED_STREAM ? "refused-stream"
+                                                     : std::string("stream-reset:") + nghttp2_http2_strerror(errorCode),
+                 false);
+  }
+  stream->wakeAll();
+  self->graveyard_.push_back(std::move(stream));
+  return 0;
+}
+
+ssize_t H2Connection::readData(nghttp2_session*, int32_t, uint8_t* buffer, size_t length, uint32_t* flags,
+                               nghttp2_data_source* source, void*) {
+  auto* stream = static_cast<TunnelStream*>(source->ptr);
+  size_t n = std::min(length, stream->sending_.size());
+  if (n > 0) {
+    std::memcpy(buffer, stream->sending_.data(), n);
+    stream->sending_ = stream->sending_.subspan(n);
+    if (stream->sending_.empty() && stream->writeWake_) stream->writeWake_->cancel();
+  }
+  if (stream->sending_.empty() && stream->sendEof_) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return static_cast<ssize_t>(n);
+  }
+  if (n == 0) {
+    stream->deferred_ = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  return static_cast<ssize_t>(n);
+}
+
+}  // namespace sluice

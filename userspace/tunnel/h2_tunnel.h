@@ -1,0 +1,180 @@
+// The agent-gateway tunnel: one long-lived mTLS connection carries many app connections,
+// each as one HTTP/2 CONNECT stream (nghttp2 over the non-blocking TlsStream). Both ends
+// of the protocol live here: the agent opens streams (H2Role::Client), the gateway
+// answers them (H2Role::Server). See README "Wire format".
+//
+// Stream semantics: END_STREAM is a TCP half-close (after every byte before it);
+// RST_STREAM is a TCP reset; a lost tunnel (read error, PING timeout, protocol error)
+// resets every stream on it. Flow control is manual: received bytes are given back to
+// the peer's window (nghttp2_session_consume) only once the relay has written them to
+// the other socket, so a slow reader stalls its own stream and nobody else's.
+//
+// Threading: a connection and its streams live on one io_context thread; nothing here
+// is shared across threads.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "async.h"
+#include "byte_stream.h"
+
+namespace sluice {
+
+enum class H2Role { Client, Server };
+
+struct H2Settings {
+  uint32_t maxConcurrentStreams = 1024;  // server: SETTINGS_MAX_CONCURRENT_STREAMS
+  uint32_t streamWindow = 1u << 20;      // 1 MiB: one stream can fill a fast link
+  uint32_t connectionWindow = 32u << 20;  // 32 MiB: bounds what one tunnel buffers in all
+  std::chrono::milliseconds pingInterval{10000};
+  std::chrono::milliseconds pingTimeout{5000};
+  bool operator==(const H2Settings&) const = default;
+};
+
+// Header names of the CONNECT request and the error response.
+inline constexpr const char* kConnectionIdHeader = "sluice-connection-id";
+inline constexpr const char* kResultHeader = "sluice-result";
+inline constexpr size_t kMaxHeaderValueBytes = 512;
+
+class H2Connection;
+
+class TunnelStream {
+ public:
+  TunnelStream(std::shared_ptr<H2Connection> connection, int32_t id) : connection_(std::move(connection)), id_(id) {}
+  TunnelStream(const TunnelStream&) = delete;
+  TunnelStream& operator=(const TunnelStream&) = delete;
+
+  // The byte-stream interface relayBoth uses (as TcpStream, TlsStream).
+  awaitable<boost::system::error_code> waitReadable();
+  awaitable<IoResult> readSome(std::span<uint8_t> buffer);
+  awaitable<boost::system::error_code> writeAll(std::span<const uint8_t> data);
+  awaitable<boost::system::error_code> shutdownSend();  // END_STREAM after what was written
+  void abort();                                         // RST_STREAM (CANCEL), if still open
+
+  // Client: waits for the response HEADERS, or for the stream to fail first (status 0).
+  awaitable<void> waitResponse();
+  int status() const { return status_; }
+  const std::string& result() const { return result_; }  // sluice-result of an error response
+
+  // Server: the request, then the answer (200: relay; otherwise END_STREAM with the reason).
+  const std::string& method() const { return method_; }
+  const std::string& authority() const { return authority_; }
+  const std::string& connectionId() const { return connectionId_; }
+  void respond(int status, const std::string& result);
+
+  int32_t id() const { return id_; }
+  // Reset by the peer, by us, or by the tunnel's loss; why, for logs.
+  bool isReset() const { return reset_; }
+  const std::string& resetReason() const { return resetReason_; }
+  // The tunnel under the stream ended (as opposed to the stream alone being reset).
+  bool tunnelLost() const { return tunnelLost_; }
+  bool ended() const { return sendEof_ && eof_; }  // both directions ended cleanly
+  uint64_t bytesReceived() const { return bytesReceived_; }
+  H2Connection& connection() { return *connection_; }
+
+ private:
+  friend class H2Connection;
+  awaitable<void> waitChange(asio::steady_timer& timer);
+  void wakeAll();
+  void giveBackWindow();  // consumes what the relay took since the last call
+  void fail(const std::string& reason, bool tunnelLost);
+
+  std::shared_ptr<H2Connection> connection_;
+  int32_t id_;
+  std::unique_ptr<asio::steady_timer> readWake_;  // created on first wait
+  std::unique_ptr<asio::steady_timer> writeWake_;
+  // Received, not yet read by the relay. Bounded by the stream window: the peer may not
+  // send more than we gave back.
+  std::vector<uint8_t> received_;
+  size_t receivedOffset_ = 0;
+  size_t handedOut_ = 0;  // read by the relay, window not yet given back
+  uint64_t bytesReceived_ = 0;
+  // What writeAll offers nghttp2; the caller's memory, valid while writeAll waits.
+  std::span<const uint8_t> sending_;
+  bool deferred_ = false;
+  bool providerAttached_ = false;
+  bool sendEof_ = false;
+  bool eof_ = false;
+  bool closed_ = false;  // nghttp2 closed the stream
+  bool reset_ = false;
+  bool tunnelLost_ = false;
+  bool responded_ = false;
+  int status_ = 0;
+  std::string result_, method_, authority_, connectionId_, resetReason_;
+};
+
+class H2Connection : public std::enable_shared_from_this<H2Connection> {
+ public:
+  // `tls` has completed its handshake (and the caller checked the peer's identity).
+  H2Connection(std::unique_ptr<TlsStream> tls, H2Role role, H2Settings settings);
+  ~H2Connection();
+  H2Connection(const H2Connection&) = delete;
+  H2Connection& operator=(const H2Connection&) = delete;
+
+  // Runs the connection until it ends; every stream on it is reset then.
+  awaitable<void> run();
+  // Client: a CONNECT stream to `authority` ("host:port"); null when the connection
+  // cannot take one (closed, going away, at the peer's stream limit).
+  std::shared_ptr<TunnelStream> openConnect(const std::string& authority, const std::string& connectionId);
+  // Server: called (outside nghttp2's callbacks) for every complete request.
+  std::function<void(std::shared_ptr<TunnelStream>)> onRequest;
+
+  void close(const std::string& reason);
+  bool isOpen() const { return !closed_; }
+  bool canOpen() const;
+  bool goingAway() const { return goaway_; }
+  size_t streamCount() const { return streams_.size(); }
+  const std::string& closeReason() const { return closeReason_; }
+  TlsStream& tls() { return *tls_; }
+  // Drain: take no new streams, close when the last one ends (rotation, reconfiguration).
+  void drain();
+  bool draining() const { return draining_; }
+
+ private:
+  friend class TunnelStream;
+  awaitable<void> readLoop();
+  awaitable<void> writeLoop();
+  awaitable<void> pingLoop();
+  void wakeWriter();
+  void afterCallbacks();  // work nghttp2's callbacks left for later
+  void finishIfDrained();
+  nghttp2_data_provider provider(TunnelStream* stream);
+
+  static int onBeginHeaders(nghttp2_session*, const nghttp2_frame*, void*);
+  static int onHeader(nghttp2_session*, const nghttp2_frame*, const uint8_t*, size_t, const uint8_t*, size_t, uint8_t,
+                      void*);
+  static int onFrameRecv(nghttp2_session*, const nghttp2_frame*, void*);
+  static int onDataChunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
+  static int onStreamClose(nghttp2_session*, int32_t, uint32_t, void*);
+  static ssize_t readData(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*, nghttp2_data_source*, void*);
+
+  std::unique_ptr<TlsStream> tls_;
+  H2Role role_;
+  H2Settings settings_;
+  nghttp2_session* session_ = nullptr;
+  std::map<int32_t, std::shared_ptr<TunnelStream>> streams_;
+  std::vector<std::shared_ptr<TunnelStream>> pendingRequests_;  // server: complete, not yet handed out
+  std::vector<std::shared_ptr<TunnelStream>> graveyard_;        // closed inside a callback
+  size_t connectionConsume_ = 0;  // bytes of dropped streams to give back to the connection window
+  asio::steady_timer writeWake_;
+  asio::steady_timer pingTimer_;
+  std::vector<uint8_t> out_;  // one batch of frames for one TLS write
+  bool closed_ = false;
+  bool goaway_ = false;
+  bool draining_ = false;
+  bool terminated_ = false;  // GOAWAY submitted
+  bool pingOutstanding_ = false;
+  std::string finishReason_;  // set once our side has ended gracefully
+  std::string closeReason_;
+};
+
+}  // namespace sluice
