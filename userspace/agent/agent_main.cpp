@@ -3,18 +3,22 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
+#include <functional>
 #include <iostream>
 
 #include "bpf_datapath.h"
 #include "certificate_reloader.h"
 #include "cgroup_enrollment.h"
 #include "config.h"
+#include "fd_limits.h"
 #include "forwarder.h"
 #include "interface_addresses.h"
 #include "kernel_features.h"
 #include "logging.h"
 #include "marked_socket.h"
+#include "memory_trim.h"
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
@@ -24,6 +28,15 @@ namespace po = boost::program_options;
 using namespace sluice;
 
 namespace {
+
+// Each relayed connection holds two descriptors (the app's and the tunnel's): the cap on
+// connections is never more than the open-file limit leaves room for, so the cap, not
+// EMFILE, is what refuses first.
+uint32_t fdBoundedCap(uint32_t configured, uint64_t softLimit, size_t openNow) {
+  constexpr uint64_t kReserve = 32;  // reloads, certificates, the BPF objects of a reload
+  uint64_t room = softLimit > openNow + kReserve ? (softLimit - openNow - kReserve) / 2 : 1;
+  return static_cast<uint32_t>(std::max<uint64_t>(1, std::min<uint64_t>(configured, room)));
+}
 
 std::shared_ptr<const AgentRules> buildRules(const Config& config, uint64_t version) {
   for (const auto& warning : config.warnings) spdlog::warn("rules: {}", warning);
@@ -100,6 +113,7 @@ int run(const po::variables_map& options) {
   const PinLayout pins{options["pin-dir"].as<std::string>()};
   const Config startConfig = loadConfigFiles(paths);
   auto rules = buildRules(startConfig, 1);
+  const OpenFileLimit files = raiseOpenFileLimit("sluice-agent");
   asio::io_context io(1);
   // Before the kernel is touched: an identity the agent could not present fails the start.
   CertificateReloader certificates(io, rules->agent.tls, TlsRole::Client, !options.count("no-watch"));
@@ -109,6 +123,17 @@ int run(const po::variables_map& options) {
   installRules(datapath, pins, *rules, 1);
 
   Forwarder forwarder(io, datapath, rules, certificates);
+  const size_t openAtStart = openFileCount();
+  auto applyCaps = [&](const AgentConfig& agent) {
+    uint32_t cap = fdBoundedCap(agent.maxConnections, files.soft, openAtStart);
+    if (cap < agent.maxConnections) {
+      spdlog::warn("connection cap {} (agent.maxConnections {} does not fit the open-file limit {}; {} open now)", cap,
+                   agent.maxConnections, files.soft, openAtStart);
+    }
+    forwarder.limits()->setCaps(cap, agent.maxConnectionsPerPod);
+    spdlog::info("connection caps: total={} per_pod={}", cap, agent.maxConnectionsPerPod);
+  };
+  applyCaps(rules->agent);
   if (options.count("test-no-socket-mark")) {
     spdlog::warn(
         "--test-no-socket-mark: the agent's sockets carry no mark; only its unenrolled cgroup guards "
@@ -132,6 +157,7 @@ int run(const po::variables_map& options) {
     certificates.requireSameFiles(nextRules->agent.tls, "agent.tls");
     installRules(datapath, pins, *nextRules, static_cast<uint32_t>(next));
     forwarder.setRules(nextRules);
+    applyCaps(nextRules->agent);
     rules = nextRules;
     return "hosts=" + std::to_string(rules->hosts.size()) + " outbound=" + toString(rules->outbound);
   });
@@ -154,6 +180,16 @@ int run(const po::variables_map& options) {
       formatEndpoint(rules->agent.listen), formatEndpoint(rules->agent.gatewayAddress), rules->hosts.size(),
       toString(rules->outbound), reloader.version(), pins.dir.string(), rules->agent.socketMark,
       datapath.nodeNetnsCookie());
+  auto trim = std::make_shared<asio::steady_timer>(io);
+  std::function<void()> trimLater = [&] {
+    trim->expires_after(std::chrono::seconds(2));
+    trim->async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      trimMemoryIfDue();
+      trimLater();
+    });
+  };
+  trimLater();
   io.run();
   return 0;
 }
@@ -189,10 +225,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
+  int rc = 1;
   try {
-    return run(options);
+    rc = run(options);
   } catch (const std::exception& e) {
     spdlog::critical("sluice-agent: {}", e.what());
-    return 1;
   }
+  shutdownLogging();
+  return rc;
 }

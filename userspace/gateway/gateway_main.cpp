@@ -5,14 +5,17 @@
 
 #include <algorithm>
 #include <boost/program_options.hpp>
+#include <functional>
 #include <iostream>
 
 #include "certificate_reloader.h"
 #include "config.h"
+#include "fd_limits.h"
 #include "gateway_server.h"
 #include "interface_addresses.h"
 #include "logging.h"
 #include "marked_socket.h"
+#include "memory_trim.h"
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
@@ -46,8 +49,6 @@ std::shared_ptr<const GatewayRules> buildRules(Config config, uint64_t version) 
   rules->gateway = *config.gateway;
   rules->hosts = config.gatewayMatcher();
   requireSocketMarkPermission(rules->gateway.socketMark, "gateway.socketMark");
-  rules->resolver = std::make_unique<DnsResolver>(rules->gateway.dnsServer, rules->gateway.dnsTimeout);
-  rules->dnsCache = std::make_unique<DnsCache>(rules->gateway.dnsCacheLifetime);
   rules->guard = makeGuard(rules->gateway);
   rules->version = version;
   rules->config = std::move(config);
@@ -61,11 +62,11 @@ int run(const po::variables_map& options) {
   auto rules = buildRules(startConfig, 1);
   auto current = rules;
 
+  raiseOpenFileLimit("sluice-gateway");
   asio::io_context io(1);
-  asio::thread_pool resolverPool(2);
   CertificateReloader certificates(io, rules->gateway.tls, TlsRole::Server, !options.count("no-watch"),
                                    GatewayServer::configureAlpn);
-  GatewayServer server(io, resolverPool, rules, certificates);
+  GatewayServer server(io, rules, certificates);
   server.listen();
   asio::co_spawn(io, server.acceptLoop(), logEscapedException("accept loop"));
 
@@ -96,9 +97,17 @@ int run(const po::variables_map& options) {
   spdlog::info("gateway ready listen={} dns={} hosts={} clients={} rules_version={}",
                formatEndpoint(rules->gateway.listen), formatEndpoint(rules->gateway.dnsServer), rules->hosts.size(),
                rules->gateway.allowedClients.size(), reloader.version());
+  auto trim = std::make_shared<asio::steady_timer>(io);
+  std::function<void()> trimLater = [&] {
+    trim->expires_after(std::chrono::seconds(2));
+    trim->async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      trimMemoryIfDue();
+      trimLater();
+    });
+  };
+  trimLater();
   io.run();
-  resolverPool.stop();
-  resolverPool.join();
   return 0;
 }
 
@@ -131,10 +140,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
+  int rc = 1;
   try {
-    return run(options);
+    rc = run(options);
   } catch (const std::exception& e) {
     spdlog::critical("sluice-gateway: {}", e.what());
-    return 1;
   }
+  shutdownLogging();
+  return rc;
 }

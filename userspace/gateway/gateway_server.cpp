@@ -8,7 +8,9 @@
 
 #include "asio_address.h"
 #include "byte_stream.h"
+#include "fd_limits.h"
 #include "marked_socket.h"
+#include "rate_limiter.h"
 #include "relay.h"
 #include "spawn.h"
 #include "tunnel_protocol.h"
@@ -57,12 +59,6 @@ int selectPortAlpn(SSL*, const unsigned char** out, unsigned char* outLength, co
   return SSL_TLSEXT_ERR_ALERT_FATAL;  // not a sluice agent: no_application_protocol
 }
 
-// A named coroutine, not a capturing lambda: g++ 12 destroys the captures of a lambda
-// coroutine handed to co_spawn twice.
-awaitable<ResolveResult> resolveOnPool(const DnsResolver* resolver, std::string host) {
-  co_return resolver->resolve(host);
-}
-
 // A route's destinations share traffic by weight (VirtualService route weights).
 UpstreamDestination pickDestination(const GatewayRoute& route) {
   if (route.destinations.size() == 1) return route.destinations.front();
@@ -77,15 +73,57 @@ UpstreamDestination pickDestination(const GatewayRoute& route) {
   return route.destinations.back();
 }
 
+// Refusals by a cap: counted by the caps, logged at most 10 a second per reason.
+RateLimiter refusalLog(10);
+
+void resetSocket(tcp::socket& socket) {
+  boost::system::error_code ignored;
+  socket.set_option(asio::socket_base::linger(true, 0), ignored);
+  socket.close(ignored);
+}
+
+void logOverCap(const AccessRecord& record, const std::string& result, uint64_t refusedTotal) {
+  auto admission = refusalLog.admit(result);
+  if (!admission.log) return;
+  if (admission.suppressed) spdlog::warn("access-suppressed result={} count={}", result, admission.suppressed);
+  logAccess(record, 0, 0, result);
+  spdlog::warn("limit result={} refused_total={}", result, refusedTotal);
+}
+
 }  // namespace
+
+DnsResolverOptions dnsOptions(const GatewayConfig& gateway) {
+  DnsResolverOptions options;
+  options.server = gateway.dnsServer;
+  options.timeout = gateway.dnsTimeout;
+  options.cache.maxPositive = gateway.dnsCacheLifetime;
+  options.cache.negative = gateway.dnsNegativeCacheLifetime;
+  options.cache.maxEntries = gateway.dnsCacheSize;
+  return options;
+}
 
 void GatewayServer::configureAlpn(SSL_CTX* ctx) {
   SSL_CTX_set_alpn_select_cb(ctx, selectPortAlpn, nullptr);
 }
 
-GatewayServer::GatewayServer(asio::io_context& io, asio::thread_pool& resolverPool,
-                             std::shared_ptr<const GatewayRules> rules, const CertificateReloader& certificates)
-    : io_(io), resolverPool_(resolverPool), rules_(std::move(rules)), certificates_(certificates), acceptor_(io) {}
+GatewayServer::GatewayServer(asio::io_context& io, std::shared_ptr<const GatewayRules> rules,
+                             const CertificateReloader& certificates)
+    : io_(io),
+      rules_(std::move(rules)),
+      dialer_(io),
+      limits_(std::make_shared<GatewayLimits>(rules_->gateway)),
+      certificates_(certificates),
+      acceptor_(io) {
+  dialer_.useDns(dnsOptions(rules_->gateway));
+}
+
+void GatewayServer::setRules(std::shared_ptr<const GatewayRules> rules) {
+  asio::dispatch(io_, [this, rules = std::move(rules)]() mutable {
+    dialer_.useDns(dnsOptions(rules->gateway));
+    limits_->update(rules->gateway);
+    rules_ = std::move(rules);
+  });
+}
 
 void GatewayServer::listen() {
   const auto& listen = rules_->gateway.listen;
@@ -104,55 +142,20 @@ void GatewayServer::stop() {
 }
 
 awaitable<void> GatewayServer::acceptLoop() {
+  AcceptGuard guard(formatEndpoint(rules_->gateway.listen));
   while (acceptor_.is_open()) {
     boost::system::error_code ec;
     tcp::socket agent = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted) break;
     if (ec) {
-      spdlog::error("accept on {}: {}", formatEndpoint(rules_->gateway.listen), ec.message());
-      asio::steady_timer pause(io_, std::chrono::milliseconds(50));
-      co_await pause.async_wait(use_awaitable);
+      // EMFILE and friends: the waiting client is reset, the loop pauses (growing).
+      asio::steady_timer pause(io_, guard.failed(acceptor_, ec));
+      co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
       continue;
     }
+    guard.succeeded();
     asio::co_spawn(io_, handle(std::move(agent)), logEscapedException("gateway connection"));
   }
-}
-
-void GatewayServer::logRefused(const std::string& host, const GuardedAddresses::Refused& refused,
-                               const std::string& flowText) {
-  const char* reason = toString(refused.reason);
-  uint64_t total = ++refusedTotal_[reason];
-  spdlog::warn("dns-refused host={} address={} reason={} {} refused_total={}", host, formatIp(refused.address), reason,
-               flowText, total);
-}
-
-awaitable<UpstreamTargets> GatewayServer::upstreamTargets(const GatewayRules& rules,
-                                                          const UpstreamDestination& destination,
-                                                          std::string flowText) {
-  UpstreamTargets out;
-  if (!destination.addressesBe.empty()) {
-    for (uint32_t address : destination.addressesBe) out.addresses.push_back(IpAddress::fromV4(address));
-    co_return out;
-  }
-  ResolveResult resolved;
-  if (const auto* cached = rules.dnsCache->find(destination.host)) {
-    resolved.addresses = *cached;
-  } else {
-    resolved =
-        co_await asio::co_spawn(resolverPool_, resolveOnPool(rules.resolver.get(), destination.host), use_awaitable);
-    rules.dnsCache->put(destination.host, resolved.addresses);
-  }
-  if (resolved.addresses.empty()) {
-    out.failure = "dns-failed:" + destination.host + ":" + resolved.error;
-    co_return out;
-  }
-  GuardedAddresses guarded = rules.guard.filter(resolved.addresses);
-  for (const auto& refused : guarded.refused) logRefused(destination.host, refused, flowText);
-  if (guarded.allowed.empty()) {
-    out.failure = std::string("dns-refused:") + toString(guarded.refused.front().reason);
-  }
-  out.addresses = std::move(guarded.allowed);
-  co_return out;
 }
 
 awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
@@ -162,6 +165,16 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   boost::system::error_code ec;
   auto peer = agentSocket.remote_endpoint(ec);
   record.peerAddress = ec ? "?" : peer.address().to_string() + ":" + std::to_string(peer.port());
+  // 0. Caps on handshakes in progress, in all and per peer address: a pod that opens
+  //    connections and never handshakes cannot hold the gateway for the others.
+  auto handshakeSlot = limits_->handshakes.acquire(ec ? std::string("?") : peer.address().to_string());
+  if (!handshakeSlot.admitted()) {
+    const bool total = handshakeSlot.verdict() == ConnectionLimits::Verdict::OverTotal;
+    logOverCap(record, total ? "handshake-limit" : "handshake-limit-per-address",
+               total ? limits_->handshakes.refusedTotal() : limits_->handshakes.refusedKey());
+    resetSocket(agentSocket);
+    co_return;
+  }
   agentSocket.set_option(tcp::no_delay(true), ec);
 
   // 1. mTLS: the client certificate must chain to the mesh CA (OpenSSL verifies).
@@ -178,6 +191,7 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
       co_return;
     }
   }
+  handshakeSlot.release();
   // 2. Authorize: identity, then host and port.
   record.identity = peerSpiffeId(tunnel.ssl()).value_or("-");
   if (X509* certificate = SSL_get0_peer_certificate(tunnel.ssl())) {
@@ -185,6 +199,12 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   }
   if (!rules->gateway.allowedClients.contains(record.identity)) {
     logAccess(record, 0, 0, "identity-not-allowed");
+    tunnel.abort();
+    co_return;
+  }
+  auto clientSlot = limits_->clients.acquire(record.identity);
+  if (!clientSlot.admitted()) {
+    logOverCap(record, "client-connection-limit", limits_->clients.refusedKey());
     tunnel.abort();
     co_return;
   }
@@ -208,49 +228,20 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
     co_return;
   }
 
-  // 3. Where to: the route's destination (weighted), its STATIC addresses as written or
-  //    DNS answers from the rules' DNS server (c-ares blocks, so on the worker pool),
-  //    each answer judged by the address guard.
+  // 3-4. Where to and connect: the route's destination (weighted), its STATIC addresses
+  //      or the DNS answers the address guard allows, dialed Happy Eyeballs style.
   const UpstreamDestination destination = pickDestination(rules->config.routeFor(*rule, *host, *port));
-  UpstreamTargets targets = co_await upstreamTargets(
-      *rules, destination, "peer=" + record.peerAddress + " identity=" + record.identity + " sni=" + record.sni);
-  if (!targets.failure.empty()) {
-    logAccess(record, 0, 0, targets.failure);
+  const DialRules dialRules{rules->guard, rules->gateway.socketMark, rules->gateway.upstreamConnectTimeout};
+  DialResult dialed = co_await dialer_.dial(
+      dialRules, destination, "peer=" + record.peerAddress + " identity=" + record.identity + " sni=" + record.sni);
+  if (!dialed.failure.empty()) {
+    if (dialed.failure.rfind("upstream-", 0) == 0) record.upstream = dialed.upstream;
+    logAccess(record, 0, 0, dialed.failure);
     tunnel.abort();
     co_return;
   }
-
-  // 4. Connect, trying each address in turn within one deadline.
-  tcp::socket upstream(executor);
-  std::string failure = "upstream-connect-failed";
-  {
-    Deadline deadline(executor, rules->gateway.upstreamConnectTimeout, [&upstream] {
-      boost::system::error_code ignored;
-      upstream.cancel(ignored);
-    });
-    for (const IpAddress& address : targets.addresses) {
-      tcp::endpoint endpoint(toAsio(address), destination.port);
-      record.upstream =
-          (address.isV6 ? "[" + formatIp(address) + "]" : formatIp(address)) + ":" + std::to_string(destination.port);
-      boost::system::error_code ignored;
-      upstream.close(ignored);
-      // Marked, so that a redirect enrolled on the egress node's own cgroups (whose agent
-      // trusts this namespace) cannot send the gateway's dial back into sluice.
-      ec = openMarkedSocket(upstream, endpoint.protocol(), rules->gateway.socketMark);
-      if (!ec) co_await upstream.async_connect(endpoint, asio::redirect_error(use_awaitable, ec));
-      if (!ec) {
-        failure.clear();
-        break;
-      }
-      failure = deadline.expired() ? "upstream-connect-timeout" : "upstream-connect:" + ec.message();
-      if (deadline.expired()) break;
-    }
-  }
-  if (!failure.empty()) {
-    logAccess(record, 0, 0, failure);
-    tunnel.abort();
-    co_return;
-  }
+  record.upstream = dialed.upstream;
+  tcp::socket upstream = std::move(dialed.socket);
   upstream.set_option(tcp::no_delay(true), ec);
 
   // 5. Relay: agent -> origin is "up".

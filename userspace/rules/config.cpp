@@ -41,10 +41,11 @@ uint32_t readSocketMark(const YamlReader& r, const YAML::Node& node, const std::
 }
 
 AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
-  r.requireMap(node, "agent",
-               {"listen", "listen6", "redirectPorts", "blockQuic", "bypassCidrs", "cgroups", "clientHelloTimeoutMs",
-                "maxClientHelloBytes", "tls", "gateway", "directConnectTimeoutMs", "idleTimeoutMs", "socketMark",
-                "kubepodsCgroup", "exemptCgroups", "allowPrivateCidrs", "echPolicy"});
+  r.requireMap(
+      node, "agent",
+      {"listen", "listen6", "redirectPorts", "blockQuic", "bypassCidrs", "cgroups", "clientHelloTimeoutMs",
+       "maxClientHelloBytes", "tls", "gateway", "directConnectTimeoutMs", "idleTimeoutMs", "socketMark",
+       "kubepodsCgroup", "exemptCgroups", "allowPrivateCidrs", "echPolicy", "maxConnections", "maxConnectionsPerPod"});
   AgentConfig agent;
   agent.listen = r.endpoint(r.required(node, "listen", "agent"), "agent.listen");
   agent.redirectPorts =
@@ -80,6 +81,14 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
         static_cast<uint32_t>(r.number(node["maxClientHelloBytes"], "agent.maxClientHelloBytes", 512, 65536 + 5));
   }
   if (node["socketMark"]) agent.socketMark = readSocketMark(r, node["socketMark"], "agent.socketMark");
+  if (node["maxConnections"]) {
+    agent.maxConnections =
+        static_cast<uint32_t>(r.number(node["maxConnections"], "agent.maxConnections", 1, 1'000'000));
+  }
+  if (node["maxConnectionsPerPod"]) {
+    agent.maxConnectionsPerPod =
+        static_cast<uint32_t>(r.number(node["maxConnectionsPerPod"], "agent.maxConnectionsPerPod", 1, 1'000'000));
+  }
   if (node["echPolicy"]) {
     std::string ech = r.string(node["echPolicy"], "agent.echPolicy");
     if (ech == "allow") {
@@ -99,10 +108,11 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
 }
 
 GatewayConfig readGateway(const YamlReader& r, const YAML::Node& node) {
-  r.requireMap(
-      node, "gateway",
-      {"listen", "dns", "dnsTimeoutMs", "upstreamConnectTimeoutMs", "handshakeTimeoutMs", "tls", "allowedClients",
-       "name", "labels", "idleTimeoutMs", "dnsCacheMs", "socketMark", "denyCidrs", "allowPrivateCidrs"});
+  r.requireMap(node, "gateway",
+               {"listen", "dns", "dnsTimeoutMs", "upstreamConnectTimeoutMs", "handshakeTimeoutMs", "tls",
+                "allowedClients", "name", "labels", "idleTimeoutMs", "dnsCacheMs", "socketMark", "denyCidrs",
+                "allowPrivateCidrs", "dnsNegativeCacheMs", "dnsCacheSize", "maxPendingHandshakes",
+                "maxPendingHandshakesPerAddress", "maxConnectionsPerClient"});
   GatewayConfig gateway;
   gateway.listen = r.endpoint(r.required(node, "listen", "gateway"), "gateway.listen");
   gateway.dnsServer = r.endpoint(r.required(node, "dns", "gateway"), "gateway.dns");
@@ -110,6 +120,21 @@ GatewayConfig readGateway(const YamlReader& r, const YAML::Node& node) {
   if (node["dnsCacheMs"]) {
     gateway.dnsCacheLifetime =
         std::chrono::milliseconds(r.number(node["dnsCacheMs"], "gateway.dnsCacheMs", 0, 3'600'000));
+  }
+  if (node["dnsNegativeCacheMs"]) {
+    gateway.dnsNegativeCacheLifetime =
+        std::chrono::milliseconds(r.number(node["dnsNegativeCacheMs"], "gateway.dnsNegativeCacheMs", 0, 60'000));
+  }
+  if (node["dnsCacheSize"]) {
+    gateway.dnsCacheSize = static_cast<uint32_t>(r.number(node["dnsCacheSize"], "gateway.dnsCacheSize", 1, 10'000'000));
+  }
+  const std::pair<const char*, uint32_t*> caps[] = {
+      {"maxPendingHandshakes", &gateway.maxPendingHandshakes},
+      {"maxPendingHandshakesPerAddress", &gateway.maxPendingHandshakesPerAddress},
+      {"maxConnectionsPerClient", &gateway.maxConnectionsPerClient}};
+  for (const auto& [field, value] : caps) {
+    if (node[field])
+      *value = static_cast<uint32_t>(r.number(node[field], std::string("gateway.") + field, 1, 1'000'000));
   }
   gateway.upstreamConnectTimeout = r.millis(node, "upstreamConnectTimeoutMs", gateway.upstreamConnectTimeout);
   gateway.handshakeTimeout = r.millis(node, "handshakeTimeoutMs", gateway.handshakeTimeout);
