@@ -43,8 +43,9 @@ DnsResolver::DnsResolver(asio::io_context& io, DnsResolverOptions options)
   static std::once_flag once;
   std::call_once(once, [] { ares_library_init(ARES_LIB_INIT_ALL); });
   ares_options ao{};
-  // c-ares doubles the per-try timeout on each retry: three tries in about the deadline.
-  ao.timeout = std::max<int>(100, static_cast<int>(options_.timeout.count() / 3));
+  // c-ares doubles the per-try timeout on its retry: the retry goes out at half the
+  // deadline, and the deadline (not c-ares) ends the lookup.
+  ao.timeout = std::max<int>(100, static_cast<int>(options_.timeout.count() / 2));
   ao.tries = 2;
   ao.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
   char lookups[] = "b";  // DNS only: never /etc/hosts of the gateway machine
