@@ -7,11 +7,13 @@
 #include "cgroup_enrollment.h"
 #include "config.h"
 #include "daemon.h"
+#include "fd_limits.h"
 #include "forwarder.h"
 #include "interface_addresses.h"
 #include "kernel_features.h"
 #include "logging.h"
 #include "marked_socket.h"
+#include "memory_trim.h"
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
@@ -20,6 +22,15 @@
 using namespace sluice;
 
 namespace {
+
+// Each relayed connection holds two descriptors (the app's and the tunnel's): the cap on
+// connections is never more than the open-file limit leaves room for, so the cap, not
+// EMFILE, is what refuses first.
+uint32_t fdBoundedCap(uint32_t configured, uint64_t softLimit, size_t openNow) {
+  constexpr uint64_t kReserve = 32;  // reloads, certificates, the BPF objects of a reload
+  uint64_t room = softLimit > openNow + kReserve ? (softLimit - openNow - kReserve) / 2 : 1;
+  return static_cast<uint32_t>(std::max<uint64_t>(1, std::min<uint64_t>(configured, room)));
+}
 
 std::shared_ptr<const AgentRules> buildRules(const Config& config, uint64_t version) {
   for (const auto& warning : config.warnings) spdlog::warn("rules: {}", warning);
@@ -95,6 +106,7 @@ int run(const po::variables_map& options) {
   const PinLayout pins{options["pin-dir"].as<std::string>()};
   const Config startConfig = loadConfigFiles(paths);
   auto rules = buildRules(startConfig, 1);
+  const OpenFileLimit files = raiseOpenFileLimit("sluice-agent");
   asio::io_context io(1);  // control: signals, reloads, certificate rotation
   // Before the kernel is touched: an identity the agent could not present fails the start.
   CertificateReloader certificates(io, rules->agent.tls, TlsRole::Client, !options.count("no-watch"));
@@ -105,6 +117,9 @@ int run(const po::variables_map& options) {
 
   WorkerPool workers(workerThreads(options));
   std::vector<std::unique_ptr<Forwarder>> forwarders;
+  // One set of caps for every worker: a pod's share does not depend on which loop the
+  // kernel hands its connections to.
+  auto limits = std::make_shared<ConnectionLimits>(rules->agent.maxConnections, rules->agent.maxConnectionsPerPod);
   if (options.count("test-no-socket-mark")) {
     spdlog::warn(
         "--test-no-socket-mark: the agent's sockets carry no mark; only its unenrolled cgroup guards "
@@ -113,6 +128,7 @@ int run(const po::variables_map& options) {
   for (size_t i = 0; i < workers.size(); ++i) {
     auto& forwarder =
         *forwarders.emplace_back(std::make_unique<Forwarder>(workers.io(i), datapath, rules, certificates));
+    forwarder.shareLimits(limits);
     if (options.count("test-no-socket-mark")) forwarder.setSocketMark(false);
     forwarder.listen();
     asio::co_spawn(workers.io(i), forwarder.acceptLoop(forwarder.acceptor4()), logEscapedException("accept loop"));
@@ -121,6 +137,18 @@ int run(const po::variables_map& options) {
                      logEscapedException("accept loop v6"));
     }
   }
+
+  const size_t openAtStart = openFileCount();
+  auto applyCaps = [&](const AgentConfig& agent) {
+    uint32_t cap = fdBoundedCap(agent.maxConnections, files.soft, openAtStart);
+    if (cap < agent.maxConnections) {
+      spdlog::warn("connection cap {} (agent.maxConnections {} does not fit the open-file limit {}; {} open now)", cap,
+                   agent.maxConnections, files.soft, openAtStart);
+    }
+    limits->setCaps(cap, agent.maxConnectionsPerPod);
+    spdlog::info("connection caps: total={} per_pod={}", cap, agent.maxConnectionsPerPod);
+  };
+  applyCaps(rules->agent);
 
   // New connections take the new rules; established ones keep the rules they started
   // with. A file that does not load changes nothing.
@@ -135,6 +163,7 @@ int run(const po::variables_map& options) {
     for (size_t i = 0; i < forwarders.size(); ++i) {
       asio::post(workers.io(i), [forwarder = forwarders[i].get(), nextRules] { forwarder->setRules(nextRules); });
     }
+    applyCaps(nextRules->agent);
     rules = nextRules;
     return "hosts=" + std::to_string(rules->hosts.size()) + " outbound=" + toString(rules->outbound);
   });
@@ -157,6 +186,7 @@ int run(const po::variables_map& options) {
       formatEndpoint(rules->agent.listen), formatEndpoint(rules->agent.gatewayAddress), rules->hosts.size(),
       toString(rules->outbound), reloader.version(), pins.dir.string(), rules->agent.socketMark,
       datapath.nodeNetnsCookie(), workers.size());
+  trimMemoryPeriodically(io);
   io.run();
   workers.stop();
   workers.join();

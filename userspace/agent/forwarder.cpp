@@ -13,7 +13,9 @@
 #include "asio_address.h"
 #include "byte_stream.h"
 #include "client_hello.h"
+#include "fd_limits.h"
 #include "marked_socket.h"
+#include "rate_limiter.h"
 #include "relay.h"
 #include "spawn.h"
 
@@ -40,13 +42,22 @@ void resetAndClose(tcp::socket& socket) {
   socket.close(ignored);
 }
 
-// "198.18.1.2:443", "[2001:db8::2]:443".
-std::string formatEndpoint(const tcp::endpoint& endpoint) {
-  const auto& a = endpoint.address();
-  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(endpoint.port());
-}
+// Denies are what an attacker provokes at will: at most 20 lines a second per reason,
+// then one "deny-suppressed" line with the count when the next is written.
+RateLimiter denyLog(20);
+
+// The first read of a ClientHello takes at most this much; the buffer grows (doubling,
+// up to agent.maxClientHelloBytes) only for a hello that needs it, so a connection that
+// sends nothing holds almost nothing.
+constexpr size_t kFirstHelloBuffer = 1536;
 
 void logDenied(const FlowRecord& flow, const std::string& reason) {
+  // The limiter's key is the reason's word before any ":detail".
+  auto admission = denyLog.admit(std::string_view(reason).substr(0, reason.find(':')));
+  if (!admission.log) return;
+  if (admission.suppressed) {
+    spdlog::warn("deny-suppressed reason={} count={}", reason.substr(0, reason.find(':')), admission.suppressed);
+  }
   spdlog::warn("deny {} src={} dst={} sni={} reason={}", flow.who, formatEndpoint(flow.client),
                formatEndpoint(flow.destination), flow.sni, reason);
 }
@@ -103,7 +114,8 @@ Forwarder::Forwarder(asio::io_context& io, const BpfDatapath& datapath, std::sha
       certificates_(certificates),
       acceptor_(io),
       acceptor6_(io),
-      pool_(io, [&certificates] { return certificates.context(); }) {
+      pool_(io, [&certificates] { return certificates.context(); }),
+      limits_(std::make_shared<ConnectionLimits>(rules_->agent.maxConnections, rules_->agent.maxConnectionsPerPod)) {
   configurePool();
 }
 
@@ -134,17 +146,19 @@ void Forwarder::stop() {
 }
 
 awaitable<void> Forwarder::acceptLoop(tcp::acceptor& acceptor) {
+  boost::system::error_code ignored;
+  AcceptGuard guard(formatEndpoint(acceptor.local_endpoint(ignored)));
   while (acceptor.is_open()) {
     boost::system::error_code ec;
     tcp::socket client = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted) break;
     if (ec) {
-      // EMFILE and friends: log and keep serving; the kernel queue holds the client.
-      spdlog::error("accept on {}: {}", formatEndpoint(acceptor.local_endpoint(ec)), ec.message());
-      asio::steady_timer pause(io_, std::chrono::milliseconds(50));
-      co_await pause.async_wait(use_awaitable);
+      // EMFILE and friends: the waiting client is reset, the loop pauses (growing).
+      asio::steady_timer pause(io_, guard.failed(acceptor, ec));
+      co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
       continue;
     }
+    guard.succeeded();
     asio::co_spawn(io_, handle(std::move(client)), logEscapedException("agent connection"));
   }
 }
@@ -175,9 +189,17 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   flow.destination = fromKernel(original->dst);
   flow.cgroupId = original->cgroup_id;
   flow.who = pods_.describe(flow.cgroupId);
+  // Caps: in all, and per pod (cgroup), so one pod cannot take the node's capacity.
+  auto slot = limits_->acquire(std::to_string(flow.cgroupId));
+  if (!slot.admitted()) {
+    logDenied(flow, slot.verdict() == ConnectionLimits::Verdict::OverKey ? "pod-connection-limit" : "connection-limit");
+    resetAndClose(client);
+    co_return;
+  }
 
   // 2. Read the ClientHello (possibly several segments and records) under a deadline.
-  std::vector<uint8_t> peeked(agent.maxClientHelloBytes);
+  //    Nothing is allocated until the first bytes arrive.
+  std::vector<uint8_t> peeked;
   size_t have = 0;
   HelloResult hello;
   {
@@ -186,8 +208,17 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
       client.cancel(ignored);
     });
     while (hello.status == HelloStatus::NeedMore) {
-      size_t n = co_await client.async_read_some(asio::buffer(peeked.data() + have, peeked.size() - have),
-                                                 asio::redirect_error(use_awaitable, ec));
+      size_t n = 0;
+      if (peeked.empty()) {
+        co_await client.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
+        if (!ec) peeked.resize(std::min<size_t>(kFirstHelloBuffer, agent.maxClientHelloBytes));
+      } else if (have == peeked.size()) {
+        peeked.resize(std::min<size_t>(peeked.size() * 2, agent.maxClientHelloBytes));
+      }
+      if (!ec) {
+        n = co_await client.async_read_some(asio::buffer(peeked.data() + have, peeked.size() - have),
+                                            asio::redirect_error(use_awaitable, ec));
+      }
       if (ec) {
         logDenied(flow, deadline.expired()       ? "client-hello-timeout"
                         : ec == asio::error::eof ? "client-closed-before-hello"
@@ -196,7 +227,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
         co_return;
       }
       have += n;
-      hello = parseClientHello(std::span<const uint8_t>(peeked.data(), have), peeked.size());
+      hello = parseClientHello(std::span<const uint8_t>(peeked.data(), have), agent.maxClientHelloBytes);
     }
   }
   if (hello.status != HelloStatus::Done) {
@@ -262,10 +293,11 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   RelayResult relayed = co_await relayBoth(app, *stream, agent.idleTimeout);
   std::string result = relayed.outcome();
   if (stream->isReset() && !relayed.idleTimeout) result = "reset:" + stream->resetReason();
-  spdlog::info("flow {} src={} dst={} sni={} rule={} gateway={} connection_id={} retries={} up={} down={} duration_ms={} "
-               "result={}",
-               flow.who, formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, *rule, gateway,
-               connectionId, retries, have + relayed.bytesAtoB, relayed.bytesBtoA, millisSince(flow.started), result);
+  spdlog::info(
+      "flow {} src={} dst={} sni={} rule={} gateway={} connection_id={} retries={} up={} down={} duration_ms={} "
+      "result={}",
+      flow.who, formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, *rule, gateway, connectionId,
+      retries, have + relayed.bytesAtoB, relayed.bytesBtoA, millisSince(flow.started), result);
   if (!relayed.clean()) {
     resetAndClose(app.socket());
     stream->abort();

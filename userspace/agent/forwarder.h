@@ -12,6 +12,7 @@
 #include "bpf_datapath.h"
 #include "certificate_reloader.h"
 #include "config.h"
+#include "connection_limits.h"
 #include "host_matcher.h"
 #include "pod_identity.h"
 #include "tls_context.h"
@@ -41,6 +42,10 @@ class Forwarder {
   tcp::acceptor& acceptor4() { return acceptor_; }
   tcp::acceptor* acceptor6() { return acceptor6_.is_open() ? &acceptor6_ : nullptr; }
   void setRules(std::shared_ptr<const AgentRules> rules);
+  // Caps on relayed connections (agent.maxConnections, agent.maxConnectionsPerPod),
+  // shared by every worker of the daemon; without one a Forwarder makes its own.
+  void shareLimits(std::shared_ptr<ConnectionLimits> limits) { limits_ = std::move(limits); }
+  std::shared_ptr<ConnectionLimits> limits() const { return limits_; }
   void stop();
   // Tests of the loop guards only: the agent's sockets then carry no SO_MARK, leaving the
   // unenrolled agent cgroup as the one guard.
@@ -74,6 +79,7 @@ class Forwarder {
   PodDirectory pods_;
   TunnelPool pool_;
   std::mt19937_64 random_{std::random_device{}()};
+  std::shared_ptr<ConnectionLimits> limits_;
 };
 
 }  // namespace sluice

@@ -54,12 +54,14 @@ int runDaemon(int argc, char** argv, const DaemonSpec& spec) {
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
+  int rc = 1;
   try {
-    return spec.run(options);
+    rc = spec.run(options);
   } catch (const std::exception& e) {
     spdlog::critical("{}: {}", spec.name, e.what());
-    return 1;
   }
+  shutdownLogging();  // the asynchronous log's last lines reach stderr before exit
+  return rc;
 }
 
 }  // namespace sluice

@@ -1,13 +1,24 @@
 // One log format for the daemons and the CLI: time, level, message (key=value fields).
+//
+// Off the hot path: lines go through a bounded queue to one writer thread, so a slow or
+// blocked stderr never stalls traffic. When the queue is full the oldest waiting line is
+// dropped (never the caller blocked); drops are counted and reported by a line of their
+// own ("log: dropped N lines") at most every few seconds.
 #pragma once
 
 #include <spdlog/spdlog.h>
 
+#include <cstdint>
 #include <string>
 
 namespace sluice {
 
 // Level names as spdlog spells them: trace, debug, info, warn, error. Throws on others.
-void setupLogging(const std::string& level);
+// `queueLines`: 0 writes synchronously (the CLI; tests of one class).
+void setupLogging(const std::string& level, size_t queueLines = 8192);
+// Writes what is queued and stops the writer thread: call before a daemon returns.
+void shutdownLogging();
+// Lines dropped because the queue was full, since start.
+uint64_t droppedLogLines();
 
 }  // namespace sluice

@@ -7,10 +7,12 @@
 #include "certificate_reloader.h"
 #include "config.h"
 #include "daemon.h"
+#include "fd_limits.h"
 #include "gateway_server.h"
 #include "interface_addresses.h"
 #include "logging.h"
 #include "marked_socket.h"
+#include "memory_trim.h"
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
@@ -43,8 +45,6 @@ std::shared_ptr<const GatewayRules> buildRules(Config config, uint64_t version) 
   rules->gateway = *config.gateway;
   rules->hosts = config.gatewayMatcher();
   requireSocketMarkPermission(rules->gateway.socketMark, "gateway.socketMark");
-  rules->resolver = std::make_unique<DnsResolver>(rules->gateway.dnsServer, rules->gateway.dnsTimeout);
-  rules->dnsCache = std::make_unique<DnsCache>(rules->gateway.dnsCacheLifetime);
   rules->guard = makeGuard(rules->gateway);
   rules->version = version;
   rules->config = std::move(config);
@@ -57,14 +57,17 @@ int run(const po::variables_map& options) {
   auto rules = buildRules(startConfig, 1);
   auto current = rules;
 
+  raiseOpenFileLimit("sluice-gateway");
   asio::io_context io(1);  // control: signals, reloads, certificate rotation
-  asio::thread_pool resolverPool(2);
   CertificateReloader certificates(io, rules->gateway.tls, TlsRole::Server, !options.count("no-watch"),
                                    GatewayServer::configureAlpn);
   WorkerPool workers(workerThreads(options));
   std::vector<std::unique_ptr<GatewayServer>> servers;
+  // One set of caps for every worker (each has its own resolver and DNS cache).
+  auto limits = std::make_shared<GatewayLimits>(rules->gateway);
   for (size_t i = 0; i < workers.size(); ++i) {
-    servers.push_back(std::make_unique<GatewayServer>(workers.io(i), resolverPool, rules, certificates));
+    servers.push_back(std::make_unique<GatewayServer>(workers.io(i), rules, certificates));
+    servers.back()->shareLimits(limits);
     servers.back()->listen();
     asio::co_spawn(workers.io(i), servers.back()->acceptLoop(), logEscapedException("accept loop"));
   }
@@ -76,9 +79,7 @@ int run(const po::variables_map& options) {
       throw ConfigError("gateway.listen changed: restart the gateway to move its listener");
     }
     certificates.requireSameFiles(rules->gateway.tls, "gateway.tls");
-    for (size_t i = 0; i < servers.size(); ++i) {
-      asio::post(workers.io(i), [server = servers[i].get(), rules] { server->setRules(rules); });
-    }
+    for (auto& server : servers) server->setRules(rules);  // each applies it on its own loop
     current = rules;
     return "hosts=" + std::to_string(rules->hosts.size());
   });
@@ -98,11 +99,10 @@ int run(const po::variables_map& options) {
   spdlog::info("gateway ready listen={} dns={} hosts={} clients={} rules_version={} workers={}",
                formatEndpoint(rules->gateway.listen), formatEndpoint(rules->gateway.dnsServer), rules->hosts.size(),
                rules->gateway.allowedClients.size(), reloader.version(), workers.size());
+  trimMemoryPeriodically(io);
   io.run();
   workers.stop();
   workers.join();
-  resolverPool.stop();
-  resolverPool.join();
   return 0;
 }
 

@@ -10,7 +10,9 @@
 
 #include "asio_address.h"
 #include "byte_stream.h"
+#include "fd_limits.h"
 #include "marked_socket.h"
+#include "rate_limiter.h"
 #include "relay.h"
 #include "spawn.h"
 
@@ -80,15 +82,10 @@ bool parseAuthority(const std::string& authority, std::string& host, uint16_t& p
 // A refusal's HTTP status: policy 403, malformed 400, the far side 502/504.
 int statusFor(const std::string& failure) {
   if (failure == "host-not-allowed") return 403;
+  if (failure.ends_with("-limit")) return 429;
   if (failure.starts_with("bad-")) return 400;
   if (failure.find("timeout") != std::string::npos) return 504;
   return 502;
-}
-
-// A named coroutine, not a capturing lambda: g++ 12 destroys the captures of a lambda
-// coroutine handed to co_spawn twice.
-awaitable<ResolveResult> resolveOnPool(const DnsResolver* resolver, std::string host) {
-  co_return resolver->resolve(host);
 }
 
 // A route's destinations share traffic by weight (VirtualService route weights).
@@ -105,15 +102,58 @@ UpstreamDestination pickDestination(const GatewayRoute& route) {
   return route.destinations.back();
 }
 
+// Refusals by a cap: counted by the caps, logged at most 10 a second per reason.
+RateLimiter refusalLog(10);
+
+void resetSocket(tcp::socket& socket) {
+  boost::system::error_code ignored;
+  socket.set_option(asio::socket_base::linger(true, 0), ignored);
+  socket.close(ignored);
+}
+
+void logOverCap(const AccessRecord& record, const std::string& result, uint64_t refusedTotal) {
+  auto admission = refusalLog.admit(result);
+  if (!admission.log) return;
+  if (admission.suppressed) spdlog::warn("access-suppressed result={} count={}", result, admission.suppressed);
+  logAccess(record, 0, 0, result);
+  spdlog::warn("limit result={} refused_total={}", result, refusedTotal);
+}
+
 }  // namespace
+
+DnsResolverOptions dnsOptions(const GatewayConfig& gateway) {
+  DnsResolverOptions options;
+  options.server = gateway.dnsServer;
+  options.timeout = gateway.dnsTimeout;
+  options.cache.maxPositive = gateway.dnsCacheLifetime;
+  options.cache.negative = gateway.dnsNegativeCacheLifetime;
+  options.cache.maxEntries = gateway.dnsCacheSize;
+  return options;
+}
 
 void GatewayServer::configureAlpn(SSL_CTX* ctx) {
   SSL_CTX_set_alpn_select_cb(ctx, selectH2, nullptr);
 }
 
-GatewayServer::GatewayServer(asio::io_context& io, asio::thread_pool& resolverPool,
-                             std::shared_ptr<const GatewayRules> rules, const CertificateReloader& certificates)
-    : io_(io), resolverPool_(resolverPool), rules_(std::move(rules)), certificates_(certificates), acceptor_(io), acceptor6_(io) {}
+GatewayServer::GatewayServer(asio::io_context& io, std::shared_ptr<const GatewayRules> rules,
+                             const CertificateReloader& certificates)
+    : io_(io),
+      rules_(std::move(rules)),
+      dialer_(io),
+      limits_(std::make_shared<GatewayLimits>(rules_->gateway)),
+      certificates_(certificates),
+      acceptor_(io),
+      acceptor6_(io) {
+  dialer_.useDns(dnsOptions(rules_->gateway));
+}
+
+void GatewayServer::setRules(std::shared_ptr<const GatewayRules> rules) {
+  asio::dispatch(io_, [this, rules = std::move(rules)]() mutable {
+    dialer_.useDns(dnsOptions(rules->gateway));
+    limits_->update(rules->gateway);
+    rules_ = std::move(rules);
+  });
+}
 
 void GatewayServer::listen() {
   const auto& listen = rules_->gateway.listen;
@@ -150,55 +190,21 @@ awaitable<void> GatewayServer::acceptLoop() {
 }
 
 awaitable<void> GatewayServer::acceptOn(tcp::acceptor& acceptor) {
+  boost::system::error_code ignored;
+  AcceptGuard guard(formatEndpoint(acceptor.local_endpoint(ignored)));
   while (acceptor.is_open()) {
     boost::system::error_code ec;
     tcp::socket agent = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted) break;
     if (ec) {
-      spdlog::error("accept on {}: {}", formatEndpoint(rules_->gateway.listen), ec.message());
-      asio::steady_timer pause(io_, std::chrono::milliseconds(50));
-      co_await pause.async_wait(use_awaitable);
+      // EMFILE and friends: the waiting client is reset, the loop pauses (growing).
+      asio::steady_timer pause(io_, guard.failed(acceptor, ec));
+      co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
       continue;
     }
+    guard.succeeded();
     asio::co_spawn(io_, handle(std::move(agent)), logEscapedException("gateway connection"));
   }
-}
-
-void GatewayServer::logRefused(const std::string& host, const GuardedAddresses::Refused& refused,
-                               const std::string& flowText) {
-  const char* reason = toString(refused.reason);
-  uint64_t total = ++refusedTotal_[reason];
-  spdlog::warn("dns-refused host={} address={} reason={} {} refused_total={}", host, formatIp(refused.address), reason,
-               flowText, total);
-}
-
-awaitable<UpstreamTargets> GatewayServer::upstreamTargets(const GatewayRules& rules,
-                                                          const UpstreamDestination& destination,
-                                                          std::string flowText) {
-  UpstreamTargets out;
-  if (!destination.addressesBe.empty()) {
-    for (uint32_t address : destination.addressesBe) out.addresses.push_back(IpAddress::fromV4(address));
-    co_return out;
-  }
-  ResolveResult resolved;
-  if (auto cached = rules.dnsCache->find(destination.host)) {
-    resolved.addresses = std::move(*cached);
-  } else {
-    resolved =
-        co_await asio::co_spawn(resolverPool_, resolveOnPool(rules.resolver.get(), destination.host), use_awaitable);
-    rules.dnsCache->put(destination.host, resolved.addresses);
-  }
-  if (resolved.addresses.empty()) {
-    out.failure = "dns-failed:" + destination.host + ":" + resolved.error;
-    co_return out;
-  }
-  GuardedAddresses guarded = rules.guard.filter(resolved.addresses);
-  for (const auto& refused : guarded.refused) logRefused(destination.host, refused, flowText);
-  if (guarded.allowed.empty()) {
-    out.failure = std::string("dns-refused:") + toString(guarded.refused.front().reason);
-  }
-  out.addresses = std::move(guarded.allowed);
-  co_return out;
 }
 
 awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
@@ -207,9 +213,20 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   AccessRecord record;
   boost::system::error_code ec;
   auto peer = agentSocket.remote_endpoint(ec);
-  record.peerAddress = ec ? "?"
-                          : (peer.address().is_v6() ? "[" + peer.address().to_string() + "]" : peer.address().to_string()) +
-                                ":" + std::to_string(peer.port());
+  record.peerAddress =
+      ec ? "?"
+         : (peer.address().is_v6() ? "[" + peer.address().to_string() + "]" : peer.address().to_string()) + ":" +
+               std::to_string(peer.port());
+  // 0. Caps on handshakes in progress, in all and per peer address: a pod that opens
+  //    connections and never handshakes cannot hold the gateway for the others.
+  auto handshakeSlot = limits_->handshakes.acquire(ec ? std::string("?") : peer.address().to_string());
+  if (!handshakeSlot.admitted()) {
+    const bool total = handshakeSlot.verdict() == ConnectionLimits::Verdict::OverTotal;
+    logOverCap(record, total ? "handshake-limit" : "handshake-limit-per-address",
+               total ? limits_->handshakes.refusedTotal() : limits_->handshakes.refusedKey());
+    resetSocket(agentSocket);
+    co_return;
+  }
   agentSocket.set_option(tcp::no_delay(true), ec);
 
   // 1. mTLS: the client certificate must chain to the mesh CA (OpenSSL verifies).
@@ -226,6 +243,7 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
       co_return;
     }
   }
+  handshakeSlot.release();
   // 2. Authorize the identity, once per tunnel; hosts are checked per stream.
   record.identity = peerSpiffeId(tunnel->ssl()).value_or("-");
   if (X509* certificate = SSL_get0_peer_certificate(tunnel->ssl())) {
@@ -263,44 +281,21 @@ awaitable<void> GatewayServer::serveTunnel(std::unique_ptr<TlsStream> tls, std::
   co_await connection->run();
   connection->onRequest = nullptr;  // the handler captures nothing that outlives us
   spdlog::info("tunnel peer={} identity={} duration_ms={} result=closed:{} peer_serial={}", peer->address,
-               peer->identity,
-               std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
+               peer->identity, std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
                connection->closeReason(), peer->serial);
 }
 
 awaitable<std::string> GatewayServer::dialUpstream(const GatewayRules& rules, const std::string& rule,
                                                    const std::string& host, uint16_t port, const std::string& flowText,
                                                    tcp::socket& upstream, std::string& upstreamText) {
-  // 3. Where to: the route's destination (weighted), its STATIC addresses as written or
-  //    DNS answers from the rules' DNS server (c-ares blocks, so on the worker pool),
-  //    each answer judged by the address guard.
+  // 3-4. Where to and connect: the route's destination (weighted), its STATIC addresses
+  //      or the DNS answers the address guard allows, dialed Happy Eyeballs style.
   const UpstreamDestination destination = pickDestination(rules.config.routeFor(rule, host, port));
-  UpstreamTargets targets = co_await upstreamTargets(rules, destination, flowText);
-  if (!targets.failure.empty()) co_return targets.failure;
-
-  // 4. Connect, trying each address in turn within one deadline.
-  auto executor = co_await asio::this_coro::executor;
-  boost::system::error_code ec;
-  std::string failure = "upstream-connect-failed";
-  Deadline deadline(executor, rules.gateway.upstreamConnectTimeout, [&upstream] {
-    boost::system::error_code ignored;
-    upstream.cancel(ignored);
-  });
-  for (const IpAddress& address : targets.addresses) {
-    tcp::endpoint endpoint(toAsio(address), destination.port);
-    upstreamText =
-        (address.isV6 ? "[" + formatIp(address) + "]" : formatIp(address)) + ":" + std::to_string(destination.port);
-    boost::system::error_code ignored;
-    upstream.close(ignored);
-    // Marked, so that a redirect enrolled on the egress node's own cgroups (whose agent
-    // trusts this namespace) cannot send the gateway's dial back into sluice.
-    ec = openMarkedSocket(upstream, endpoint.protocol(), rules.gateway.socketMark);
-    if (!ec) co_await upstream.async_connect(endpoint, asio::redirect_error(use_awaitable, ec));
-    if (!ec) co_return std::string();
-    failure = deadline.expired() ? "upstream-connect-timeout" : "upstream-connect:" + ec.message();
-    if (deadline.expired()) break;
-  }
-  co_return failure;
+  const DialRules dialRules{rules.guard, rules.gateway.socketMark, rules.gateway.upstreamConnectTimeout};
+  DialResult dialed = co_await dialer_.dial(dialRules, destination, flowText);
+  if (dialed.failure.empty() || dialed.failure.starts_with("upstream-")) upstreamText = dialed.upstream;
+  if (dialed.failure.empty()) upstream = std::move(dialed.socket);
+  co_return dialed.failure;
 }
 
 awaitable<void> GatewayServer::handleStream(std::shared_ptr<TunnelStream> stream,
@@ -340,12 +335,19 @@ awaitable<void> GatewayServer::handleStream(std::shared_ptr<TunnelStream> stream
     refuse("host-not-allowed");
     co_return;
   }
+  // Streams per client identity: one node's pods cannot take every upstream socket.
+  auto clientSlot = limits_->clients.acquire(record.identity);
+  if (!clientSlot.admitted()) {
+    auto admission = refusalLog.admit("client-connection-limit");
+    stream->respond(statusFor("client-connection-limit"), "client-connection-limit");
+    if (admission.log) logAccess(record, 0, 0, "client-connection-limit");
+    co_return;
+  }
 
   tcp::socket upstream(executor);
-  std::string failure =
-      co_await dialUpstream(*rules, *rule, host, port,
-                            "peer=" + record.peerAddress + " identity=" + record.identity + " sni=" + record.sni,
-                            upstream, record.upstream);
+  std::string failure = co_await dialUpstream(
+      *rules, *rule, host, port, "peer=" + record.peerAddress + " identity=" + record.identity + " sni=" + record.sni,
+      upstream, record.upstream);
   if (!failure.empty()) {
     refuse(failure);
     co_return;

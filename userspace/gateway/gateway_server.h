@@ -11,11 +11,11 @@
 #include "async.h"
 #include "certificate_reloader.h"
 #include "config.h"
-#include "dns_cache.h"
-#include "dns_resolver.h"
+#include "connection_limits.h"
 #include "h2_tunnel.h"
 #include "host_matcher.h"
 #include "tls_context.h"
+#include "upstream_dialer.h"
 
 namespace sluice {
 
@@ -23,29 +23,41 @@ struct GatewayRules {
   GatewayConfig gateway;
   HostMatcher hosts;
   Config config;  // for routes (Config::routeFor)
-  std::unique_ptr<DnsResolver> resolver;
-  // Per rule set: a reload (maybe a new DNS server) starts with an empty cache.
-  std::unique_ptr<DnsCache> dnsCache;
   // Judges every DNS answer before it is dialed; knows this gateway's own addresses as
   // they were when the rules were (re)loaded.
   AddressGuard guard;
   uint64_t version = 0;
 };
 
-// Where one connection goes: the addresses to dial in turn, or why it goes nowhere.
-struct UpstreamTargets {
-  std::vector<IpAddress> addresses;
-  std::string failure;  // a gateway result (dns-failed:..., dns-refused:<reason>)
+// The gateway's caps, shared by every worker (thread-safe): TLS handshakes in progress,
+// in all and per peer address; relayed connections per client identity.
+struct GatewayLimits {
+  explicit GatewayLimits(const GatewayConfig& gateway)
+      : handshakes(gateway.maxPendingHandshakes, gateway.maxPendingHandshakesPerAddress),
+        clients(0, gateway.maxConnectionsPerClient) {}
+  void update(const GatewayConfig& gateway) {
+    handshakes.setCaps(gateway.maxPendingHandshakes, gateway.maxPendingHandshakesPerAddress);
+    clients.setCaps(0, gateway.maxConnectionsPerClient);
+  }
+  ConnectionLimits handshakes;
+  ConnectionLimits clients;
 };
+
+// The resolver settings of a rule set.
+DnsResolverOptions dnsOptions(const GatewayConfig& gateway);
 
 class GatewayServer {
  public:
   // `certificates`: the gateway's mesh identity, rotated apart from the rules.
-  GatewayServer(asio::io_context& io, asio::thread_pool& resolverPool, std::shared_ptr<const GatewayRules> rules,
+  GatewayServer(asio::io_context& io, std::shared_ptr<const GatewayRules> rules,
                 const CertificateReloader& certificates);
   void listen();
   awaitable<void> acceptLoop();
-  void setRules(std::shared_ptr<const GatewayRules> rules) { rules_ = std::move(rules); }
+  // May be called from any thread: applied on this server's event loop.
+  void setRules(std::shared_ptr<const GatewayRules> rules);
+  // Workers of one daemon share one set of caps.
+  void shareLimits(std::shared_ptr<GatewayLimits> limits) { limits_ = std::move(limits); }
+  std::shared_ptr<GatewayLimits> limits() const { return limits_; }
   void stop();
 
   // Installs the ALPN selection on a server context: "h2" (the tunnel) only.
@@ -70,17 +82,11 @@ class GatewayServer {
   awaitable<std::string> dialUpstream(const GatewayRules& rules, const std::string& rule, const std::string& host,
                                       uint16_t port, const std::string& flowText, tcp::socket& upstream,
                                       std::string& upstreamText);
-  // STATIC addresses as the rules wrote them, or the DNS answers the address guard allows.
-  awaitable<UpstreamTargets> upstreamTargets(const GatewayRules& rules, const UpstreamDestination& destination,
-                                             std::string flowText);
-  // Each refused answer: logged with the name and the address, and counted per reason.
-  void logRefused(const std::string& host, const GuardedAddresses::Refused& refused, const std::string& flowText);
-
-  std::map<std::string, uint64_t> refusedTotal_;  // per reason; touched on the I/O thread only
 
   asio::io_context& io_;
-  asio::thread_pool& resolverPool_;
   std::shared_ptr<const GatewayRules> rules_;
+  UpstreamDialer dialer_;  // this worker's resolver and dials
+  std::shared_ptr<GatewayLimits> limits_;
   const CertificateReloader& certificates_;
   tcp::acceptor acceptor_;
   tcp::acceptor acceptor6_;

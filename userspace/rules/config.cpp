@@ -1,10 +1,9 @@
 #include "config.h"
 
-#include <charconv>
-
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <charconv>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -43,10 +42,11 @@ uint32_t readSocketMark(const YamlReader& r, const YAML::Node& node, const std::
 }
 
 AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
-  r.requireMap(node, "agent",
-               {"listen", "listen6", "redirectPorts", "blockQuic", "bypassCidrs", "cgroups", "clientHelloTimeoutMs",
-                "maxClientHelloBytes", "tls", "gateway", "directConnectTimeoutMs", "idleTimeoutMs", "socketMark",
-                "kubepodsCgroup", "exemptCgroups", "allowPrivateCidrs", "echPolicy"});
+  r.requireMap(
+      node, "agent",
+      {"listen", "listen6", "redirectPorts", "blockQuic", "bypassCidrs", "cgroups", "clientHelloTimeoutMs",
+       "maxClientHelloBytes", "tls", "gateway", "directConnectTimeoutMs", "idleTimeoutMs", "socketMark",
+       "kubepodsCgroup", "exemptCgroups", "allowPrivateCidrs", "echPolicy", "maxConnections", "maxConnectionsPerPod"});
   AgentConfig agent;
   agent.listen = r.endpoint(r.required(node, "listen", "agent"), "agent.listen");
   agent.redirectPorts =
@@ -82,6 +82,14 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
         static_cast<uint32_t>(r.number(node["maxClientHelloBytes"], "agent.maxClientHelloBytes", 512, 65536 + 5));
   }
   if (node["socketMark"]) agent.socketMark = readSocketMark(r, node["socketMark"], "agent.socketMark");
+  if (node["maxConnections"]) {
+    agent.maxConnections =
+        static_cast<uint32_t>(r.number(node["maxConnections"], "agent.maxConnections", 1, 1'000'000));
+  }
+  if (node["maxConnectionsPerPod"]) {
+    agent.maxConnectionsPerPod =
+        static_cast<uint32_t>(r.number(node["maxConnectionsPerPod"], "agent.maxConnectionsPerPod", 1, 1'000'000));
+  }
   if (node["echPolicy"]) {
     std::string ech = r.string(node["echPolicy"], "agent.echPolicy");
     if (ech == "allow") {
@@ -95,7 +103,8 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
   r.requireMap(gw, "agent.gateway",
                {"address", "addresses", "identity", "connectTimeoutMs", "service", "connections", "pingIntervalMs",
                 "pingTimeoutMs", "responseTimeoutMs"});
-  if (gw["address"] && gw["addresses"]) r.fail(gw["addresses"], "give 'agent.gateway.address' or 'addresses', not both");
+  if (gw["address"] && gw["addresses"])
+    r.fail(gw["addresses"], "give 'agent.gateway.address' or 'addresses', not both");
   std::vector<YAML::Node> listed;
   if (gw["addresses"]) {
     if (!gw["addresses"].IsSequence() || gw["addresses"].size() == 0) {
@@ -109,7 +118,8 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
     std::string text = r.string(item, "agent.gateway.addresses");
     auto target = parseGatewayTarget(text);
     if (!target) {
-      r.fail(item, "'" + text + "' is not a gateway: expected \"198.18.3.2:15443\", \"[2001:db8::1]:15443\" or \"name:15443\"");
+      r.fail(item, "'" + text +
+                       "' is not a gateway: expected \"198.18.3.2:15443\", \"[2001:db8::1]:15443\" or \"name:15443\"");
     }
     if (auto v4 = parseIpv4(target->host); v4 && agent.gatewayAddress.addressBe == 0) {
       agent.gatewayAddress = Ipv4Endpoint{*v4, target->port};
@@ -129,11 +139,30 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
 }
 
 GatewayConfig readGateway(const YamlReader& r, const YAML::Node& node) {
-  r.requireMap(
-      node, "gateway",
-      {"listen", "dns", "dnsTimeoutMs", "upstreamConnectTimeoutMs", "handshakeTimeoutMs", "tls", "allowedClients",
-       "name", "labels", "idleTimeoutMs", "dnsCacheMs", "socketMark", "denyCidrs", "allowPrivateCidrs",
-       "listen6", "maxStreamsPerTunnel", "pingIntervalMs", "pingTimeoutMs"});
+  r.requireMap(node, "gateway",
+               {"listen",
+                "dns",
+                "dnsTimeoutMs",
+                "upstreamConnectTimeoutMs",
+                "handshakeTimeoutMs",
+                "tls",
+                "allowedClients",
+                "name",
+                "labels",
+                "idleTimeoutMs",
+                "dnsCacheMs",
+                "socketMark",
+                "denyCidrs",
+                "allowPrivateCidrs",
+                "listen6",
+                "maxStreamsPerTunnel",
+                "pingIntervalMs",
+                "pingTimeoutMs",
+                "dnsNegativeCacheMs",
+                "dnsCacheSize",
+                "maxPendingHandshakes",
+                "maxPendingHandshakesPerAddress",
+                "maxConnectionsPerClient"});
   GatewayConfig gateway;
   gateway.listen = r.endpoint(r.required(node, "listen", "gateway"), "gateway.listen");
   if (node["listen6"]) {
@@ -152,6 +181,21 @@ GatewayConfig readGateway(const YamlReader& r, const YAML::Node& node) {
   if (node["dnsCacheMs"]) {
     gateway.dnsCacheLifetime =
         std::chrono::milliseconds(r.number(node["dnsCacheMs"], "gateway.dnsCacheMs", 0, 3'600'000));
+  }
+  if (node["dnsNegativeCacheMs"]) {
+    gateway.dnsNegativeCacheLifetime =
+        std::chrono::milliseconds(r.number(node["dnsNegativeCacheMs"], "gateway.dnsNegativeCacheMs", 0, 60'000));
+  }
+  if (node["dnsCacheSize"]) {
+    gateway.dnsCacheSize = static_cast<uint32_t>(r.number(node["dnsCacheSize"], "gateway.dnsCacheSize", 1, 10'000'000));
+  }
+  const std::pair<const char*, uint32_t*> caps[] = {
+      {"maxPendingHandshakes", &gateway.maxPendingHandshakes},
+      {"maxPendingHandshakesPerAddress", &gateway.maxPendingHandshakesPerAddress},
+      {"maxConnectionsPerClient", &gateway.maxConnectionsPerClient}};
+  for (const auto& [field, value] : caps) {
+    if (node[field])
+      *value = static_cast<uint32_t>(r.number(node[field], std::string("gateway.") + field, 1, 1'000'000));
   }
   gateway.upstreamConnectTimeout = r.millis(node, "upstreamConnectTimeoutMs", gateway.upstreamConnectTimeout);
   gateway.handshakeTimeout = r.millis(node, "handshakeTimeoutMs", gateway.handshakeTimeout);

@@ -99,6 +99,10 @@ struct AgentConfig {
   uint32_t socketMark = kDefaultSocketMark;              // SO_MARK of the agent's own sockets
   CidrSet allowPrivateCidrs;                             // private ranges an ALLOW_ANY pass-through may dial
   EchPolicy echPolicy = EchPolicy::Deny;
+  // Caps (connection_limits.h): relayed connections in all, and per cgroup (per pod);
+  // over a cap a new connection is reset at once.
+  uint32_t maxConnections = 16384;
+  uint32_t maxConnectionsPerPod = 1024;
 };
 
 struct GatewayConfig {
@@ -109,7 +113,9 @@ struct GatewayConfig {
   std::chrono::milliseconds pingTimeout{10000};
   Ipv4Endpoint dnsServer;
   std::chrono::milliseconds dnsTimeout{3000};
-  std::chrono::milliseconds dnsCacheLifetime{5000};  // 0: ask the DNS server every time
+  std::chrono::milliseconds dnsCacheLifetime{5000};          // upper bound on a record's TTL; 0: ask every time
+  std::chrono::milliseconds dnsNegativeCacheLifetime{1000};  // a failed lookup is remembered; 0: never
+  uint32_t dnsCacheSize = 10000;                             // names kept (least recently used go first)
   std::chrono::milliseconds upstreamConnectTimeout{5000};
   std::chrono::milliseconds handshakeTimeout{5000};
   std::chrono::milliseconds idleTimeout{3'600'000};
@@ -124,6 +130,11 @@ struct GatewayConfig {
   // cluster's pod and service ranges), and private ranges that may be.
   CidrSet denyCidrs;
   CidrSet allowPrivateCidrs;
+  // Caps (connection_limits.h): TLS handshakes in progress, in all and per peer address;
+  // relayed connections per client identity. Over a cap a new connection is reset.
+  uint32_t maxPendingHandshakes = 4096;
+  uint32_t maxPendingHandshakesPerAddress = 512;
+  uint32_t maxConnectionsPerClient = 16384;
 };
 
 // Where the gateway sends an allowed (host, port): to the host itself, resolved by DNS,

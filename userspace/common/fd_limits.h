@@ -1,0 +1,55 @@
+// Open files: the soft RLIMIT_NOFILE raised to the hard limit at start (never the hard
+// limit itself), and what an accept loop does when it runs out of descriptors.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "async.h"
+
+namespace sluice {
+
+struct OpenFileLimit {
+  uint64_t before = 0;  // soft limit found
+  uint64_t soft = 0;    // soft limit now
+  uint64_t hard = 0;
+};
+
+// Raises the soft limit to the hard one and logs both.
+OpenFileLimit raiseOpenFileLimit(const char* daemon);
+// Descriptors open now (/proc/self/fd), or 0 if unknown.
+size_t openFileCount();
+
+// An accept loop's answer to a failed accept. Out of descriptors (EMFILE, ENFILE) or
+// kernel memory (ENOBUFS, ENOMEM), the waiting client is taken with a descriptor kept in
+// reserve and reset at once (refused fast, not left hanging in the queue); then the loop
+// pauses, 10 ms growing to 1 s while failures go on, instead of spinning. Logged at most
+// once a second with a count. One per accept loop.
+class AcceptGuard {
+ public:
+  explicit AcceptGuard(std::string listener);
+  ~AcceptGuard();
+  AcceptGuard(const AcceptGuard&) = delete;
+  AcceptGuard& operator=(const AcceptGuard&) = delete;
+
+  // How long to pause before the next accept.
+  std::chrono::milliseconds failed(tcp::acceptor& acceptor, const boost::system::error_code& ec);
+  void succeeded() { pause_ = std::chrono::milliseconds(0); }
+
+  uint64_t shed() const { return shed_; }
+
+ private:
+  void shedOne(tcp::acceptor& acceptor);
+
+  std::string listener_;
+  int reserve_ = -1;
+  std::chrono::milliseconds pause_{0};
+  uint64_t failures_ = 0;
+  uint64_t failuresLogged_ = 0;
+  uint64_t shed_ = 0;
+  std::chrono::steady_clock::time_point lastLog_{};
+};
+
+}  // namespace sluice
