@@ -1,20 +1,27 @@
 // sluice-agent: the node agent. Loads and attaches the BPF redirect, enables the
 // configured cgroups and forwards redirected connections to the egress gateway.
+#include <arpa/inet.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/program_options.hpp>
 #include <iostream>
 
+#include "admin_server.h"
+#include "agent_admin.h"
 #include "bpf_datapath.h"
 #include "certificate_reloader.h"
 #include "cgroup_enrollment.h"
 #include "config.h"
+#include "flow_report.h"
 #include "forwarder.h"
+#include "gateway_health.h"
 #include "interface_addresses.h"
 #include "kernel_features.h"
+#include "log_record.h"
 #include "logging.h"
 #include "marked_socket.h"
+#include "metrics_registry.h"
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
@@ -75,8 +82,10 @@ void enrollCgroups(const PinLayout& pins, const std::vector<std::filesystem::pat
 
 // All or nothing: everything the kernel must take is checked first (map capacities,
 // cgroups, the socket mark); then the maps switch in a fail-closed order, and if
-// enrolling a cgroup still fails the maps go back to the rule set before.
-void installRules(BpfDatapath& datapath, const PinLayout& pins, const AgentRules& rules, uint32_t version) {
+// enrolling a cgroup still fails the maps go back to the rule set before. Returns the
+// cgroups enrolled.
+std::vector<std::filesystem::path> installRules(BpfDatapath& datapath, const PinLayout& pins, const AgentRules& rules,
+                                                uint32_t version) {
   DatapathState next = datapath.desired(rules.agent, version);
   for (const auto& dir : resolveCgroups(rules.agent.exemptCgroups, "agent.exemptCgroups")) {
     next.exempt.insert(cgroupId(dir));
@@ -92,6 +101,11 @@ void installRules(BpfDatapath& datapath, const PinLayout& pins, const AgentRules
     datapath.apply(before);
     throw;
   }
+  return cgroups;
+}
+
+tcp::endpoint gatewayEndpoint(const AgentConfig& agent) {
+  return tcp::endpoint(asio::ip::address_v4(ntohl(agent.gatewayAddress.addressBe)), agent.gatewayAddress.port);
 }
 
 int run(const po::variables_map& options) {
@@ -106,10 +120,15 @@ int run(const po::variables_map& options) {
 
   spdlog::info("kernel {} has every feature sluice needs (floor: Linux {})", requireKernelFeatures(), kernelFloor());
   BpfDatapath datapath(pins);
-  installRules(datapath, pins, *rules, 1);
+  std::vector<std::filesystem::path> enrolled = installRules(datapath, pins, *rules, 1);
 
+  const bool markSockets = !options.count("test-no-socket-mark");
+  MetricsRegistry registry;
+  AgentMetrics metrics(registry);
+  GatewayHealth health(io, gatewayEndpoint(rules->agent), markSockets ? rules->agent.socketMark : 0);
   Forwarder forwarder(io, datapath, rules, certificates);
-  if (options.count("test-no-socket-mark")) {
+  forwarder.setReporting(FlowReporter(&metrics), &health);
+  if (!markSockets) {
     spdlog::warn(
         "--test-no-socket-mark: the agent's sockets carry no mark; only its unenrolled cgroup guards "
         "against a redirect loop");
@@ -130,11 +149,20 @@ int run(const po::variables_map& options) {
       throw ConfigError("agent.listen or agent.listen6 changed: restart the agent to move its listeners");
     }
     certificates.requireSameFiles(nextRules->agent.tls, "agent.tls");
-    installRules(datapath, pins, *nextRules, static_cast<uint32_t>(next));
+    enrolled = installRules(datapath, pins, *nextRules, static_cast<uint32_t>(next));
     forwarder.setRules(nextRules);
+    health.setTarget(gatewayEndpoint(nextRules->agent), markSockets ? nextRules->agent.socketMark : 0);
     rules = nextRules;
     return "hosts=" + std::to_string(rules->hosts.size()) + " outbound=" + toString(rules->outbound);
   });
+
+  // The admin endpoint: on this (control) thread, never on a pod-reachable address by
+  // default (the node IP of a hostNetwork agent is reachable from pods).
+  AdminServer admin(io, parseAdminAddress(options["admin-address"].as<std::string>()));
+  installAgentAdmin(
+      admin, AgentAdminContext{pins, &reloader, &certificates, &health, &registry, [&enrolled] { return enrolled; }});
+  admin.start();
+  health.start();
 
   auto signals = handleSignals(
       io,
@@ -145,15 +173,17 @@ int run(const po::variables_map& options) {
       [&](int signal) {
         spdlog::info("signal {}: stopping; links stay pinned, so enabled cgroups fail closed", signal);
         forwarder.stop();
+        admin.stop();
+        health.stop();
         io.stop();
       });
 
   spdlog::info(
-      "agent ready listen={} gateway={} hosts={} outbound={} rules_version={} pin_dir={} socket_mark={:#x} "
-      "node_netns_cookie={}",
-      formatEndpoint(rules->agent.listen), formatEndpoint(rules->agent.gatewayAddress), rules->hosts.size(),
-      toString(rules->outbound), reloader.version(), pins.dir.string(), rules->agent.socketMark,
-      datapath.nodeNetnsCookie());
+      "agent ready listen={} admin={} gateway={} hosts={} outbound={} rules_version={} pin_dir={} "
+      "socket_mark={:#x} node_netns_cookie={}",
+      formatEndpoint(rules->agent.listen), options["admin-address"].as<std::string>(),
+      formatEndpoint(rules->agent.gatewayAddress), rules->hosts.size(), toString(rules->outbound), reloader.version(),
+      pins.dir.string(), rules->agent.socketMark, datapath.nodeNetnsCookie());
   io.run();
   return 0;
 }
@@ -169,11 +199,19 @@ int main(int argc, char** argv) {
       "no-watch", "reload only on SIGHUP, not when a rules file changes")(
       "allow-empty-rules",
       "accept a reload that leaves no allowed host (refused by default: a file cut short looks so)")(
-      "test-no-socket-mark", "tests of the loop guards only: do not mark the agent's sockets")(
+      "admin-address", po::value<std::string>()->default_value(kDefaultAdminAddress),
+      "ADDRESS:PORT of the admin endpoint (/metrics, /healthz, /readyz, /config); keep it off pod-reachable "
+      "addresses")("log-format", po::value<std::string>()->default_value("text"),
+                   "access records and log lines: text or json (one JSON object per line)")(
       "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
+  // Test-only switches: accepted, not shown in --help.
+  po::options_description hidden("hidden");
+  hidden.add_options()("test-no-socket-mark", "tests of the loop guards only: do not mark the agent's sockets");
+  po::options_description all;
+  all.add(description).add(hidden);
   po::variables_map options;
   try {
-    po::store(po::parse_command_line(argc, argv, description), options);
+    po::store(po::parse_command_line(argc, argv, all), options);
     if (options.count("version")) {
       std::cout << versionText("sluice-agent") << "\n";
       return 0;
@@ -183,7 +221,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     po::notify(options);
+    const LogFormat format = parseLogFormat(options["log-format"].as<std::string>());
+    parseAdminAddress(options["admin-address"].as<std::string>());
     setupLogging(options["log-level"].as<std::string>());
+    configureLogFormat(format);
   } catch (const std::exception& e) {
     std::cerr << "sluice-agent: " << e.what() << "\n" << description << "\n";
     return 2;

@@ -12,6 +12,8 @@
 #include "asio_address.h"
 #include "byte_stream.h"
 #include "client_hello.h"
+#include "flow_report.h"
+#include "gateway_health.h"
 #include "marked_socket.h"
 #include "relay.h"
 #include "spawn.h"
@@ -19,18 +21,6 @@
 
 namespace sluice {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// What one connection was, for its single log line.
-struct FlowRecord {
-  tcp::endpoint client;
-  tcp::endpoint destination;
-  uint64_t cgroupId = 0;
-  std::string who = "cgroup=0 pod=-";  // PodDirectory::describe
-  std::string sni = "-";
-  Clock::time_point started = Clock::now();
-};
 
 void resetAndClose(tcp::socket& socket) {
   boost::system::error_code ignored;
@@ -44,11 +34,6 @@ void resetAndClose(tcp::socket& socket) {
 std::string formatEndpoint(const tcp::endpoint& endpoint) {
   const auto& a = endpoint.address();
   return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(endpoint.port());
-}
-
-void logDenied(const FlowRecord& flow, const std::string& reason) {
-  spdlog::warn("deny {} src={} dst={} sni={} reason={}", flow.who, formatEndpoint(flow.client),
-               formatEndpoint(flow.destination), flow.sni, reason);
 }
 
 // The hand-off key for an accepted peer: the form sockops published it in.
@@ -87,10 +72,6 @@ tcp::endpoint fromKernel(const sl_endpoint& e) {
 
 tcp::endpoint toAsio(const Ipv4Endpoint& endpoint) {
   return tcp::endpoint(asio::ip::address_v4(ntohl(endpoint.addressBe)), endpoint.port);
-}
-
-long millisSince(Clock::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
 }
 
 }  // namespace
@@ -147,11 +128,20 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   const std::shared_ptr<const AgentRules> rules = rules_;
   const AgentConfig& agent = rules->agent;
   auto executor = co_await asio::this_coro::executor;
-  FlowRecord flow;
+  FlowReport flow;
+  flow.connectionId = newConnectionId();
+  reporter_.started();
+  // Every way out of this function: reset the app (unless relayed cleanly), report once.
+  auto deny = [&](std::string reason) {
+    flow.decision = FlowDecision::Denied;
+    flow.reason = std::move(reason);
+    resetAndClose(client);
+    reporter_.report(flow);
+  };
   boost::system::error_code ec;
   const tcp::endpoint peer = client.remote_endpoint(ec);
   if (ec) {
-    resetAndClose(client);
+    deny("client-read-error:" + ec.message());
     co_return;
   }
   flow.client = peer;
@@ -162,13 +152,12 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   if (!original) {
     // Not redirected by us (someone dialled the agent directly), or the hand-off map
     // was full: there is nowhere safe to send it.
-    logDenied(flow, "no-original-destination");
-    resetAndClose(client);
+    deny("no-original-destination");
     co_return;
   }
   flow.destination = fromKernel(original->dst);
   flow.cgroupId = original->cgroup_id;
-  flow.who = pods_.describe(flow.cgroupId);
+  flow.pod = pods_.podUid(flow.cgroupId).value_or("-");
 
   // 2. Read the ClientHello (possibly several segments and records) under a deadline.
   std::vector<uint8_t> peeked(agent.maxClientHelloBytes);
@@ -183,33 +172,29 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
       size_t n = co_await client.async_read_some(asio::buffer(peeked.data() + have, peeked.size() - have),
                                                  asio::redirect_error(use_awaitable, ec));
       if (ec) {
-        logDenied(flow, deadline.expired()       ? "client-hello-timeout"
-                        : ec == asio::error::eof ? "client-closed-before-hello"
-                                                 : "client-read-error:" + ec.message());
-        resetAndClose(client);
+        deny(deadline.expired()       ? "client-hello-timeout"
+             : ec == asio::error::eof ? "client-closed-before-hello"
+                                      : "client-read-error:" + ec.message());
         co_return;
       }
       have += n;
       hello = parseClientHello(std::span<const uint8_t>(peeked.data(), have), peeked.size());
     }
   }
+  flow.clientHelloWait = FlowReport::Clock::now() - flow.started;
   if (hello.status != HelloStatus::Done) {
-    logDenied(flow,
-              std::string(hello.status == HelloStatus::NotTls ? "not-tls" : "bad-client-hello") + ":" + hello.error);
-    resetAndClose(client);
+    deny(std::string(hello.status == HelloStatus::NotTls ? "not-tls" : "bad-client-hello") + ":" + hello.error);
     co_return;
   }
   // ECH: the name in the clear is only the outer, public one; the host the app reaches
   // is encrypted. Refused unless the rules say to decide by the outer name.
   if (hello.encryptedClientHello && agent.echPolicy == EchPolicy::Deny) {
     if (hello.serverName) flow.sni = *hello.serverName;
-    logDenied(flow, "ech-refused");
-    resetAndClose(client);
+    deny("ech-refused");
     co_return;
   }
   if (!hello.serverName) {
-    logDenied(flow, "no-sni");
-    resetAndClose(client);
+    deny("no-sni");
     co_return;
   }
   flow.sni = *hello.serverName;
@@ -217,33 +202,33 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   // 3. Policy: deny by default.
   auto host = normalizeHostName(flow.sni);
   if (!host) {
-    logDenied(flow, "invalid-sni");
-    resetAndClose(client);
+    deny("invalid-sni");
     co_return;
   }
   auto rule = rules->hosts.match(*host, flow.destination.port());
   if (!rule) {
     if (rules->outbound == OutboundPolicy::AllowAny) {
-      std::string flowText = fmt::format("{} src={} dst={} sni={}", flow.who, formatEndpoint(flow.client),
-                                         formatEndpoint(flow.destination), flow.sni);
-      co_await passDirect(std::move(client), std::move(peeked), have, flow.destination, rules, flowText);
+      co_await passDirect(std::move(client), std::move(peeked), have, rules, std::move(flow));
       co_return;
     }
-    logDenied(flow, "host-not-allowed");
-    resetAndClose(client);
+    deny("host-not-allowed");
     co_return;
   }
+  flow.rule = *rule;
+  flow.gateway = formatEndpoint(toAsio(agent.gatewayAddress));
 
   // 4. mTLS to the gateway: SNI = host, port as ALPN, gateway identity checked.
+  flow.decision = FlowDecision::Failed;
   tcp::socket upstream(executor);
   ec = openMarkedSocket(upstream, tcp::v4(), socketMark_ ? agent.socketMark : 0);
   if (ec) {
-    spdlog::error("flow {} src={} dst={} sni={} result=local-socket-error:{}", flow.who, formatEndpoint(flow.client),
-                  formatEndpoint(flow.destination), flow.sni, ec.message());
+    flow.reason = "local-socket-error:" + ec.message();
     resetAndClose(client);
+    reporter_.report(flow);
     co_return;
   }
   std::string failure;
+  bool reached = false;  // the gateway answered (for its health)
   std::optional<TlsStream> tunnel;
   {
     Deadline deadline(executor, agent.gatewayConnectTimeout, [&upstream, &tunnel] {
@@ -254,10 +239,14 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
         upstream.cancel(ignored);
       }
     });
+    auto step = FlowReport::Clock::now();
     co_await upstream.async_connect(toAsio(agent.gatewayAddress), asio::redirect_error(use_awaitable, ec));
     if (ec) {
       failure = deadline.expired() ? "gateway-connect-timeout" : "gateway-connect:" + ec.message();
     } else {
+      reached = true;
+      flow.gatewayConnect = FlowReport::Clock::now() - step;
+      step = FlowReport::Clock::now();
       upstream.set_option(tcp::no_delay(true), ec);
       tunnel.emplace(std::move(upstream), certificates_.context(), TlsRole::Client);
       SSL_set_tlsext_host_name(tunnel->ssl(), host->c_str());
@@ -270,42 +259,48 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
         failure = deadline.expired() ? "gateway-handshake-timeout" : "gateway-handshake:" + tunnel->lastError();
       } else if (peerSpiffeId(tunnel->ssl()) != agent.gatewayIdentity) {
         failure = "gateway-identity-mismatch:" + peerSpiffeId(tunnel->ssl()).value_or("none");
+      } else {
+        flow.gatewayHandshake = FlowReport::Clock::now() - step;
       }
     }
   }
+  if (health_) health_->recordTunnel(reached, failure);
   if (!failure.empty()) {
-    spdlog::error("flow {} src={} dst={} sni={} result={}", flow.who, formatEndpoint(flow.client),
-                  formatEndpoint(flow.destination), flow.sni, failure);
+    flow.reason = failure;
     resetAndClose(client);
+    reporter_.report(flow);
     co_return;
   }
 
   // 5. The app's bytes, unchanged: the peeked hello (and anything after it) first.
+  flow.decision = FlowDecision::Allowed;
+  flow.tunnel = SSL_session_reused(tunnel->ssl()) ? "resumed" : "full";
   TcpStream app(std::move(client));
   ec = co_await tunnel->writeAll(std::span<const uint8_t>(peeked.data(), have));
   peeked = {};
   RelayResult relayed;
   if (!ec) relayed = co_await relayBoth(app, *tunnel, agent.idleTimeout);
-  std::string result = ec ? "gateway-write:" + ec.message() : relayed.outcome();
-  spdlog::info("flow {} src={} dst={} sni={} rule={} tunnel={} up={} down={} duration_ms={} result={}", flow.who,
-               formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, *rule,
-               SSL_session_reused(tunnel->ssl()) ? "resumed" : "full", have + relayed.bytesAtoB, relayed.bytesBtoA,
-               millisSince(flow.started), result);
+  flow.reason = ec ? "gateway-write:" + ec.message() : relayed.outcome();
+  flow.up = have + relayed.bytesAtoB;
+  flow.down = relayed.bytesBtoA;
+  if (relayed.bytesBtoA) flow.firstByte = relayed.firstByteBtoA - flow.started;
   if (!relayed.clean() || ec) resetAndClose(app.socket());
+  reporter_.report(flow);
 }
 
 awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have,
-                                      tcp::endpoint destination, std::shared_ptr<const AgentRules> rules,
-                                      std::string flowText) {
+                                      std::shared_ptr<const AgentRules> rules, FlowReport flow) {
   // The agent dials from the node's network namespace: the node's own addresses, its
   // loopback or the metadata service must not become reachable through a pass-through.
+  const tcp::endpoint destination = flow.destination;
   if (auto refusal = rules->directGuard.check(fromAsio(destination.address()))) {
-    spdlog::warn("deny {} reason=destination-refused:{}", flowText, toString(*refusal));
+    flow.decision = FlowDecision::Denied;
+    flow.reason = std::string("destination-refused:") + toString(*refusal);
     resetAndClose(client);
+    reporter_.report(flow);
     co_return;
   }
   auto executor = co_await asio::this_coro::executor;
-  const auto started = Clock::now();
   boost::system::error_code ec;
   tcp::socket upstream(executor);
   ec = openMarkedSocket(upstream, destination.protocol(), socketMark_ ? rules->agent.socketMark : 0);
@@ -320,9 +315,11 @@ awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> p
     co_await upstream.async_connect(destination, asio::redirect_error(use_awaitable, ec));
     if (ec) failure = deadline.expired() ? "direct-connect-timeout" : "direct-connect:" + ec.message();
   }
+  flow.decision = FlowDecision::Passthrough;
   if (!failure.empty()) {
-    spdlog::error("flow {} via=direct result={}", flowText, failure);
+    flow.reason = failure;
     resetAndClose(client);
+    reporter_.report(flow);
     co_return;
   }
   upstream.set_option(tcp::no_delay(true), ec);
@@ -332,10 +329,12 @@ awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> p
   peeked = {};
   RelayResult relayed;
   if (!ec) relayed = co_await relayBoth(app, origin, rules->agent.idleTimeout);
-  spdlog::info("flow {} rule=- via=direct policy=ALLOW_ANY up={} down={} duration_ms={} result={}", flowText,
-               have + relayed.bytesAtoB, relayed.bytesBtoA, millisSince(started),
-               ec ? "write:" + ec.message() : relayed.outcome());
+  flow.reason = ec ? "write:" + ec.message() : relayed.outcome();
+  flow.up = have + relayed.bytesAtoB;
+  flow.down = relayed.bytesBtoA;
+  if (relayed.bytesBtoA) flow.firstByte = relayed.firstByteBtoA - flow.started;
   if (!relayed.clean() || ec) resetAndClose(app.socket());
+  reporter_.report(flow);
 }
 
 }  // namespace sluice

@@ -10,11 +10,14 @@
 #include "bpf_datapath.h"
 #include "certificate_reloader.h"
 #include "config.h"
+#include "flow_report.h"
 #include "host_matcher.h"
 #include "pod_identity.h"
 #include "tls_context.h"
 
 namespace sluice {
+
+class GatewayHealth;
 
 // Immutable once built; a reload builds a new one and swaps the pointer, so each
 // connection decides with the rules it started with.
@@ -42,12 +45,18 @@ class Forwarder {
   // Tests of the loop guards only: the agent's sockets then carry no SO_MARK, leaving the
   // unenrolled agent cgroup as the one guard.
   void setSocketMark(bool on) { socketMark_ = on; }
+  // Where each flow's one report goes (access record, metrics) and who learns whether
+  // the gateway answered. Call before the accept loops start.
+  void setReporting(FlowReporter reporter, GatewayHealth* health) {
+    reporter_ = reporter;
+    health_ = health;
+  }
 
  private:
   awaitable<void> handle(tcp::socket client);
   // ALLOW_ANY: an unknown host goes to its original destination, not via the gateway.
-  awaitable<void> passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have, tcp::endpoint destination,
-                             std::shared_ptr<const AgentRules> rules, std::string flowText);
+  awaitable<void> passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have,
+                             std::shared_ptr<const AgentRules> rules, FlowReport flow);
 
   asio::io_context& io_;
   const BpfDatapath& datapath_;
@@ -57,6 +66,8 @@ class Forwarder {
   tcp::acceptor acceptor6_;
   bool socketMark_ = true;
   PodDirectory pods_;
+  FlowReporter reporter_{nullptr};
+  GatewayHealth* health_ = nullptr;
 };
 
 }  // namespace sluice

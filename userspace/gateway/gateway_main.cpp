@@ -7,12 +7,16 @@
 #include <boost/program_options.hpp>
 #include <iostream>
 
+#include "admin_server.h"
 #include "certificate_reloader.h"
 #include "config.h"
+#include "gateway_admin.h"
 #include "gateway_server.h"
 #include "interface_addresses.h"
+#include "log_record.h"
 #include "logging.h"
 #include "marked_socket.h"
+#include "metrics_registry.h"
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
@@ -65,7 +69,10 @@ int run(const po::variables_map& options) {
   asio::thread_pool resolverPool(2);
   CertificateReloader certificates(io, rules->gateway.tls, TlsRole::Server, !options.count("no-watch"),
                                    GatewayServer::configureAlpn);
+  MetricsRegistry registry;
+  GatewayMetrics metrics(registry);
   GatewayServer server(io, resolverPool, rules, certificates);
+  server.setReporting(AccessReporter(&metrics));
   server.listen();
   asio::co_spawn(io, server.acceptLoop(), logEscapedException("accept loop"));
 
@@ -81,6 +88,10 @@ int run(const po::variables_map& options) {
     return "hosts=" + std::to_string(rules->hosts.size());
   });
 
+  AdminServer admin(io, parseAdminAddress(options["admin-address"].as<std::string>()));
+  installGatewayAdmin(admin, GatewayAdminContext{&reloader, &certificates, &registry});
+  admin.start();
+
   auto signals = handleSignals(
       io,
       [&] {
@@ -90,12 +101,14 @@ int run(const po::variables_map& options) {
       [&](int signal) {
         spdlog::info("signal {}: stopping", signal);
         server.stop();
+        admin.stop();
         io.stop();
       });
 
-  spdlog::info("gateway ready listen={} dns={} hosts={} clients={} rules_version={}",
-               formatEndpoint(rules->gateway.listen), formatEndpoint(rules->gateway.dnsServer), rules->hosts.size(),
-               rules->gateway.allowedClients.size(), reloader.version());
+  spdlog::info("gateway ready listen={} admin={} dns={} hosts={} clients={} rules_version={}",
+               formatEndpoint(rules->gateway.listen), options["admin-address"].as<std::string>(),
+               formatEndpoint(rules->gateway.dnsServer), rules->hosts.size(), rules->gateway.allowedClients.size(),
+               reloader.version());
   io.run();
   resolverPool.stop();
   resolverPool.join();
@@ -112,6 +125,10 @@ int main(int argc, char** argv) {
       "no-watch", "reload only on SIGHUP, not when a rules file changes")(
       "allow-empty-rules",
       "accept a reload that leaves no allowed host (refused by default: a file cut short looks so)")(
+      "admin-address", po::value<std::string>()->default_value(kDefaultAdminAddress),
+      "ADDRESS:PORT of the admin endpoint (/metrics, /healthz, /readyz, /config)")(
+      "log-format", po::value<std::string>()->default_value("text"),
+      "access records and log lines: text or json (one JSON object per line)")(
       "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
   po::variables_map options;
   try {
@@ -125,7 +142,10 @@ int main(int argc, char** argv) {
       return 0;
     }
     po::notify(options);
+    const LogFormat format = parseLogFormat(options["log-format"].as<std::string>());
+    parseAdminAddress(options["admin-address"].as<std::string>());
     setupLogging(options["log-level"].as<std::string>());
+    configureLogFormat(format);
   } catch (const std::exception& e) {
     std::cerr << "sluice-gateway: " << e.what() << "\n" << description << "\n";
     return 2;

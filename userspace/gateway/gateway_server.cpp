@@ -2,10 +2,12 @@
 
 #include <arpa/inet.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <random>
 
+#include "access_report.h"
 #include "asio_address.h"
 #include "byte_stream.h"
 #include "marked_socket.h"
@@ -18,26 +20,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct AccessRecord {
-  std::string peerAddress;
-  std::string identity = "-";
-  std::string peerSerial = "-";  // which version of a rotating agent certificate came
-  std::string sni = "-";
-  uint16_t port = 0;
-  std::string upstream = "-";
-  Clock::time_point started = Clock::now();
-};
-
-void logAccess(const AccessRecord& r, uint64_t up, uint64_t down, const std::string& result) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - r.started).count();
-  auto line = fmt::format(
-      "access peer={} identity={} sni={} port={} upstream={} up={} down={} duration_ms={} result={} peer_serial={}",
-      r.peerAddress, r.identity, r.sni, r.port, r.upstream, up, down, ms, result, r.peerSerial);
-  if (result == "ok") {
-    spdlog::info("{}", line);
-  } else {
-    spdlog::warn("{}", line);
-  }
+// A connection that closes before sending a byte (an agent's TCP health probe) is not a
+// flow: it gets no access record. Waits at most until the handshake deadline cancels it.
+awaitable<bool> closedBeforeFirstByte(tcp::socket& socket) {
+  boost::system::error_code ec;
+  co_await socket.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
+  if (ec) co_return false;
+  uint8_t byte;
+  ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  co_return n == 0;
 }
 
 int selectPortAlpn(SSL*, const unsigned char** out, unsigned char* outLength, const unsigned char* in,
@@ -122,6 +113,7 @@ void GatewayServer::logRefused(const std::string& host, const GuardedAddresses::
                                const std::string& flowText) {
   const char* reason = toString(refused.reason);
   uint64_t total = ++refusedTotal_[reason];
+  reporter_.refusedAddress(reason);
   spdlog::warn("dns-refused host={} address={} reason={} {} refused_total={}", host, formatIp(refused.address), reason,
                flowText, total);
 }
@@ -137,9 +129,12 @@ awaitable<UpstreamTargets> GatewayServer::upstreamTargets(const GatewayRules& ru
   ResolveResult resolved;
   if (const auto* cached = rules.dnsCache->find(destination.host)) {
     resolved.addresses = *cached;
+    reporter_.dnsCacheHit();
   } else {
+    const auto started = AccessReport::Clock::now();
     resolved =
         co_await asio::co_spawn(resolverPool_, resolveOnPool(rules.resolver.get(), destination.host), use_awaitable);
+    out.dnsTime = AccessReport::Clock::now() - started;
     rules.dnsCache->put(destination.host, resolved.addresses);
   }
   if (resolved.addresses.empty()) {
@@ -158,12 +153,35 @@ awaitable<UpstreamTargets> GatewayServer::upstreamTargets(const GatewayRules& ru
 awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   const std::shared_ptr<const GatewayRules> rules = rules_;
   auto executor = co_await asio::this_coro::executor;
-  AccessRecord record;
+  AccessReport record;
   boost::system::error_code ec;
   auto peer = agentSocket.remote_endpoint(ec);
   record.peerAddress = ec ? "?" : peer.address().to_string() + ":" + std::to_string(peer.port());
   agentSocket.set_option(tcp::no_delay(true), ec);
-
+  // The one record of this connection: what it was and how it ended.
+  auto finish = [&](std::string result, uint64_t up = 0, uint64_t down = 0) {
+    record.result = std::move(result);
+    record.up = up;
+    record.down = down;
+    reporter_.report(record);
+  };
+  {
+    Deadline deadline(executor, rules->gateway.handshakeTimeout, [&agentSocket] {
+      boost::system::error_code ignored;
+      agentSocket.cancel(ignored);
+    });
+    const bool empty = co_await closedBeforeFirstByte(agentSocket);
+    if (empty) {
+      reporter_.emptyConnection();
+      spdlog::debug("connection from {} closed before its first byte (a health probe)", record.peerAddress);
+      co_return;
+    }
+    reporter_.started();
+    if (deadline.expired()) {
+      finish("handshake-timeout");
+      co_return;
+    }
+  }
   // 1. mTLS: the client certificate must chain to the mesh CA (OpenSSL verifies).
   TlsStream tunnel(std::move(agentSocket), certificates_.context(), TlsRole::Server);
   {
@@ -171,12 +189,14 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
       boost::system::error_code ignored;
       tunnel.socket().cancel(ignored);
     });
+    const auto started = AccessReport::Clock::now();
     ec = co_await tunnel.handshake();
     if (ec) {
-      logAccess(record, 0, 0, deadline.expired() ? "handshake-timeout" : "handshake-failed:" + tunnel.lastError());
+      finish(deadline.expired() ? "handshake-timeout" : "handshake-failed:" + tunnel.lastError());
       tunnel.abort();
       co_return;
     }
+    record.handshake = AccessReport::Clock::now() - started;
   }
   // 2. Authorize: identity, then host and port.
   record.identity = peerSpiffeId(tunnel.ssl()).value_or("-");
@@ -184,7 +204,7 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
     record.peerSerial = describeCertificate(certificate).serial;
   }
   if (!rules->gateway.allowedClients.contains(record.identity)) {
-    logAccess(record, 0, 0, "identity-not-allowed");
+    finish("identity-not-allowed");
     tunnel.abort();
     co_return;
   }
@@ -196,14 +216,14 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   auto port = parsePortAlpn(std::string_view(reinterpret_cast<const char*>(alpn), alpnLength));
   auto host = sni ? normalizeHostName(sni) : std::nullopt;
   if (!host || !port) {
-    logAccess(record, 0, 0, !host ? "no-valid-sni" : "no-port-alpn");
+    finish(!host ? "no-valid-sni" : "no-port-alpn");
     tunnel.abort();
     co_return;
   }
   record.port = *port;
   auto rule = rules->hosts.match(*host, *port);
   if (!rule) {
-    logAccess(record, 0, 0, "host-not-allowed");
+    finish("host-not-allowed");
     tunnel.abort();
     co_return;
   }
@@ -214,8 +234,9 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   const UpstreamDestination destination = pickDestination(rules->config.routeFor(*rule, *host, *port));
   UpstreamTargets targets = co_await upstreamTargets(
       *rules, destination, "peer=" + record.peerAddress + " identity=" + record.identity + " sni=" + record.sni);
+  record.dns = targets.dnsTime;
   if (!targets.failure.empty()) {
-    logAccess(record, 0, 0, targets.failure);
+    finish(targets.failure);
     tunnel.abort();
     co_return;
   }
@@ -223,6 +244,7 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   // 4. Connect, trying each address in turn within one deadline.
   tcp::socket upstream(executor);
   std::string failure = "upstream-connect-failed";
+  const auto connectStarted = AccessReport::Clock::now();
   {
     Deadline deadline(executor, rules->gateway.upstreamConnectTimeout, [&upstream] {
       boost::system::error_code ignored;
@@ -246,8 +268,9 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
       if (deadline.expired()) break;
     }
   }
+  record.upstreamConnect = AccessReport::Clock::now() - connectStarted;
   if (!failure.empty()) {
-    logAccess(record, 0, 0, failure);
+    finish(failure);
     tunnel.abort();
     co_return;
   }
@@ -256,7 +279,7 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   // 5. Relay: agent -> origin is "up".
   TcpStream origin(std::move(upstream));
   RelayResult relayed = co_await relayBoth(tunnel, origin, rules->gateway.idleTimeout);
-  logAccess(record, relayed.bytesAtoB, relayed.bytesBtoA, relayed.outcome());
+  finish(relayed.outcome(), relayed.bytesAtoB, relayed.bytesBtoA);
 }
 
 }  // namespace sluice

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "access_report.h"
 #include "address_guard.h"
 #include "async.h"
 #include "certificate_reloader.h"
@@ -35,6 +36,7 @@ struct GatewayRules {
 struct UpstreamTargets {
   std::vector<IpAddress> addresses;
   std::string failure;  // a gateway result (dns-failed:..., dns-refused:<reason>)
+  std::optional<std::chrono::steady_clock::duration> dnsTime;  // a lookup not answered from the cache
 };
 
 class GatewayServer {
@@ -46,6 +48,8 @@ class GatewayServer {
   awaitable<void> acceptLoop();
   void setRules(std::shared_ptr<const GatewayRules> rules) { rules_ = std::move(rules); }
   void stop();
+  // Where each connection's one report goes (access record, metrics). Before listen().
+  void setReporting(AccessReporter reporter) { reporter_ = reporter; }
 
   // Installs the ALPN selection on a server context: accept "sluice/port=N" only.
   static void configureAlpn(SSL_CTX* ctx);
@@ -65,6 +69,7 @@ class GatewayServer {
   std::shared_ptr<const GatewayRules> rules_;
   const CertificateReloader& certificates_;
   tcp::acceptor acceptor_;
+  AccessReporter reporter_{nullptr};
 };
 
 }  // namespace sluice

@@ -116,7 +116,7 @@ void checkMetadata(const YamlReader& r, const YAML::Node& doc, const std::string
   r.requireMap(doc, kind, {"apiVersion", "kind", "metadata", "spec"}, {"status"});
   YAML::Node meta = r.required(doc, "metadata", kind);
   r.requireMap(meta, kind + ".metadata", {"name", "namespace", "labels", "annotations"},
-               {"resourceVersion", "uid", "generation", "creationTimestamp"});
+               {"resourceVersion", "uid", "generation", "creationTimestamp", "managedFields"});
   r.string(r.required(meta, "name", kind + ".metadata"), kind + ".metadata.name");
   if (meta["labels"] && !meta["labels"].IsMap()) r.fail(meta["labels"], "'metadata.labels' must be a mapping");
   if (!r.required(doc, "spec", kind).IsMap()) r.fail(doc["spec"], "'" + kind + ".spec' must be a mapping");
