@@ -184,7 +184,9 @@ out=$(sl_host_exec node "$SL_BUILD/userspace/sluicectl" --pin-dir "$SL_PIN_DIR" 
 code=$?
 check_contains "sluicectl status: running and ready (exit 0)" "$code" "^0$"
 check_contains "sluicectl status -o json says so" "$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["agent"]["ready"], d["kernel"]["installed"])' <<< "$out")" "^True True$"
-check_contains "the gateway's TCP probes leave no access record" "$(grep -c '"kind":"access"' "$SL_RUN_DIR/gateway.log")" "^[0-9]+$"
+check "the agent's TCP probes reach the restarted gateway" wait_metric egress sluice_gateway_empty_connections_total 1
+check_contains "and leave no access record there (the restarted gateway served no flow yet)" \
+  "$(grep -c '"kind":"access"' "$SL_RUN_DIR/gateway.log")" "^0$"
 check_not_contains "no gateway record for an empty probe connection" "$(cat "$SL_RUN_DIR/gateway.log")" '"result":"handshake-failed"'
 
 # sluicectl rules: what the running agent enforces.
