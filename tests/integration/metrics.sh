@@ -132,6 +132,7 @@ check_contains "gateway: reloads ok +1" "$(delta 'sluice_rules_reloads_total{res
 check_contains "gateway: nothing rejected" "$(delta 'sluice_rules_reloads_total{result="rejected"}' "$g3" "$g4")" "^0$"
 check_contains "gateway: rules version 2" "$(value "$g4" sluice_rules_version)" "^2$"
 cp "$SL_RUN_DIR/agent-rules.good" "$agent_rules"
+echo "# scrape sizes: agent $(wc -c <<< "$a4") bytes, $(grep -vc '^#' <<< "$a4") samples; gateway $(wc -c <<< "$g4") bytes, $(grep -vc '^#' <<< "$g4") samples"
 promtool_ok "promtool accepts the agent's scrape after traffic" "$a4"
 promtool_ok "promtool accepts the gateway's scrape after traffic" "$g4"
 

@@ -151,8 +151,7 @@ void FlowReporter::report(const FlowReport& flow) {
   const bool carried = flow.decision == FlowDecision::Allowed || flow.decision == FlowDecision::Passthrough;
   const auto elapsed = FlowReport::Clock::now() - flow.started;
 
-  LogRecord record(carried ? "flow" : "deny");
-  if (flow.decision == FlowDecision::Failed) record = LogRecord("flow");
+  LogRecord record(flow.decision == FlowDecision::Denied ? "deny" : "flow");
   record.add("cgroup", flow.cgroupId)
       .add("pod", flow.pod)
       .add("src", formatEndpoint(flow.client))
@@ -174,10 +173,9 @@ void FlowReporter::report(const FlowReport& flow) {
     record.add("gateway", flow.gateway);
   }
   record.add("connection_id", flow.connectionId);
-  const bool ok = carried && code == "ok";
-  writeRecord(flow.decision == FlowDecision::Failed ? spdlog::level::err
-              : ok || carried                       ? spdlog::level::info
-                                                    : spdlog::level::warn,
+  writeRecord(flow.decision == FlowDecision::Failed   ? spdlog::level::err
+              : flow.decision == FlowDecision::Denied ? spdlog::level::warn
+                                                      : spdlog::level::info,
               record);
 
   if (!metrics_) return;
