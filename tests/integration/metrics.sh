@@ -200,6 +200,22 @@ code=$?
 check_contains "explain --running over IPv6: denied (exit 4)" "$code" "^4$"
 check_contains "explain --running says where the rules came from" "$out" "rules from the running agent \(rules version 2\)"
 
+# explain --pod finds the pod's cgroup from its UID (a kubelet-shaped path, cgroupfs driver).
+uid=1b4e28ba-2fa1-11d2-883f-0016d3cca427
+mkdir -p "$(sl_cgroup_root)/kubepods/besteffort/pod$uid/ctr"
+out=$("$SL_BUILD/userspace/sluicectl" --pin-dir "$SL_PIN_DIR" explain --config "$agent_rules" --pod $uid \
+  --to $SL_ALLOWED_ADDR:443 --sni $SL_ALLOWED_HOST -o json)
+check_contains "explain --pod finds the pod's cgroup" \
+  "$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["cgroup"], d["redirected"])' <<< "$out")" \
+  "/kubepods/besteffort/pod$uid False$"
+
+# What a scrape costs (not asserted): 20 scrapes of each daemon.
+for host in node egress; do
+  times=$(for _ in $(seq 20); do sl_host_exec $host curl -s -o /dev/null -w '%{time_total}\n' "http://$ADMIN/metrics"; done |
+    sort -n | awk '{a[NR]=$1} END {printf "p50 %.1f ms, max %.1f ms", a[int(NR/2)]*1000, a[NR]*1000}')
+  echo "# /metrics on $host: $times"
+done
+
 # The agent killed: status says it is not running, with its exit code.
 sl_stop agent
 out=$(sl_host_exec node "$SL_BUILD/userspace/sluicectl" --pin-dir "$SL_PIN_DIR" status)
