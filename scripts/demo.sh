@@ -46,6 +46,9 @@ say "gateway access log (egress node)"
 grep -E ' access ' "$SL_RUN_DIR/gateway.log" || true
 say "origin access log ($SL_ALLOWED_HOST sees the egress node's address)"
 cat "$SL_RUN_DIR/origin-access.log"
-say "sluicectl status"
-"$SL_BUILD/userspace/sluicectl" --pin-dir "$SL_PIN_DIR" status
+say "sluicectl status (from the node's namespace, where the agent's admin endpoint is)"
+sl_host_exec node "$SL_BUILD/userspace/sluicectl" --pin-dir "$SL_PIN_DIR" status || true
+say "a few of the agent's metrics (curl http://127.0.0.1:15020/metrics on the node)"
+sl_host_exec node curl -sS -m 5 http://127.0.0.1:15020/metrics |
+  grep -E '^sluice_(agent_connections_total\{.*\} [1-9]|kernel_decisions_total\{reason="(redirected|handoff)"\})' || true
 say "tearing down"

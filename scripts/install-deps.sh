@@ -13,6 +13,9 @@ packages=(
   # userspace libraries
   libssl-dev libboost-dev libboost-program-options-dev libyaml-cpp-dev libspdlog-dev
   libfmt-dev libc-ares-dev libnghttp2-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # observability: /metrics exposition, JSON access records and /config; promtool checks
+  # the scrape output in the metrics test (Debian's prometheus package ships it)
+  prometheus-cpp-dev nlohmann-json3-dev prometheus
   # test topology: namespaces, firewall, DNS server, HTTPS origins, real clients
   iproute2 iptables dnsmasq-base nginx-light curl openssl procps psmisc bc
   # benchmarks: nginx stream proxies (the sidecar-style alternative) and the report chart

@@ -94,25 +94,29 @@ struct sl_bypass6_key {
 };
 SL_ASSERT_SIZE(struct sl_bypass6_key, 20);
 
-/* Indices of sl_stats (per-CPU array of __u64). Keep sl_stat_names in userspace in the
- * same order (userspace/common/bpf_stats.h asserts the count). */
-enum sl_stat {
-  SL_STAT_REDIRECTED = 0,   /* connect rewritten to the agent */
-  SL_STAT_BYPASSED,         /* destination in a bypass CIDR */
-  SL_STAT_PORT_IGNORED,     /* destination port not redirected */
-  SL_STAT_AGENT_SOCKET,     /* socket carries the agent's mark, in the node's namespace */
-  SL_STAT_NOT_CONFIGURED,   /* no config yet: connect refused (fail closed) */
-  SL_STAT_STORAGE_FAILED,   /* socket storage unavailable: connect refused */
-  SL_STAT_HANDOFF,          /* sockops published the flow for the agent */
-  SL_STAT_HANDOFF_FULL,     /* sl_orig_dst full: the agent will refuse the flow */
-  SL_STAT_PEERNAME,         /* getpeername answered with the original destination */
-  SL_STAT_FLOW_CLOSED,      /* a flow closed before the agent took it */
-  SL_STAT_QUIC_BLOCKED,     /* UDP to a redirected port refused */
-  SL_STAT_NO_IPV6_LISTENER, /* IPv6 connect refused: the agent has no IPv6 listener */
-  SL_STAT_FOREIGN_MARK,     /* the agent's mark outside the node's namespace: decided as unmarked */
-  SL_STAT_EXEMPT,           /* the task's cgroup, or an ancestor, is exempt (sl_exempt) */
-  SL_STAT_COUNT
-};
+/* The kernel counters, one list: X(ENUM_SUFFIX, "name", "meaning"). It makes the indices of
+ * sl_stats (per-CPU array of __u64) here and the names userspace prints and exports
+ * (userspace/datapath/bpf_stats.h), so the two cannot drift apart. Append only: the
+ * index is the slot in pinned maps that outlive an agent upgrade. */
+#define SL_STAT_LIST(X)                                                                           \
+  X(REDIRECTED, "redirected", "connect rewritten to the agent")                                  \
+  X(BYPASSED, "bypassed", "destination in a bypass CIDR")                                        \
+  X(PORT_IGNORED, "port_ignored", "destination port not redirected")                             \
+  X(AGENT_SOCKET, "agent_socket", "socket carries the agent's mark, in the node's namespace")    \
+  X(NOT_CONFIGURED, "not_configured", "no config yet: connect refused (fail closed)")            \
+  X(STORAGE_FAILED, "storage_failed", "socket storage unavailable: connect refused")             \
+  X(HANDOFF, "handoff", "sockops published the flow for the agent")                              \
+  X(HANDOFF_FULL, "handoff_full", "sl_orig_dst full: the agent will refuse the flow")            \
+  X(PEERNAME, "peername", "getpeername answered with the original destination")                 \
+  X(FLOW_CLOSED, "flow_closed_before_accept", "a flow closed before the agent took it")          \
+  X(QUIC_BLOCKED, "quic_blocked", "UDP to a redirected port refused")                            \
+  X(NO_IPV6_LISTENER, "no_ipv6_listener", "IPv6 connect refused: the agent has no IPv6 listener") \
+  X(FOREIGN_MARK, "foreign_mark", "the agent's mark outside the node's namespace: decided as unmarked") \
+  X(EXEMPT, "exempt", "the task's cgroup, or an ancestor, is exempt (sl_exempt)")
+
+#define SL_STAT_ENUM_ENTRY(suffix, name, help) SL_STAT_##suffix,
+enum sl_stat { SL_STAT_LIST(SL_STAT_ENUM_ENTRY) SL_STAT_COUNT };
+#undef SL_STAT_ENUM_ENTRY
 
 /* Value of sl_cg_stats (per-CPU, keyed by cgroup id): the same counters per cgroup. A
  * power-of-two number of slots, so BPF can index with a mask the verifier can follow. */

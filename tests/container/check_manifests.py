@@ -123,10 +123,16 @@ def agent_checks(ds):
     env = {e["name"]: e for e in c.get("env", [])}
     check("agent: NODE_IP from the downward API (status.hostIP)",
           env.get("NODE_IP", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "status.hostIP")
+    admin = c["command"][c["command"].index("--admin-address") + 1] if "--admin-address" in c["command"] else ""
+    check("agent: admin endpoint on the node's loopback (the node IP is reachable from pods)",
+          admin.startswith("127.0.0.1:"), admin)
     for probe in ("readinessProbe", "livenessProbe"):
         command = c.get(probe, {}).get("exec", {}).get("command", [])
-        check(f"agent: {probe} runs sluicectl status on the pin directory",
-              command[:1] == ["/usr/local/bin/sluicectl"] and "status" in command and pin_dir in command, command)
+        check(f"agent: {probe} runs sluicectl status on the pin directory and the admin endpoint",
+              command[:1] == ["/usr/local/bin/sluicectl"] and "status" in command and pin_dir in command and
+              admin in command, command)
+    check("agent: liveness asks only whether the agent is alive (a gateway outage must not restart it)",
+          "--live" in c.get("livenessProbe", {}).get("exec", {}).get("command", []))
     hooks = yaml.safe_dump(c.get("lifecycle", {}))
     check("agent: no lifecycle hook removes the pins (fail closed across restarts)",
           "uninstall" not in hooks and "rm " not in hooks and "disable" not in hooks, hooks)
@@ -160,9 +166,14 @@ def gateway_checks(deploy, objects):
     check("gateway: no privilege escalation, read-only root, not privileged",
           sc.get("allowPrivilegeEscalation") is False and sc.get("readOnlyRootFilesystem") is True and
           sc.get("privileged") is False)
-    for probe in ("readinessProbe", "livenessProbe"):
-        check(f"gateway: {probe} on the mTLS port", c.get(probe, {}).get("tcpSocket", {}).get("port") ==
-              c["ports"][0]["containerPort"])
+    admin = c["command"][c["command"].index("--admin-address") + 1] if "--admin-address" in c["command"] else ""
+    check("gateway: admin endpoint on the node's loopback, not the agent's port (same host network)",
+          admin.startswith("127.0.0.1:") and admin != "127.0.0.1:15020", admin)
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        get = c.get(probe, {}).get("httpGet", {})
+        check(f"gateway: {probe} asks {path} on the admin endpoint",
+              get.get("host") == "127.0.0.1" and str(get.get("port")) == admin.split(":")[-1] and
+              get.get("path") == path, get)
     check("gateway: resource requests", "requests" in c.get("resources", {}))
     services = [d for _, d in objects if d["kind"] == "Service"]
     check("gateway: a headless Service selects its pods", any(

@@ -159,6 +159,7 @@ run_probe() {
   action=$("$SL_PY" -c 'import json,sys; p=json.loads(sys.argv[1])[sys.argv[2]]
 if "exec" in p: print("exec\n" + "\n".join(p["exec"]["command"]))
 elif "tcpSocket" in p: print("tcp\n" + str(p["tcpSocket"]["port"]))
+elif "httpGet" in p: g = p["httpGet"]; print("http\n" + str(g["port"]) + "\n" + g.get("path", "/") + "\n" + g.get("host", ""))
 else: sys.exit("probe kind not supported")' "$probe" "$which") || return 1
   local kind_of
   kind_of=$(head -1 <<< "$action")
@@ -167,6 +168,10 @@ else: sys.exit("probe kind not supported")' "$probe" "$which") || return 1
   case $kind_of in
     exec) podman exec "$name" "${rest[@]}" > /dev/null 2>&1 ;;
     tcp) sl_host_exec "$host" "$SL_PROBE" connect "$node_ip:${rest[0]}" --timeout-ms 2000 | grep -q '^connect=ok' ;;
+    # The kubelet's HTTP probe, from the node's namespace (the pod's, with hostNetwork):
+    # 2xx and 3xx pass; `host` defaults to the pod's address.
+    http) sl_host_exec "$host" curl -s -o /dev/null -m 2 -w '%{http_code}' \
+      "http://${rest[2]:-$node_ip}:${rest[0]}${rest[1]}" | grep -q '^[23]' ;;
   esac
 }
 

@@ -156,8 +156,8 @@ check "new connections succeeded after the old certificates expired" test "$afte
 # The last tunnels (all opened after the rotation; the stream's is logged when it ends):
 # a session resumed from the old context would still carry the old certificate.
 recent=$(grep -E "access .*sni=$SL_ALLOWED_HOST .*result=ok" "$SL_RUN_DIR/gateway.log" | tail -5)
-check_contains "the agent presents its new certificate to the gateway" "$recent" "peer_serial=$agent_new$"
-check_not_contains "no recent tunnel resumed a session of the old certificate" "$recent" "peer_serial=$agent_old$"
+check_contains "the agent presents its new certificate to the gateway" "$recent" "peer_serial=$agent_new( |$)"
+check_not_contains "no recent tunnel resumed a session of the old certificate" "$recent" "peer_serial=$agent_old( |$)"
 
 # The stream opened under the old certificates: one last request, then every answer counted.
 printf 'GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' $SL_ALLOWED_HOST >&3
@@ -172,7 +172,7 @@ done
 check "the stream opened before the rotation answered all $stream_requests requests, the last after the old expiry (got $answers)" \
   test "$answers" -eq "$stream_requests"
 stream_tunnel() { # the stream's access line: the old agent certificate, over a minute long
-  grep -E "access .*result=ok connection_id=[0-9a-f]{16} peer_serial=$agent_old$" "$SL_RUN_DIR/gateway.log" |
+  grep -E "access .*result=ok peer_serial=$agent_old( |$)" "$SL_RUN_DIR/gateway.log" |
     sed -E 's/.* duration_ms=([0-9]+) .*/\1/' | awk '$1 > 60000 {found=1} END {exit !found}'
 }
 for _ in $(seq 50); do stream_tunnel && break; sleep 0.1; done
@@ -199,7 +199,7 @@ echo | sl_host_exec node timeout 10 openssl s_client -connect $SL_EGRESS_ADDR:$S
   -servername $SL_ALLOWED_HOST -alpn h2 -CAfile "$pki/mesh-ca.pem" \
   -cert "$ca/out/agent-two-uris.pem" -key "$ca/out/agent-two-uris.key" > "$SL_RUN_DIR/two-uris-client.txt" 2>&1
 check "the gateway refuses a client certificate with two URI SANs" wait_for_log gateway \
-  "identity=- sni=- .*result=handshake-failed:.*peer certificate has 2 URI SANs; exactly one"
+  "identity=- sni=- .*result=handshake-failed detail=.*peer certificate has 2 URI SANs; exactly one"
 
 # Own certificate with two URI SANs at start: each daemon exits with the reason, the
 # agent before it touches the kernel.

@@ -78,7 +78,7 @@ refused() {
   check "$label: the gateway logs dns-refused with the name, the address and the reason" new_log_since gateway \
     "$from" "dns-refused host=$host address=$address reason=$reason peer=198.18.3.1:[0-9]+ identity=spiffe://"
   check "$label: the access line's result is dns-refused:$reason" new_log_since gateway "$from" \
-    "access .*sni=$host port=443 upstream=- .*result=dns-refused:$reason connection_id=[0-9a-f]{16} peer_serial=[0-9A-F]+\$"
+    "access .*sni=$host port=443 upstream=- .*result=dns-refused:$reason( peer_serial=[0-9A-F]+)?( connection_id=[^ ]+)?\$"
   check "$label: the listener saw no connection" test "$(accepted)" -eq $controls
 }
 

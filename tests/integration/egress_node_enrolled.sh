@@ -35,8 +35,9 @@ agent:
 YAML
 }
 write_egress_rules 0x1051
+# Its own admin port: the gateway has 127.0.0.1:15020 in this namespace.
 sl_spawn egress-agent egress "$SL_BUILD/userspace/sluice-agent" --config "$SL_RUN_DIR/egress-agent.yaml" \
-  --pin-dir "$egress_pins"
+  --pin-dir "$egress_pins" --admin-address 127.0.0.1:15021
 sl_wait_listen egress $SL_AGENT_PORT
 check "the egress agent enrolled the gateway's cgroup" wait_for_log egress-agent "host-egress id=[0-9]+ enabled"
 egress_counter() { kernel_counter "$1" "$egress_pins"; }

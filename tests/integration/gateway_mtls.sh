@@ -28,11 +28,11 @@ check "the gateway accepted the agent's identity for the allowed host" wait_for_
 
 gateway_client $SL_ALLOWED_HOST -cert "$pki/rogue-agent.pem" -key "$pki/rogue-agent.key" > /dev/null
 check "a client certificate from another CA is refused" wait_for_log gateway \
-  "identity=- sni=- .*result=handshake-failed:.*certificate verify failed"
+  "identity=- sni=- .*result=handshake-failed detail=.*certificate verify failed"
 
 gateway_client $SL_ALLOWED_HOST > /dev/null
 check "no client certificate is refused" wait_for_log gateway \
-  "result=handshake-failed:.*peer did not return a certificate"
+  "result=handshake-failed detail=.*peer did not return a certificate"
 
 out=$(tunnel_client $SL_DENIED_HOST:443)
 check_contains "the refusal travels back as a status and a reason" "$out" "^status=403 result=host-not-allowed"

@@ -13,7 +13,9 @@ check "its link pins exist" test -d "$SL_PIN_DIR/links/$gone_id"
 rmdir "$gone"
 mkdir -p "$SL_PIN_DIR/links/not-a-cgroup-id"
 
-out=$(ctl status 2>&1)
+# From the node's namespace, where the agent's admin endpoint (127.0.0.1:15020) is: exit 0
+# means the agent answered and is ready.
+out=$(sl_host_exec node "$SL_BUILD/userspace/sluicectl" --pin-dir "$SL_PIN_DIR" status 2>&1)
 check "sluicectl status still works with stray entries" test $? -eq 0
 check_contains "status reports the stray directory (bpffs holds only directories and pins)" "$out" \
   "stray entry .*links/not-a-cgroup-id"

@@ -61,5 +61,42 @@ TEST_F(ExplainTest, FollowsTheKernelThenTheAgentThenTheGateway) {
   EXPECT_NE(text(e).find("ALLOW_ANY"), std::string::npos) << text(e);
 }
 
+TEST_F(ExplainTest, IPv6DestinationsFollowTheIPv6Hooks) {
+  auto explain6 = [&](const char* to, std::optional<std::string> sni) {
+    ConnectionQuery query{true, "/pod-a", {}, sni};
+    EXPECT_TRUE(parseDestination(to, query)) << to;
+    return explainConnection(config_, query);
+  };
+  auto e = explain6("[2001:db8:1::7]:443", "www.googleapis.com");
+  EXPECT_FALSE(e.redirected);
+  EXPECT_NE(text(e).find("2001:db8:1::/64 from agent.bypassCidrs"), std::string::npos) << text(e);
+  e = explain6("[2001:db8:100::10]:443", "www.googleapis.com");
+  EXPECT_TRUE(e.redirected);
+  EXPECT_NE(text(e).find("to the agent at [2001:db8::1]:15001"), std::string::npos) << text(e);
+  EXPECT_EQ(e.allowed, true);
+  e = explain6("[2001:db8:100::10]:443", "blocked.example.net");
+  EXPECT_EQ(e.allowed, false);
+  // v4-mapped is the IPv4 address's decision.
+  e = explain6("[::ffff:198.18.2.7]:443", "www.googleapis.com");
+  EXPECT_FALSE(e.redirected);
+  EXPECT_NE(text(e).find("IPv4-mapped"), std::string::npos) << text(e);
+  ConnectionQuery bad;
+  EXPECT_FALSE(parseDestination("2001:db8::1:443", bad));
+  EXPECT_FALSE(parseDestination("[2001:db8::1]:0", bad));
+  EXPECT_FALSE(parseDestination("[nope]:443", bad));
+}
+
+TEST_F(ExplainTest, WithoutAnIPv6ListenerIPv6IsRefused) {
+  std::string rules = source("examples/seed-native.yaml");
+  auto at = rules.find("  listen6:");
+  rules.erase(at, rules.find('\n', at) - at + 1);
+  Config config = loadConfigFile(write("no6.yaml", rules));
+  ConnectionQuery query{true, "/pod-a", {}, std::string("www.googleapis.com")};
+  ASSERT_TRUE(parseDestination("[2001:db8:100::10]:443", query));
+  auto e = explainConnection(config, query);
+  EXPECT_EQ(e.allowed, false);
+  EXPECT_NE(text(e).find("no IPv6 listener"), std::string::npos) << text(e);
+}
+
 }  // namespace
 }  // namespace sluice

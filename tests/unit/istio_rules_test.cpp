@@ -271,5 +271,40 @@ TEST_F(IstioRulesTest, OutboundPolicyComesFromTheNativeSection) {
   EXPECT_THROW(loadConfigFiles({nodePath, rules}), ConfigError);
 }
 
+TEST_F(IstioRulesTest, AKubectlListIsItsItems) {
+  // `kubectl get serviceentry,gateway,destinationrule,virtualservice -o yaml` writes a List.
+  std::string items;
+  std::string text = seed();
+  // Each document of the seed becomes one item, indented under `items:`.
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find("\n---", start);
+    std::string doc = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (doc.find("kind:") != std::string::npos) {
+      std::string indented;
+      bool first = true;
+      size_t at = 0;
+      while (at < doc.size()) {
+        size_t nl = doc.find('\n', at);
+        std::string line = doc.substr(at, nl == std::string::npos ? std::string::npos : nl - at);
+        at = nl == std::string::npos ? doc.size() : nl + 1;
+        if (line.empty() || line.front() == '#' || line == "---") continue;
+        indented += (first ? "- " : "  ") + line + "\n";
+        first = false;
+      }
+      items += indented;
+    }
+    if (end == std::string::npos) break;
+    start = end + 4;
+  }
+  Config fromList = loadWithNode("apiVersion: v1\nkind: List\nmetadata:\n  resourceVersion: \"\"\nitems:\n" + items);
+  Config fromSeed = loadWithNode(seed());
+  EXPECT_EQ(fromList.agentHosts.size(), fromSeed.agentHosts.size());
+  EXPECT_EQ(fromList.gatewayHosts.size(), fromSeed.gatewayHosts.size());
+  EXPECT_EQ(fromList.agentMatcher().match("www.googleapis.com", 443),
+            fromSeed.agentMatcher().match("www.googleapis.com", 443));
+  EXPECT_THROW(loadWithNode("apiVersion: v1\nkind: List\nitems: 3\n"), ConfigError);
+}
+
 }  // namespace
 }  // namespace sluice

@@ -1,19 +1,26 @@
 // sluice-agent: the node agent. Loads and attaches the BPF redirect, enables the
 // configured cgroups and forwards redirected connections to the egress gateway.
+#include <arpa/inet.h>
 #include <spdlog/spdlog.h>
 
+#include "admin_server.h"
+#include "agent_admin.h"
 #include "bpf_datapath.h"
 #include "certificate_reloader.h"
 #include "cgroup_enrollment.h"
 #include "config.h"
 #include "daemon.h"
 #include "fd_limits.h"
+#include "flow_report.h"
 #include "forwarder.h"
+#include "gateway_health.h"
 #include "interface_addresses.h"
 #include "kernel_features.h"
+#include "log_record.h"
 #include "logging.h"
 #include "marked_socket.h"
 #include "memory_trim.h"
+#include "metrics_registry.h"
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
@@ -82,8 +89,10 @@ void enrollCgroups(const PinLayout& pins, const std::vector<std::filesystem::pat
 
 // All or nothing: everything the kernel must take is checked first (map capacities,
 // cgroups, the socket mark); then the maps switch in a fail-closed order, and if
-// enrolling a cgroup still fails the maps go back to the rule set before.
-void installRules(BpfDatapath& datapath, const PinLayout& pins, const AgentRules& rules, uint32_t version) {
+// enrolling a cgroup still fails the maps go back to the rule set before. Returns the
+// cgroups enrolled.
+std::vector<std::filesystem::path> installRules(BpfDatapath& datapath, const PinLayout& pins, const AgentRules& rules,
+                                                uint32_t version) {
   DatapathState next = datapath.desired(rules.agent, version);
   for (const auto& dir : resolveCgroups(rules.agent.exemptCgroups, "agent.exemptCgroups")) {
     next.exempt.insert(cgroupId(dir));
@@ -99,6 +108,11 @@ void installRules(BpfDatapath& datapath, const PinLayout& pins, const AgentRules
     datapath.apply(before);
     throw;
   }
+  return cgroups;
+}
+
+tcp::endpoint gatewayEndpoint(const AgentConfig& agent) {
+  return tcp::endpoint(asio::ip::address_v4(ntohl(agent.gatewayAddress.addressBe)), agent.gatewayAddress.port);
 }
 
 int run(const po::variables_map& options) {
@@ -113,14 +127,20 @@ int run(const po::variables_map& options) {
 
   spdlog::info("kernel {} has every feature sluice needs (floor: Linux {})", requireKernelFeatures(), kernelFloor());
   BpfDatapath datapath(pins);
-  installRules(datapath, pins, *rules, 1);
+  std::vector<std::filesystem::path> enrolled = installRules(datapath, pins, *rules, 1);
 
   WorkerPool workers(workerThreads(options));
   std::vector<std::unique_ptr<Forwarder>> forwarders;
   // One set of caps for every worker: a pod's share does not depend on which loop the
   // kernel hands its connections to.
   auto limits = std::make_shared<ConnectionLimits>(rules->agent.maxConnections, rules->agent.maxConnectionsPerPod);
-  if (options.count("test-no-socket-mark")) {
+  const bool markSockets = !options.count("test-no-socket-mark");
+  // Metrics and gateway health are shared by every worker (both thread-safe); the admin
+  // endpoint serves them from this control thread.
+  MetricsRegistry registry;
+  AgentMetrics metrics(registry);
+  GatewayHealth health(io, gatewayEndpoint(rules->agent), markSockets ? rules->agent.socketMark : 0);
+  if (!markSockets) {
     spdlog::warn(
         "--test-no-socket-mark: the agent's sockets carry no mark; only its unenrolled cgroup guards "
         "against a redirect loop");
@@ -129,6 +149,7 @@ int run(const po::variables_map& options) {
     auto& forwarder =
         *forwarders.emplace_back(std::make_unique<Forwarder>(workers.io(i), datapath, rules, certificates));
     forwarder.shareLimits(limits);
+    forwarder.setReporting(FlowReporter(&metrics), &health);
     if (options.count("test-no-socket-mark")) forwarder.setSocketMark(false);
     forwarder.listen();
     asio::co_spawn(workers.io(i), forwarder.acceptLoop(forwarder.acceptor4()), logEscapedException("accept loop"));
@@ -159,14 +180,23 @@ int run(const po::variables_map& options) {
       throw ConfigError("agent.listen or agent.listen6 changed: restart the agent to move its listeners");
     }
     certificates.requireSameFiles(nextRules->agent.tls, "agent.tls");
-    installRules(datapath, pins, *nextRules, static_cast<uint32_t>(next));
+    enrolled = installRules(datapath, pins, *nextRules, static_cast<uint32_t>(next));
     for (size_t i = 0; i < forwarders.size(); ++i) {
       asio::post(workers.io(i), [forwarder = forwarders[i].get(), nextRules] { forwarder->setRules(nextRules); });
     }
     applyCaps(nextRules->agent);
+    health.setTarget(gatewayEndpoint(nextRules->agent), markSockets ? nextRules->agent.socketMark : 0);
     rules = nextRules;
     return "hosts=" + std::to_string(rules->hosts.size()) + " outbound=" + toString(rules->outbound);
   });
+
+  // The admin endpoint: on this (control) thread, never on a pod-reachable address by
+  // default (the node IP of a hostNetwork agent is reachable from pods).
+  AdminServer admin(io, parseAdminAddress(options["admin-address"].as<std::string>()));
+  installAgentAdmin(
+      admin, AgentAdminContext{pins, &reloader, &certificates, &health, &registry, [&enrolled] { return enrolled; }});
+  admin.start();
+  health.start();
 
   auto signals = handleSignals(
       io,
@@ -176,16 +206,18 @@ int run(const po::variables_map& options) {
       },
       [&](int signal) {
         spdlog::info("signal {}: stopping; links stay pinned, so enabled cgroups fail closed", signal);
+        admin.stop();
+        health.stop();
         io.stop();
       });
 
   workers.start();
   spdlog::info(
-      "agent ready listen={} gateway={} hosts={} outbound={} rules_version={} pin_dir={} socket_mark={:#x} "
-      "node_netns_cookie={} workers={}",
-      formatEndpoint(rules->agent.listen), formatEndpoint(rules->agent.gatewayAddress), rules->hosts.size(),
-      toString(rules->outbound), reloader.version(), pins.dir.string(), rules->agent.socketMark,
-      datapath.nodeNetnsCookie(), workers.size());
+      "agent ready listen={} admin={} gateway={} hosts={} outbound={} rules_version={} pin_dir={} "
+      "socket_mark={:#x} node_netns_cookie={} workers={}",
+      formatEndpoint(rules->agent.listen), options["admin-address"].as<std::string>(),
+      formatEndpoint(rules->agent.gatewayAddress), rules->hosts.size(), toString(rules->outbound), reloader.version(),
+      pins.dir.string(), rules->agent.socketMark, datapath.nodeNetnsCookie(), workers.size());
   trimMemoryPeriodically(io);
   io.run();
   workers.stop();
@@ -203,5 +235,6 @@ void agentOptions(po::options_description& visible, po::options_description& hid
 
 int main(int argc, char** argv) {
   return runDaemon(argc, argv,
-                   {"sluice-agent", "redirects enabled cgroups' egress TLS through the gateway", agentOptions, run});
+                   {"sluice-agent", "redirects enabled cgroups' egress TLS through the gateway", agentOptions,
+                    [](const po::variables_map& o) { parseAdminAddress(o["admin-address"].as<std::string>()); }, run});
 }

@@ -14,6 +14,8 @@
 #include "byte_stream.h"
 #include "client_hello.h"
 #include "fd_limits.h"
+#include "flow_report.h"
+#include "gateway_health.h"
 #include "marked_socket.h"
 #include "rate_limiter.h"
 #include "relay.h"
@@ -21,18 +23,6 @@
 
 namespace sluice {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// What one connection was, for its single log line.
-struct FlowRecord {
-  tcp::endpoint client;
-  tcp::endpoint destination;
-  uint64_t cgroupId = 0;
-  std::string who = "cgroup=0 pod=-";  // PodDirectory::describe
-  std::string sni = "-";
-  Clock::time_point started = Clock::now();
-};
 
 void resetAndClose(tcp::socket& socket) {
   boost::system::error_code ignored;
@@ -42,25 +32,10 @@ void resetAndClose(tcp::socket& socket) {
   socket.close(ignored);
 }
 
-// Denies are what an attacker provokes at will: at most 20 lines a second per reason,
-// then one "deny-suppressed" line with the count when the next is written.
-RateLimiter denyLog(20);
-
 // The first read of a ClientHello takes at most this much; the buffer grows (doubling,
 // up to agent.maxClientHelloBytes) only for a hello that needs it, so a connection that
 // sends nothing holds almost nothing.
 constexpr size_t kFirstHelloBuffer = 1536;
-
-void logDenied(const FlowRecord& flow, const std::string& reason) {
-  // The limiter's key is the reason's word before any ":detail".
-  auto admission = denyLog.admit(std::string_view(reason).substr(0, reason.find(':')));
-  if (!admission.log) return;
-  if (admission.suppressed) {
-    spdlog::warn("deny-suppressed reason={} count={}", reason.substr(0, reason.find(':')), admission.suppressed);
-  }
-  spdlog::warn("deny {} src={} dst={} sni={} reason={}", flow.who, formatEndpoint(flow.client),
-               formatEndpoint(flow.destination), flow.sni, reason);
-}
 
 // The hand-off key for an accepted peer: the form sockops published it in.
 sl_endpoint kernelKey(const tcp::endpoint& peer) {
@@ -98,10 +73,6 @@ tcp::endpoint fromKernel(const sl_endpoint& e) {
 
 tcp::endpoint toAsio(const Ipv4Endpoint& endpoint) {
   return tcp::endpoint(asio::ip::address_v4(ntohl(endpoint.addressBe)), endpoint.port);
-}
-
-long millisSince(Clock::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
 }
 
 }  // namespace
@@ -167,11 +138,20 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   const std::shared_ptr<const AgentRules> rules = rules_;
   const AgentConfig& agent = rules->agent;
   auto executor = co_await asio::this_coro::executor;
-  FlowRecord flow;
+  FlowReport flow;
+  flow.connectionId = newConnectionId();
+  reporter_.started();
+  // Every way out of this function: reset the app (unless relayed cleanly), report once.
+  auto deny = [&](std::string reason) {
+    flow.decision = FlowDecision::Denied;
+    flow.reason = std::move(reason);
+    resetAndClose(client);
+    reporter_.report(flow);
+  };
   boost::system::error_code ec;
   const tcp::endpoint peer = client.remote_endpoint(ec);
   if (ec) {
-    resetAndClose(client);
+    deny("client-read-error:" + ec.message());
     co_return;
   }
   flow.client = peer;
@@ -182,18 +162,16 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   if (!original) {
     // Not redirected by us (someone dialled the agent directly), or the hand-off map
     // was full: there is nowhere safe to send it.
-    logDenied(flow, "no-original-destination");
-    resetAndClose(client);
+    deny("no-original-destination");
     co_return;
   }
   flow.destination = fromKernel(original->dst);
   flow.cgroupId = original->cgroup_id;
-  flow.who = pods_.describe(flow.cgroupId);
+  flow.pod = pods_.podUid(flow.cgroupId).value_or("-");
   // Caps: in all, and per pod (cgroup), so one pod cannot take the node's capacity.
   auto slot = limits_->acquire(std::to_string(flow.cgroupId));
   if (!slot.admitted()) {
-    logDenied(flow, slot.verdict() == ConnectionLimits::Verdict::OverKey ? "pod-connection-limit" : "connection-limit");
-    resetAndClose(client);
+    deny(slot.verdict() == ConnectionLimits::Verdict::OverKey ? "pod-connection-limit" : "connection-limit");
     co_return;
   }
 
@@ -220,33 +198,29 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
                                             asio::redirect_error(use_awaitable, ec));
       }
       if (ec) {
-        logDenied(flow, deadline.expired()       ? "client-hello-timeout"
-                        : ec == asio::error::eof ? "client-closed-before-hello"
-                                                 : "client-read-error:" + ec.message());
-        resetAndClose(client);
+        deny(deadline.expired()       ? "client-hello-timeout"
+             : ec == asio::error::eof ? "client-closed-before-hello"
+                                      : "client-read-error:" + ec.message());
         co_return;
       }
       have += n;
       hello = parseClientHello(std::span<const uint8_t>(peeked.data(), have), agent.maxClientHelloBytes);
     }
   }
+  flow.clientHelloWait = FlowReport::Clock::now() - flow.started;
   if (hello.status != HelloStatus::Done) {
-    logDenied(flow,
-              std::string(hello.status == HelloStatus::NotTls ? "not-tls" : "bad-client-hello") + ":" + hello.error);
-    resetAndClose(client);
+    deny(std::string(hello.status == HelloStatus::NotTls ? "not-tls" : "bad-client-hello") + ":" + hello.error);
     co_return;
   }
   // ECH: the name in the clear is only the outer, public one; the host the app reaches
   // is encrypted. Refused unless the rules say to decide by the outer name.
   if (hello.encryptedClientHello && agent.echPolicy == EchPolicy::Deny) {
     if (hello.serverName) flow.sni = *hello.serverName;
-    logDenied(flow, "ech-refused");
-    resetAndClose(client);
+    deny("ech-refused");
     co_return;
   }
   if (!hello.serverName) {
-    logDenied(flow, "no-sni");
-    resetAndClose(client);
+    deny("no-sni");
     co_return;
   }
   flow.sni = *hello.serverName;
@@ -254,58 +228,55 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   // 3. Policy: deny by default.
   auto host = normalizeHostName(flow.sni);
   if (!host) {
-    logDenied(flow, "invalid-sni");
-    resetAndClose(client);
+    deny("invalid-sni");
     co_return;
   }
   auto rule = rules->hosts.match(*host, flow.destination.port());
   if (!rule) {
     if (rules->outbound == OutboundPolicy::AllowAny) {
-      std::string flowText = fmt::format("{} src={} dst={} sni={}", flow.who, formatEndpoint(flow.client),
-                                         formatEndpoint(flow.destination), flow.sni);
-      co_await passDirect(std::move(client), std::move(peeked), have, flow.destination, rules, flowText);
+      co_await passDirect(std::move(client), std::move(peeked), have, rules, std::move(flow));
       co_return;
     }
-    logDenied(flow, "host-not-allowed");
-    resetAndClose(client);
+    deny("host-not-allowed");
     co_return;
   }
 
   // 4. A CONNECT stream on a pooled tunnel to a gateway: :authority = host:port (the
   //    gateway dials the name, never the app's address); the hello rides right behind.
-  const std::string connectionId = newConnectionId();
-  std::string gateway = "-", failure;
+  flow.rule = *rule;
+  flow.decision = FlowDecision::Failed;
+  std::string failure;
   int retries = 0;
+  const auto opening = FlowReport::Clock::now();
   std::shared_ptr<TunnelStream> stream =
-      co_await openTunnel(*rules, *host + ":" + std::to_string(flow.destination.port()), connectionId,
-                          std::span<const uint8_t>(peeked.data(), have), gateway, failure, retries);
+      co_await openTunnel(*rules, *host + ":" + std::to_string(flow.destination.port()), flow.connectionId,
+                          std::span<const uint8_t>(peeked.data(), have), flow.gateway, failure, retries);
   peeked = {};
+  flow.retries = retries;
+  if (health_) health_->recordTunnel(stream != nullptr || failure.starts_with("gateway-refused"), failure);
   if (!stream) {
-    spdlog::error("flow {} src={} dst={} sni={} gateway={} connection_id={} retries={} result={}", flow.who,
-                  formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, gateway, connectionId,
-                  retries, failure);
+    flow.reason = failure;
     resetAndClose(client);
+    reporter_.report(flow);
     co_return;
   }
+  flow.gatewayConnect = FlowReport::Clock::now() - opening;  // CONNECT to the origin's first byte or answer
+  flow.decision = FlowDecision::Allowed;
+  flow.tunnel = "h2";
 
   // 5. The app's bytes, unchanged, both ways; FIN as END_STREAM, RST as RST_STREAM.
   TcpStream app(std::move(client));
   RelayResult relayed = co_await relayBoth(app, *stream, agent.idleTimeout);
-  std::string result = relayed.outcome();
-  if (stream->isReset() && !relayed.idleTimeout) result = "reset:" + stream->resetReason();
-  spdlog::info(
-      "flow {} src={} dst={} sni={} rule={} gateway={} connection_id={} retries={} up={} down={} duration_ms={} "
-      "result={}",
-      flow.who, formatEndpoint(flow.client), formatEndpoint(flow.destination), flow.sni, *rule, gateway, connectionId,
-      retries, have + relayed.bytesAtoB, relayed.bytesBtoA, millisSince(flow.started), result);
+  flow.reason = relayed.outcome();
+  if (stream->isReset() && !relayed.idleTimeout) flow.reason = "reset:" + stream->resetReason();
+  flow.up = have + relayed.bytesAtoB;
+  flow.down = relayed.bytesBtoA;
+  if (relayed.bytesBtoA) flow.firstByte = relayed.firstByteBtoA - flow.started;
   if (!relayed.clean()) {
     resetAndClose(app.socket());
     stream->abort();
   }
-}
-
-std::string Forwarder::newConnectionId() {
-  return fmt::format("{:016x}", random_());
+  reporter_.report(flow);
 }
 
 void Forwarder::setRules(std::shared_ptr<const AgentRules> rules) {
@@ -380,17 +351,18 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::openTunnel(const AgentRules&
 }
 
 awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have,
-                                      tcp::endpoint destination, std::shared_ptr<const AgentRules> rules,
-                                      std::string flowText) {
+                                      std::shared_ptr<const AgentRules> rules, FlowReport flow) {
   // The agent dials from the node's network namespace: the node's own addresses, its
   // loopback or the metadata service must not become reachable through a pass-through.
+  const tcp::endpoint destination = flow.destination;
   if (auto refusal = rules->directGuard.check(fromAsio(destination.address()))) {
-    spdlog::warn("deny {} reason=destination-refused:{}", flowText, toString(*refusal));
+    flow.decision = FlowDecision::Denied;
+    flow.reason = std::string("destination-refused:") + toString(*refusal);
     resetAndClose(client);
+    reporter_.report(flow);
     co_return;
   }
   auto executor = co_await asio::this_coro::executor;
-  const auto started = Clock::now();
   boost::system::error_code ec;
   tcp::socket upstream(executor);
   ec = openMarkedSocket(upstream, destination.protocol(), socketMark_ ? rules->agent.socketMark : 0);
@@ -405,9 +377,11 @@ awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> p
     co_await upstream.async_connect(destination, asio::redirect_error(use_awaitable, ec));
     if (ec) failure = deadline.expired() ? "direct-connect-timeout" : "direct-connect:" + ec.message();
   }
+  flow.decision = FlowDecision::Passthrough;
   if (!failure.empty()) {
-    spdlog::error("flow {} via=direct result={}", flowText, failure);
+    flow.reason = failure;
     resetAndClose(client);
+    reporter_.report(flow);
     co_return;
   }
   upstream.set_option(tcp::no_delay(true), ec);
@@ -417,10 +391,12 @@ awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> p
   peeked = {};
   RelayResult relayed;
   if (!ec) relayed = co_await relayBoth(app, origin, rules->agent.idleTimeout);
-  spdlog::info("flow {} rule=- via=direct policy=ALLOW_ANY up={} down={} duration_ms={} result={}", flowText,
-               have + relayed.bytesAtoB, relayed.bytesBtoA, millisSince(started),
-               ec ? "write:" + ec.message() : relayed.outcome());
+  flow.reason = ec ? "write:" + ec.message() : relayed.outcome();
+  flow.up = have + relayed.bytesAtoB;
+  flow.down = relayed.bytesBtoA;
+  if (relayed.bytesBtoA) flow.firstByte = relayed.firstByteBtoA - flow.started;
   if (!relayed.clean() || ec) resetAndClose(app.socket());
+  reporter_.report(flow);
 }
 
 }  // namespace sluice

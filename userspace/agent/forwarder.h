@@ -13,12 +13,15 @@
 #include "certificate_reloader.h"
 #include "config.h"
 #include "connection_limits.h"
+#include "flow_report.h"
 #include "host_matcher.h"
 #include "pod_identity.h"
 #include "tls_context.h"
 #include "tunnel_pool.h"
 
 namespace sluice {
+
+class GatewayHealth;
 
 // Immutable once built; a reload builds a new one and swaps the pointer, so each
 // connection decides with the rules it started with.
@@ -53,12 +56,18 @@ class Forwarder {
     socketMark_ = on;
     configurePool();
   }
+  // Where each flow's one report goes (access record, metrics) and who learns whether
+  // the gateway answered. Call before the accept loops start.
+  void setReporting(FlowReporter reporter, GatewayHealth* health) {
+    reporter_ = reporter;
+    health_ = health;
+  }
 
  private:
   awaitable<void> handle(tcp::socket client);
   // ALLOW_ANY: an unknown host goes to its original destination, not via the gateway.
-  awaitable<void> passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have, tcp::endpoint destination,
-                             std::shared_ptr<const AgentRules> rules, std::string flowText);
+  awaitable<void> passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have,
+                             std::shared_ptr<const AgentRules> rules, FlowReport flow);
 
   // Step 4: a CONNECT stream to a gateway, retried on another one while no byte has
   // come back from the origin. Null with `failure` set when every try failed.
@@ -67,7 +76,6 @@ class Forwarder {
                                                       std::span<const uint8_t> firstBytes, std::string& gateway,
                                                       std::string& failure, int& retries);
   void configurePool();
-  std::string newConnectionId();
 
   asio::io_context& io_;
   const BpfDatapath& datapath_;
@@ -78,8 +86,9 @@ class Forwarder {
   bool socketMark_ = true;
   PodDirectory pods_;
   TunnelPool pool_;
-  std::mt19937_64 random_{std::random_device{}()};
   std::shared_ptr<ConnectionLimits> limits_;
+  FlowReporter reporter_{nullptr};
+  GatewayHealth* health_ = nullptr;
 };
 
 }  // namespace sluice

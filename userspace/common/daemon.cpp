@@ -5,6 +5,8 @@
 
 #include <iostream>
 
+#include "admin_address.h"
+#include "log_record.h"
 #include "logging.h"
 #include "version.h"
 
@@ -30,6 +32,10 @@ int runDaemon(int argc, char** argv, const DaemonSpec& spec) {
       "accept a reload that leaves no allowed host (refused by default: a file cut short looks so)")(
       "threads", po::value<unsigned>()->default_value(0),
       "worker event loops, each with its own listener (0: one per core)")(
+      "admin-address", po::value<std::string>()->default_value(kDefaultAdminAddress),
+      "ADDRESS:PORT of the admin endpoint (/metrics, /healthz, /readyz, /config); keep it off pod-reachable "
+      "addresses")("log-format", po::value<std::string>()->default_value("text"),
+                   "access records and log lines: text or json (one JSON object per line)")(
       "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
   po::options_description hidden;
   if (spec.addOptions) spec.addOptions(visible, hidden);
@@ -48,7 +54,10 @@ int runDaemon(int argc, char** argv, const DaemonSpec& spec) {
       return 0;
     }
     po::notify(options);
+    const LogFormat format = parseLogFormat(options["log-format"].as<std::string>());
+    if (spec.validate) spec.validate(options);
     setupLogging(options["log-level"].as<std::string>());
+    configureLogFormat(format);
   } catch (const std::exception& e) {
     std::cerr << spec.name << ": " << e.what() << "\n" << visible << "\n";
     return 2;

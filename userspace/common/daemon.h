@@ -20,6 +20,8 @@ struct DaemonSpec {
   // The daemon's own options; `hidden` ones are accepted but not listed in --help
   // (test-only switches).
   std::function<void(po::options_description& visible, po::options_description& hidden)> addOptions;
+  // Checks option values beyond their syntax (throws: bad usage, exit 2), before logging.
+  std::function<void(const po::variables_map&)> validate;
   // Runs until the daemon stops; its return value is the exit code. An exception is
   // logged as critical and exits 1.
   std::function<int(const po::variables_map&)> run;

@@ -4,15 +4,19 @@
 
 #include <algorithm>
 
+#include "admin_server.h"
 #include "certificate_reloader.h"
 #include "config.h"
 #include "daemon.h"
 #include "fd_limits.h"
+#include "gateway_admin.h"
 #include "gateway_server.h"
 #include "interface_addresses.h"
+#include "log_record.h"
 #include "logging.h"
 #include "marked_socket.h"
 #include "memory_trim.h"
+#include "metrics_registry.h"
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
@@ -61,6 +65,8 @@ int run(const po::variables_map& options) {
   asio::io_context io(1);  // control: signals, reloads, certificate rotation
   CertificateReloader certificates(io, rules->gateway.tls, TlsRole::Server, !options.count("no-watch"),
                                    GatewayServer::configureAlpn);
+  MetricsRegistry registry;
+  GatewayMetrics metrics(registry);  // shared by every worker (thread-safe)
   WorkerPool workers(workerThreads(options));
   std::vector<std::unique_ptr<GatewayServer>> servers;
   // One set of caps for every worker (each has its own resolver and DNS cache).
@@ -68,6 +74,7 @@ int run(const po::variables_map& options) {
   for (size_t i = 0; i < workers.size(); ++i) {
     servers.push_back(std::make_unique<GatewayServer>(workers.io(i), rules, certificates));
     servers.back()->shareLimits(limits);
+    servers.back()->setReporting(AccessReporter(&metrics));
     servers.back()->listen();
     asio::co_spawn(workers.io(i), servers.back()->acceptLoop(), logEscapedException("accept loop"));
   }
@@ -84,6 +91,10 @@ int run(const po::variables_map& options) {
     return "hosts=" + std::to_string(rules->hosts.size());
   });
 
+  AdminServer admin(io, parseAdminAddress(options["admin-address"].as<std::string>()));
+  installGatewayAdmin(admin, GatewayAdminContext{&reloader, &certificates, &registry});
+  admin.start();
+
   auto signals = handleSignals(
       io,
       [&] {
@@ -92,13 +103,15 @@ int run(const po::variables_map& options) {
       },
       [&](int signal) {
         spdlog::info("signal {}: stopping", signal);
+        admin.stop();
         io.stop();
       });
 
   workers.start();
-  spdlog::info("gateway ready listen={} dns={} hosts={} clients={} rules_version={} workers={}",
-               formatEndpoint(rules->gateway.listen), formatEndpoint(rules->gateway.dnsServer), rules->hosts.size(),
-               rules->gateway.allowedClients.size(), reloader.version(), workers.size());
+  spdlog::info("gateway ready listen={} admin={} dns={} hosts={} clients={} rules_version={} workers={}",
+               formatEndpoint(rules->gateway.listen), options["admin-address"].as<std::string>(),
+               formatEndpoint(rules->gateway.dnsServer), rules->hosts.size(), rules->gateway.allowedClients.size(),
+               reloader.version(), workers.size());
   trimMemoryPeriodically(io);
   io.run();
   workers.stop();
@@ -109,5 +122,10 @@ int run(const po::variables_map& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return runDaemon(argc, argv, {"sluice-gateway", "mTLS egress gateway", {}, run});
+  return runDaemon(argc, argv,
+                   {"sluice-gateway",
+                    "mTLS egress gateway",
+                    {},
+                    [](const po::variables_map& o) { parseAdminAddress(o["admin-address"].as<std::string>()); },
+                    run});
 }

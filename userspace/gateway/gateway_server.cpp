@@ -2,12 +2,14 @@
 
 #include <arpa/inet.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <random>
 
+#include "access_report.h"
 #include "asio_address.h"
 #include "byte_stream.h"
 #include "fd_limits.h"
@@ -21,28 +23,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct AccessRecord {
-  std::string peerAddress;
-  std::string identity = "-";
-  std::string peerSerial = "-";  // which version of a rotating agent certificate came
-  std::string sni = "-";
-  uint16_t port = 0;
-  std::string upstream = "-";
-  std::string connectionId = "-";  // the agent's sluice-connection-id for this flow
-  Clock::time_point started = Clock::now();
-};
-
-void logAccess(const AccessRecord& r, uint64_t up, uint64_t down, const std::string& result) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - r.started).count();
-  auto line = fmt::format(
-      "access peer={} identity={} sni={} port={} upstream={} up={} down={} duration_ms={} result={} connection_id={} "
-      "peer_serial={}",
-      r.peerAddress, r.identity, r.sni, r.port, r.upstream, up, down, ms, result, r.connectionId, r.peerSerial);
-  if (result == "ok") {
-    spdlog::info("{}", line);
-  } else {
-    spdlog::warn("{}", line);
-  }
+// A connection that closes before sending a byte (an agent's TCP health probe) is not a
+// flow: it gets no access record. Waits at most until the handshake deadline cancels it.
+awaitable<bool> closedBeforeFirstByte(tcp::socket& socket) {
+  boost::system::error_code ec;
+  co_await socket.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
+  if (ec) co_return false;
+  uint8_t byte;
+  ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  co_return n == 0;
 }
 
 // Only "h2": the agent's tunnel. A client that offers something else gets no ALPN and
@@ -111,11 +100,15 @@ void resetSocket(tcp::socket& socket) {
   socket.close(ignored);
 }
 
-void logOverCap(const AccessRecord& record, const std::string& result, uint64_t refusedTotal) {
+// Over a cap: the record (and its count in the metrics) at most 10 a second per result,
+// so that a flood of refused connections cannot flood the log.
+void reportOverCap(AccessReporter& reporter, AccessReport& record, const std::string& result, uint64_t refusedTotal) {
   auto admission = refusalLog.admit(result);
   if (!admission.log) return;
   if (admission.suppressed) spdlog::warn("access-suppressed result={} count={}", result, admission.suppressed);
-  logAccess(record, 0, 0, result);
+  record.result = result;
+  reporter.started();
+  reporter.report(record);
   spdlog::warn("limit result={} refused_total={}", result, refusedTotal);
 }
 
@@ -210,7 +203,13 @@ awaitable<void> GatewayServer::acceptOn(tcp::acceptor& acceptor) {
 awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   const std::shared_ptr<const GatewayRules> rules = rules_;
   auto executor = co_await asio::this_coro::executor;
-  AccessRecord record;
+  AccessReport record;
+  // A tunnel that never carries a stream has one record: how it was refused.
+  auto refuseTunnel = [&](std::string result) {
+    record.result = std::move(result);
+    reporter_.started();
+    reporter_.report(record);
+  };
   boost::system::error_code ec;
   auto peer = agentSocket.remote_endpoint(ec);
   record.peerAddress =
@@ -222,12 +221,27 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   auto handshakeSlot = limits_->handshakes.acquire(ec ? std::string("?") : peer.address().to_string());
   if (!handshakeSlot.admitted()) {
     const bool total = handshakeSlot.verdict() == ConnectionLimits::Verdict::OverTotal;
-    logOverCap(record, total ? "handshake-limit" : "handshake-limit-per-address",
-               total ? limits_->handshakes.refusedTotal() : limits_->handshakes.refusedKey());
+    reportOverCap(reporter_, record, total ? "handshake-limit" : "handshake-limit-per-address",
+                  total ? limits_->handshakes.refusedTotal() : limits_->handshakes.refusedKey());
     resetSocket(agentSocket);
     co_return;
   }
   agentSocket.set_option(tcp::no_delay(true), ec);
+  {
+    Deadline deadline(executor, rules->gateway.handshakeTimeout, [&agentSocket] {
+      boost::system::error_code ignored;
+      agentSocket.cancel(ignored);
+    });
+    if (co_await closedBeforeFirstByte(agentSocket)) {
+      reporter_.emptyConnection();
+      spdlog::debug("connection from {} closed before its first byte (a health probe)", record.peerAddress);
+      co_return;
+    }
+    if (deadline.expired()) {
+      refuseTunnel("handshake-timeout");
+      co_return;
+    }
+  }
 
   // 1. mTLS: the client certificate must chain to the mesh CA (OpenSSL verifies).
   auto tunnel = std::make_unique<TlsStream>(std::move(agentSocket), certificates_.context().get(), TlsRole::Server);
@@ -236,12 +250,14 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
       boost::system::error_code ignored;
       tunnel->socket().cancel(ignored);
     });
+    const auto started = AccessReport::Clock::now();
     ec = co_await tunnel->handshake();
     if (ec) {
-      logAccess(record, 0, 0, deadline.expired() ? "handshake-timeout" : "handshake-failed:" + tunnel->lastError());
+      refuseTunnel(deadline.expired() ? "handshake-timeout" : "handshake-failed:" + tunnel->lastError());
       tunnel->abort();
       co_return;
     }
+    record.handshake = AccessReport::Clock::now() - started;
   }
   handshakeSlot.release();
   // 2. Authorize the identity, once per tunnel; hosts are checked per stream.
@@ -250,7 +266,7 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
     record.peerSerial = describeCertificate(certificate).serial;
   }
   if (!rules->gateway.allowedClients.contains(record.identity)) {
-    logAccess(record, 0, 0, "identity-not-allowed");
+    refuseTunnel("identity-not-allowed");
     tunnel->abort();
     co_return;
   }
@@ -258,7 +274,7 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   unsigned int alpnLength = 0;
   SSL_get0_alpn_selected(tunnel->ssl(), &alpn, &alpnLength);
   if (std::string_view(reinterpret_cast<const char*>(alpn), alpnLength) != "h2") {
-    logAccess(record, 0, 0, "no-h2-alpn");
+    refuseTunnel("no-h2-alpn");
     tunnel->abort();
     co_return;
   }
@@ -287,13 +303,16 @@ awaitable<void> GatewayServer::serveTunnel(std::unique_ptr<TlsStream> tls, std::
 
 awaitable<std::string> GatewayServer::dialUpstream(const GatewayRules& rules, const std::string& rule,
                                                    const std::string& host, uint16_t port, const std::string& flowText,
-                                                   tcp::socket& upstream, std::string& upstreamText) {
+                                                   tcp::socket& upstream, AccessReport& record) {
   // 3-4. Where to and connect: the route's destination (weighted), its STATIC addresses
   //      or the DNS answers the address guard allows, dialed Happy Eyeballs style.
   const UpstreamDestination destination = pickDestination(rules.config.routeFor(rule, host, port));
   const DialRules dialRules{rules.guard, rules.gateway.socketMark, rules.gateway.upstreamConnectTimeout};
   DialResult dialed = co_await dialer_.dial(dialRules, destination, flowText);
-  if (dialed.failure.empty() || dialed.failure.starts_with("upstream-")) upstreamText = dialed.upstream;
+  if (dialed.failure.empty() || dialed.failure.starts_with("upstream-")) record.upstream = dialed.upstream;
+  record.dns = dialed.dnsTime;
+  if (dialed.dnsCacheHit) reporter_.dnsCacheHit();
+  for (const char* reason : dialed.refusedReasons) reporter_.refusedAddress(reason);
   if (dialed.failure.empty()) upstream = std::move(dialed.socket);
   co_return dialed.failure;
 }
@@ -302,7 +321,7 @@ awaitable<void> GatewayServer::handleStream(std::shared_ptr<TunnelStream> stream
                                             std::shared_ptr<const TunnelPeer> peer) {
   const std::shared_ptr<const GatewayRules> rules = rules_;
   auto executor = co_await asio::this_coro::executor;
-  AccessRecord record;
+  AccessReport record;
   record.peerAddress = peer->address;
   record.identity = peer->identity;
   record.peerSerial = peer->serial;
@@ -311,9 +330,18 @@ awaitable<void> GatewayServer::handleStream(std::shared_ptr<TunnelStream> stream
                    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
                  });
   record.connectionId = idValid ? id : "-";
+  // Streams per client identity: one node's pods cannot take every upstream socket.
+  auto clientSlot = limits_->clients.acquire(record.identity);
+  if (!clientSlot.admitted()) {
+    stream->respond(statusFor("client-connection-limit"), "client-connection-limit");
+    reportOverCap(reporter_, record, "client-connection-limit", limits_->clients.refusedKey());
+    co_return;
+  }
+  reporter_.started();
   auto refuse = [&](const std::string& failure) {
     stream->respond(statusFor(failure), failure);
-    logAccess(record, 0, 0, failure);
+    record.result = failure;
+    reporter_.report(record);
   };
 
   // Per stream: what and where. The host must be a name (the agent sends the SNI).
@@ -335,19 +363,13 @@ awaitable<void> GatewayServer::handleStream(std::shared_ptr<TunnelStream> stream
     refuse("host-not-allowed");
     co_return;
   }
-  // Streams per client identity: one node's pods cannot take every upstream socket.
-  auto clientSlot = limits_->clients.acquire(record.identity);
-  if (!clientSlot.admitted()) {
-    auto admission = refusalLog.admit("client-connection-limit");
-    stream->respond(statusFor("client-connection-limit"), "client-connection-limit");
-    if (admission.log) logAccess(record, 0, 0, "client-connection-limit");
-    co_return;
-  }
 
   tcp::socket upstream(executor);
+  const auto dialStarted = AccessReport::Clock::now();
   std::string failure = co_await dialUpstream(
       *rules, *rule, host, port, "peer=" + record.peerAddress + " identity=" + record.identity + " sni=" + record.sni,
-      upstream, record.upstream);
+      upstream, record);
+  record.upstreamConnect = AccessReport::Clock::now() - dialStarted;  // DNS (if not cached) and connect
   if (!failure.empty()) {
     refuse(failure);
     co_return;
@@ -368,7 +390,10 @@ awaitable<void> GatewayServer::handleStream(std::shared_ptr<TunnelStream> stream
     stream->abort();
     origin.abort();
   }
-  logAccess(record, relayed.bytesAtoB, relayed.bytesBtoA, result);
+  record.result = result;
+  record.up = relayed.bytesAtoB;
+  record.down = relayed.bytesBtoA;
+  reporter_.report(record);
 }
 
 }  // namespace sluice

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "access_report.h"
 #include "address_guard.h"
 #include "async.h"
 #include "certificate_reloader.h"
@@ -59,6 +60,8 @@ class GatewayServer {
   void shareLimits(std::shared_ptr<GatewayLimits> limits) { limits_ = std::move(limits); }
   std::shared_ptr<GatewayLimits> limits() const { return limits_; }
   void stop();
+  // Where each connection's one report goes (access record, metrics). Before listen().
+  void setReporting(AccessReporter reporter) { reporter_ = reporter; }
 
   // Installs the ALPN selection on a server context: "h2" (the tunnel) only.
   static void configureAlpn(SSL_CTX* ctx);
@@ -81,7 +84,7 @@ class GatewayServer {
   // then connect. `upstream` is the address dialed last; `failure` empty on success.
   awaitable<std::string> dialUpstream(const GatewayRules& rules, const std::string& rule, const std::string& host,
                                       uint16_t port, const std::string& flowText, tcp::socket& upstream,
-                                      std::string& upstreamText);
+                                      AccessReport& record);
 
   asio::io_context& io_;
   std::shared_ptr<const GatewayRules> rules_;
@@ -90,6 +93,7 @@ class GatewayServer {
   const CertificateReloader& certificates_;
   tcp::acceptor acceptor_;
   tcp::acceptor acceptor6_;
+  AccessReporter reporter_{nullptr};
 };
 
 }  // namespace sluice

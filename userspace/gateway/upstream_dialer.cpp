@@ -91,13 +91,22 @@ awaitable<DialResult> UpstreamDialer::dial(const DialRules& rules, const Upstrea
     for (uint32_t address : destination.addressesBe) targets.push_back(IpAddress::fromV4(address));
   } else {
     std::shared_ptr<DnsResolver> resolver = resolver_;  // a reload may replace it meanwhile
+    const auto asked = std::chrono::steady_clock::now();
     ResolveResult resolved = co_await resolver->resolve(destination.host);
+    if (resolved.cached) {
+      out.dnsCacheHit = true;
+    } else {
+      out.dnsTime = std::chrono::steady_clock::now() - asked;
+    }
     if (resolved.addresses.empty()) {
       out.failure = "dns-failed:" + destination.host + ":" + resolved.error;
       co_return out;
     }
     GuardedAddresses guarded = rules.guard.filter(resolved.addresses);
-    for (const auto& refused : guarded.refused) logRefused(destination.host, refused, flowText);
+    for (const auto& refused : guarded.refused) {
+      logRefused(destination.host, refused, flowText);
+      out.refusedReasons.push_back(toString(refused.reason));
+    }
     if (guarded.allowed.empty()) {
       out.failure = std::string("dns-refused:") + toString(guarded.refused.front().reason);
       co_return out;

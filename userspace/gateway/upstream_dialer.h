@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,10 @@ struct DialResult {
   tcp::socket socket;          // connected when `failure` is empty
   std::string upstream = "-";  // the chosen (or last tried) "198.18.100.10:443", "[2001:db8::10]:443"
   std::string failure;         // a gateway result: dns-failed:..., dns-refused:<reason>, upstream-connect...
+  // For the metrics: how the name was answered, and each answer the guard refused.
+  std::optional<std::chrono::steady_clock::duration> dnsTime;  // a lookup not answered from the cache
+  bool dnsCacheHit = false;
+  std::vector<const char*> refusedReasons;
 };
 
 // Addresses in the order RFC 8305 section 4 tries them: families interleaved, IPv6 first.

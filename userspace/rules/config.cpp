@@ -298,6 +298,21 @@ Config loadTexts(const std::vector<LoadedText>& texts) {
       out << source.string() << ":" << e.mark.line + 1 << ":" << e.mark.column + 1 << ": " << e.msg;
       throw ConfigError(out.str());
     }
+    // `kubectl get -o yaml` writes several resources as one `kind: List` whose `items`
+    // are the resources: take them as documents of their own.
+    std::vector<YAML::Node> expanded;
+    for (const auto& doc : docs) {
+      if (doc && doc.IsMap() && doc["kind"] && doc["kind"].IsScalar() && doc["kind"].Scalar() == "List" &&
+          doc["apiVersion"] && doc["apiVersion"].IsScalar() && doc["apiVersion"].Scalar() == "v1") {
+        reader->requireMap(doc, "List", {"apiVersion", "kind", "items", "metadata"}, {});
+        const YAML::Node items = doc["items"];
+        if (!items || !items.IsSequence()) reader->fail(doc, "'List.items' must be a sequence of resources");
+        for (const auto& item : items) expanded.push_back(item);
+      } else {
+        expanded.push_back(doc);
+      }
+    }
+    docs = std::move(expanded);
     size_t used = 0;
     for (const auto& doc : docs) {
       if (!doc || doc.IsNull()) continue;

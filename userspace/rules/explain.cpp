@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <cstring>
+
 namespace sluice {
 namespace {
 
@@ -10,13 +12,49 @@ bool inCidr(uint32_t addressBe, const Ipv4Cidr& cidr) {
   return (addressBe & mask) == (cidr.addressBe & mask);
 }
 
+bool isV4Mapped(const Ipv6Address& a) {
+  for (int i = 0; i < 10; ++i) {
+    if (a[i] != 0) return false;
+  }
+  return a[10] == 0xff && a[11] == 0xff;
+}
+
 }  // namespace
 
-Explanation explainConnection(const Config& config, const ConnectionQuery& query) {
+bool parseDestination(const std::string& text, ConnectionQuery& query) {
+  if (auto v4 = parseIpv4Endpoint(text)) {
+    query.to = *v4;
+    query.to6.reset();
+    return true;
+  }
+  auto close = text.find("]:");
+  if (text.empty() || text.front() != '[' || close == std::string::npos) return false;
+  auto address = parseIpv6(std::string_view(text).substr(1, close - 1));
+  if (!address) return false;
+  const std::string port = text.substr(close + 2);
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return false;
+  const unsigned long value = std::stoul(port);
+  if (value == 0 || value > 65535) return false;
+  query.to6 = *address;
+  query.to.addressBe = 0;
+  query.to.port = static_cast<uint16_t>(value);
+  return true;
+}
+
+Explanation explainConnection(const Config& config, const ConnectionQuery& original) {
   const AgentConfig& agent = *config.agent;
   Explanation out;
   auto say = [&](std::string line) { out.lines.push_back(std::move(line)); };
-  const std::string to = formatEndpoint(query.to);
+  ConnectionQuery query = original;
+  if (query.to6 && isV4Mapped(*query.to6)) {
+    uint32_t be;
+    std::memcpy(&be, query.to6->data() + 12, 4);
+    query.to.addressBe = be;
+    query.to6.reset();
+    say("destination: IPv4-mapped: the hooks decide it as the IPv4 address " + formatIpv4(be));
+  }
+  const std::string to =
+      query.to6 ? "[" + formatIpv6(*query.to6) + "]:" + std::to_string(query.to.port) : formatEndpoint(query.to);
 
   // 1. The kernel: connect4 runs only in enabled cgroups, then checks port and bypass.
   if (!query.cgroupEnabled) {
@@ -29,19 +67,40 @@ Explanation explainConnection(const Config& config, const ConnectionQuery& query
     say("redirect: no: port " + std::to_string(query.to.port) + " is not in agent.redirectPorts");
     return out;
   }
-  std::vector<std::pair<Ipv4Cidr, std::string>> bypass;
-  for (const auto& c : agent.bypass) bypass.push_back({c, "agent.bypassCidrs"});
-  bypass.push_back({*parseIpv4Cidr("127.0.0.0/8"), "loopback (always bypassed)"});
-  bypass.push_back({Ipv4Cidr{agent.listen.addressBe, 32}, "the agent's own address (always bypassed)"});
-  bypass.push_back({Ipv4Cidr{agent.gatewayAddress.addressBe, 32}, "the gateway's address (always bypassed)"});
-  for (const auto& [cidr, why] : bypass) {
-    if (inCidr(query.to.addressBe, cidr)) {
-      say("redirect: no: " + formatIpv4(query.to.addressBe) + " is in " + formatCidr(cidr) + " from " + why);
+  if (query.to6) {
+    std::vector<std::pair<Ipv6Cidr, std::string>> bypass;
+    for (const auto& c : agent.bypass6) bypass.push_back({c, "agent.bypassCidrs"});
+    bypass.push_back({*parseIpv6Cidr("::1/128"), "loopback (always bypassed)"});
+    if (agent.listen6) bypass.push_back({Ipv6Cidr{*agent.listen6, 128}, "the agent's own address (always bypassed)"});
+    for (const auto& [cidr, why] : bypass) {
+      if (cidrContains(cidr, *query.to6)) {
+        say("redirect: no: " + formatIpv6(*query.to6) + " is in " + formatCidr(cidr) + " from " + why);
+        return out;
+      }
+    }
+    if (!agent.listen6) {
+      out.allowed = false;
+      say("redirect: refused: the agent has no IPv6 listener (agent.listen6), so an IPv6 connect to a redirected "
+          "port fails (counted no_ipv6_listener)");
       return out;
     }
+    out.redirected = true;
+    say("redirect: yes: to the agent at [" + formatIpv6(*agent.listen6) + "]:" + std::to_string(agent.listen.port));
+  } else {
+    std::vector<std::pair<Ipv4Cidr, std::string>> bypass;
+    for (const auto& c : agent.bypass) bypass.push_back({c, "agent.bypassCidrs"});
+    bypass.push_back({*parseIpv4Cidr("127.0.0.0/8"), "loopback (always bypassed)"});
+    bypass.push_back({Ipv4Cidr{agent.listen.addressBe, 32}, "the agent's own address (always bypassed)"});
+    bypass.push_back({Ipv4Cidr{agent.gatewayAddress.addressBe, 32}, "the gateway's address (always bypassed)"});
+    for (const auto& [cidr, why] : bypass) {
+      if (inCidr(query.to.addressBe, cidr)) {
+        say("redirect: no: " + formatIpv4(query.to.addressBe) + " is in " + formatCidr(cidr) + " from " + why);
+        return out;
+      }
+    }
+    out.redirected = true;
+    say("redirect: yes: to the agent at " + formatEndpoint(agent.listen));
   }
-  out.redirected = true;
-  say("redirect: yes: to the agent at " + formatEndpoint(agent.listen));
 
   // 2. The agent: the SNI against its allowlist.
   if (!query.sni) {

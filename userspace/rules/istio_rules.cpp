@@ -115,8 +115,11 @@ void refuseUnknownGateways(const YamlReader& r, const YAML::Node& gateways, cons
 void checkMetadata(const YamlReader& r, const YAML::Node& doc, const std::string& kind) {
   r.requireMap(doc, kind, {"apiVersion", "kind", "metadata", "spec"}, {"status"});
   YAML::Node meta = r.required(doc, "metadata", kind);
-  r.requireMap(meta, kind + ".metadata", {"name", "namespace", "labels", "annotations"},
-               {"resourceVersion", "uid", "generation", "creationTimestamp"});
+  // What the API server adds (kubectl get -o yaml writes it back): read and ignored,
+  // without a warning, since it says nothing about what is allowed.
+  r.requireMap(meta, kind + ".metadata",
+               {"name", "namespace", "labels", "annotations", "resourceVersion", "uid", "generation",
+                "creationTimestamp", "managedFields"});
   r.string(r.required(meta, "name", kind + ".metadata"), kind + ".metadata.name");
   if (meta["labels"] && !meta["labels"].IsMap()) r.fail(meta["labels"], "'metadata.labels' must be a mapping");
   if (!r.required(doc, "spec", kind).IsMap()) r.fail(doc["spec"], "'" + kind + ".spec' must be a mapping");

@@ -39,6 +39,7 @@ class RulesReloader {
       : files_(files),
         policy_(policy),
         runningAllowed_(allowedHosts(running, policy.daemon).size()),
+        running_(running),
         buildAndInstall_(std::move(buildAndInstall)) {
     if (!watch) return;
     watcher_ = std::make_unique<ConfigWatcher>(io, std::move(files), [this] { reload("file changed"); });
@@ -53,7 +54,9 @@ class RulesReloader {
         throw ConfigError(*refusal);
       }
       const size_t allowed = allowedHosts(next, policy_.daemon).size();
+      Config kept = next;
       std::string description = buildAndInstall_(version_ + 1, std::move(next));
+      running_ = std::move(kept);
       ++version_;
       runningAllowed_ = allowed;
       if (watcher_) watcher_->markLoaded(std::move(before));
@@ -65,11 +68,15 @@ class RulesReloader {
     }
   }
   uint64_t version() const { return version_; }
+  uint64_t rejected() const { return rejected_; }
+  // The configuration in force (what /config shows).
+  const Config& running() const { return running_; }
 
  private:
   std::vector<std::filesystem::path> files_;
   ReloadPolicy policy_;
   size_t runningAllowed_;
+  Config running_;
   BuildAndInstall buildAndInstall_;
   std::unique_ptr<ConfigWatcher> watcher_;
   uint64_t version_ = 1;  // the rule set the daemon started with

@@ -21,6 +21,8 @@ struct RelayResult {
   boost::system::error_code errorBtoA;
   bool idleTimeout = false;  // ended because neither direction moved a byte for too long
   std::chrono::steady_clock::time_point lastActivity = std::chrono::steady_clock::now();
+  // When the first byte from b arrived (connect-to-first-byte); epoch if none did.
+  std::chrono::steady_clock::time_point firstByteBtoA{};
   bool clean() const { return !errorAtoB && !errorBtoA && !idleTimeout; }
   std::string outcome() const {
     if (idleTimeout) return "idle-timeout";
@@ -69,7 +71,8 @@ class BufferPool {
 
 template <class From, class To>
 awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& count,
-                                               std::chrono::steady_clock::time_point* lastActivity) {
+                                               std::chrono::steady_clock::time_point* lastActivity,
+                                               std::chrono::steady_clock::time_point* firstByte = nullptr) {
   while (true) {
     // Wait with no buffer; borrow one only to move the bytes that are there.
     if (auto waited = co_await from.waitReadable()) co_return waited;
@@ -78,6 +81,7 @@ awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& cou
     IoResult read = co_await from.readSome(buffer);
     if (read.error == asio::error::eof) co_return co_await to.shutdownSend();
     if (read.error) co_return read.error;
+    if (firstByte && count == 0) *firstByte = std::chrono::steady_clock::now();
     auto error = co_await to.writeAll(std::span<const uint8_t>(buffer.data(), read.bytes));
     if (error) co_return error;
     count += read.bytes;
@@ -133,7 +137,7 @@ awaitable<RelayResult> relayBoth(A& a, B& b, std::chrono::milliseconds idle) {
   asio::co_spawn(executor, pumpThenSignal(a, b, result, aToBDone), asio::detached);
   asio::co_spawn(executor, signalAfter(idleWatchdog(a, b, result, idle, finished, watchdogTimer), watchdogDone),
                  asio::detached);
-  result.errorBtoA = co_await pumpBytes(b, a, result.bytesBtoA, &result.lastActivity);
+  result.errorBtoA = co_await pumpBytes(b, a, result.bytesBtoA, &result.lastActivity, &result.firstByteBtoA);
   if (result.errorBtoA) {
     a.abort();
     b.abort();
