@@ -23,8 +23,9 @@ import time
 def alive(sock):
     """False if the peer reset or closed the connection."""
     try:
-        r, _, _ = select.select([sock], [], [], 0)
-        if not r:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        if not poller.poll(0):
             return True
         data = sock.recv(1, socket.MSG_PEEK) if not isinstance(sock, ssl.SSLSocket) else sock.recv(1)
         return bool(data)
@@ -49,9 +50,13 @@ def open_tcp(args):
     deadline = time.time() + 10
     pending = list(socks)
     while pending and time.time() < deadline:
-        _, w, _ = select.select([], pending[:1000], [], 1)
-        for s in w:
-            pending.remove(s)
+        poller = select.poll()  # select() cannot take descriptors past 1024
+        by_fd = {}
+        for s in pending:
+            poller.register(s, select.POLLOUT)
+            by_fd[s.fileno()] = s
+        done = {by_fd[fd] for fd, _ in poller.poll(1000)}
+        pending = [s for s in pending if s not in done]
     good = []
     for s in socks:
         if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 and s not in pending:
@@ -71,7 +76,11 @@ def open_tls(args):
         ctx.set_alpn_protocols([args.alpn])
     socks, failed = [], 0
     for _ in range(args.count):
-        raw = socket.create_connection((args.host, args.port), timeout=5)
+        try:
+            raw = socket.create_connection((args.host, args.port), timeout=5)
+        except OSError:
+            failed += 1
+            continue
         try:
             s = ctx.wrap_socket(raw, server_hostname=args.sni)
             s.setblocking(False)

@@ -1,17 +1,12 @@
 // sluice-agent: the node agent. Loads and attaches the BPF redirect, enables the
 // configured cgroups and forwards redirected connections to the egress gateway.
-#include <signal.h>
 #include <spdlog/spdlog.h>
-
-#include <algorithm>
-#include <boost/program_options.hpp>
-#include <functional>
-#include <iostream>
 
 #include "bpf_datapath.h"
 #include "certificate_reloader.h"
 #include "cgroup_enrollment.h"
 #include "config.h"
+#include "daemon.h"
 #include "fd_limits.h"
 #include "forwarder.h"
 #include "interface_addresses.h"
@@ -22,9 +17,8 @@
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
-#include "version.h"
+#include "worker_pool.h"
 
-namespace po = boost::program_options;
 using namespace sluice;
 
 namespace {
@@ -108,13 +102,12 @@ void installRules(BpfDatapath& datapath, const PinLayout& pins, const AgentRules
 }
 
 int run(const po::variables_map& options) {
-  std::vector<std::filesystem::path> paths;
-  for (const auto& p : options["config"].as<std::vector<std::string>>()) paths.emplace_back(p);
+  const std::vector<std::filesystem::path> paths = configFiles(options);
   const PinLayout pins{options["pin-dir"].as<std::string>()};
   const Config startConfig = loadConfigFiles(paths);
   auto rules = buildRules(startConfig, 1);
   const OpenFileLimit files = raiseOpenFileLimit("sluice-agent");
-  asio::io_context io(1);
+  asio::io_context io(1);  // control: signals, reloads, certificate rotation
   // Before the kernel is touched: an identity the agent could not present fails the start.
   CertificateReloader certificates(io, rules->agent.tls, TlsRole::Client, !options.count("no-watch"));
 
@@ -122,7 +115,29 @@ int run(const po::variables_map& options) {
   BpfDatapath datapath(pins);
   installRules(datapath, pins, *rules, 1);
 
-  Forwarder forwarder(io, datapath, rules, certificates);
+  WorkerPool workers(workerThreads(options));
+  std::vector<std::unique_ptr<Forwarder>> forwarders;
+  // One set of caps for every worker: a pod's share does not depend on which loop the
+  // kernel hands its connections to.
+  auto limits = std::make_shared<ConnectionLimits>(rules->agent.maxConnections, rules->agent.maxConnectionsPerPod);
+  if (options.count("test-no-socket-mark")) {
+    spdlog::warn(
+        "--test-no-socket-mark: the agent's sockets carry no mark; only its unenrolled cgroup guards "
+        "against a redirect loop");
+  }
+  for (size_t i = 0; i < workers.size(); ++i) {
+    auto& forwarder =
+        *forwarders.emplace_back(std::make_unique<Forwarder>(workers.io(i), datapath, rules, certificates));
+    forwarder.shareLimits(limits);
+    if (options.count("test-no-socket-mark")) forwarder.setSocketMark(false);
+    forwarder.listen();
+    asio::co_spawn(workers.io(i), forwarder.acceptLoop(forwarder.acceptor4()), logEscapedException("accept loop"));
+    if (forwarder.acceptor6()) {
+      asio::co_spawn(workers.io(i), forwarder.acceptLoop(*forwarder.acceptor6()),
+                     logEscapedException("accept loop v6"));
+    }
+  }
+
   const size_t openAtStart = openFileCount();
   auto applyCaps = [&](const AgentConfig& agent) {
     uint32_t cap = fdBoundedCap(agent.maxConnections, files.soft, openAtStart);
@@ -130,21 +145,10 @@ int run(const po::variables_map& options) {
       spdlog::warn("connection cap {} (agent.maxConnections {} does not fit the open-file limit {}; {} open now)", cap,
                    agent.maxConnections, files.soft, openAtStart);
     }
-    forwarder.limits()->setCaps(cap, agent.maxConnectionsPerPod);
+    limits->setCaps(cap, agent.maxConnectionsPerPod);
     spdlog::info("connection caps: total={} per_pod={}", cap, agent.maxConnectionsPerPod);
   };
   applyCaps(rules->agent);
-  if (options.count("test-no-socket-mark")) {
-    spdlog::warn(
-        "--test-no-socket-mark: the agent's sockets carry no mark; only its unenrolled cgroup guards "
-        "against a redirect loop");
-    forwarder.setSocketMark(false);
-  }
-  forwarder.listen();
-  asio::co_spawn(io, forwarder.acceptLoop(forwarder.acceptor4()), logEscapedException("accept loop"));
-  if (forwarder.acceptor6()) {
-    asio::co_spawn(io, forwarder.acceptLoop(*forwarder.acceptor6()), logEscapedException("accept loop v6"));
-  }
 
   // New connections take the new rules; established ones keep the rules they started
   // with. A file that does not load changes nothing.
@@ -156,7 +160,9 @@ int run(const po::variables_map& options) {
     }
     certificates.requireSameFiles(nextRules->agent.tls, "agent.tls");
     installRules(datapath, pins, *nextRules, static_cast<uint32_t>(next));
-    forwarder.setRules(nextRules);
+    for (size_t i = 0; i < forwarders.size(); ++i) {
+      asio::post(workers.io(i), [forwarder = forwarders[i].get(), nextRules] { forwarder->setRules(nextRules); });
+    }
     applyCaps(nextRules->agent);
     rules = nextRules;
     return "hosts=" + std::to_string(rules->hosts.size()) + " outbound=" + toString(rules->outbound);
@@ -170,67 +176,32 @@ int run(const po::variables_map& options) {
       },
       [&](int signal) {
         spdlog::info("signal {}: stopping; links stay pinned, so enabled cgroups fail closed", signal);
-        forwarder.stop();
         io.stop();
       });
 
+  workers.start();
   spdlog::info(
       "agent ready listen={} gateway={} hosts={} outbound={} rules_version={} pin_dir={} socket_mark={:#x} "
-      "node_netns_cookie={}",
+      "node_netns_cookie={} workers={}",
       formatEndpoint(rules->agent.listen), formatEndpoint(rules->agent.gatewayAddress), rules->hosts.size(),
       toString(rules->outbound), reloader.version(), pins.dir.string(), rules->agent.socketMark,
-      datapath.nodeNetnsCookie());
-  auto trim = std::make_shared<asio::steady_timer>(io);
-  std::function<void()> trimLater = [&] {
-    trim->expires_after(std::chrono::seconds(2));
-    trim->async_wait([&](const boost::system::error_code& ec) {
-      if (ec) return;
-      trimMemoryIfDue();
-      trimLater();
-    });
-  };
-  trimLater();
+      datapath.nodeNetnsCookie(), workers.size());
+  trimMemoryPeriodically(io);
   io.run();
+  workers.stop();
+  workers.join();
   return 0;
+}
+
+void agentOptions(po::options_description& visible, po::options_description& hidden) {
+  visible.add_options()("pin-dir", po::value<std::string>()->default_value(kDefaultPinDir.string()),
+                        "bpffs directory for pins");
+  hidden.add_options()("test-no-socket-mark", "tests of the loop guards only: do not mark the agent's sockets");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  po::options_description description("sluice-agent: redirects enabled cgroups' egress TLS through the gateway");
-  description.add_options()("help,h", "show this help")("version", "print the version and git revision")(
-      "config,c", po::value<std::vector<std::string>>()->required()->composing(),
-      "rules file (YAML: native and/or Istio resources); repeat to load several together")(
-      "pin-dir", po::value<std::string>()->default_value(kDefaultPinDir.string()), "bpffs directory for pins")(
-      "no-watch", "reload only on SIGHUP, not when a rules file changes")(
-      "allow-empty-rules",
-      "accept a reload that leaves no allowed host (refused by default: a file cut short looks so)")(
-      "test-no-socket-mark", "tests of the loop guards only: do not mark the agent's sockets")(
-      "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
-  po::variables_map options;
-  try {
-    po::store(po::parse_command_line(argc, argv, description), options);
-    if (options.count("version")) {
-      std::cout << versionText("sluice-agent") << "\n";
-      return 0;
-    }
-    if (options.count("help")) {
-      std::cout << description << "\n";
-      return 0;
-    }
-    po::notify(options);
-    setupLogging(options["log-level"].as<std::string>());
-  } catch (const std::exception& e) {
-    std::cerr << "sluice-agent: " << e.what() << "\n" << description << "\n";
-    return 2;
-  }
-  signal(SIGPIPE, SIG_IGN);
-  int rc = 1;
-  try {
-    rc = run(options);
-  } catch (const std::exception& e) {
-    spdlog::critical("sluice-agent: {}", e.what());
-  }
-  shutdownLogging();
-  return rc;
+  return runDaemon(argc, argv,
+                   {"sluice-agent", "redirects enabled cgroups' egress TLS through the gateway", agentOptions, run});
 }

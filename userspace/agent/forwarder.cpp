@@ -125,6 +125,8 @@ Forwarder::Forwarder(asio::io_context& io, const BpfDatapath& datapath, std::sha
 static void bindAndListen(tcp::acceptor& acceptor, const tcp::endpoint& endpoint) {
   acceptor.open(endpoint.protocol());
   acceptor.set_option(tcp::acceptor::reuse_address(true));
+  // Every worker binds the same address; the kernel spreads new connections over them.
+  acceptor.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true));
   if (endpoint.address().is_v6()) acceptor.set_option(asio::ip::v6_only(true));
   boost::system::error_code ec;
   acceptor.bind(endpoint, ec);
@@ -296,7 +298,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
       failure = deadline.expired() ? "gateway-connect-timeout" : "gateway-connect:" + ec.message();
     } else {
       upstream.set_option(tcp::no_delay(true), ec);
-      tunnel.emplace(std::move(upstream), certificates_.context(), TlsRole::Client);
+      tunnel.emplace(std::move(upstream), certificates_.context().get(), TlsRole::Client);
       SSL_set_tlsext_host_name(tunnel->ssl(), host->c_str());
       resumeSession(tunnel->ssl(), *host);
       std::string alpn = portAlpn(flow.destination.port());

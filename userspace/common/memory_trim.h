@@ -3,7 +3,11 @@
 // below its peak, at most once a second. Thread-safe.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <memory>
+
+#include "async.h"
 
 namespace sluice {
 
@@ -12,5 +16,22 @@ void noteConnectionCount(size_t active);
 // The same check without a connection ending (a daemon's periodic timer): the last
 // connections of a burst may end within a second of the previous trim.
 void trimMemoryIfDue();
+
+// Runs trimMemoryIfDue every 2 s on `io` until it stops.
+inline void trimMemoryPeriodically(asio::io_context& io) {
+  struct Ticker : std::enable_shared_from_this<Ticker> {
+    explicit Ticker(asio::io_context& io) : timer(io) {}
+    void next() {
+      timer.expires_after(std::chrono::seconds(2));
+      timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+        if (ec) return;
+        trimMemoryIfDue();
+        self->next();
+      });
+    }
+    asio::steady_timer timer;
+  };
+  std::make_shared<Ticker>(io)->next();
+}
 
 }  // namespace sluice

@@ -1,15 +1,12 @@
 // sluice-gateway: the egress gateway. mTLS in from node agents, TCP out to the host
 // named by the SNI, if the rules allow it.
-#include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <boost/program_options.hpp>
-#include <functional>
-#include <iostream>
 
 #include "certificate_reloader.h"
 #include "config.h"
+#include "daemon.h"
 #include "fd_limits.h"
 #include "gateway_server.h"
 #include "interface_addresses.h"
@@ -19,9 +16,8 @@
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
-#include "version.h"
+#include "worker_pool.h"
 
-namespace po = boost::program_options;
 using namespace sluice;
 
 namespace {
@@ -56,19 +52,25 @@ std::shared_ptr<const GatewayRules> buildRules(Config config, uint64_t version) 
 }
 
 int run(const po::variables_map& options) {
-  std::vector<std::filesystem::path> paths;
-  for (const auto& p : options["config"].as<std::vector<std::string>>()) paths.emplace_back(p);
+  const std::vector<std::filesystem::path> paths = configFiles(options);
   const Config startConfig = loadConfigFiles(paths);
   auto rules = buildRules(startConfig, 1);
   auto current = rules;
 
   raiseOpenFileLimit("sluice-gateway");
-  asio::io_context io(1);
+  asio::io_context io(1);  // control: signals, reloads, certificate rotation
   CertificateReloader certificates(io, rules->gateway.tls, TlsRole::Server, !options.count("no-watch"),
                                    GatewayServer::configureAlpn);
-  GatewayServer server(io, rules, certificates);
-  server.listen();
-  asio::co_spawn(io, server.acceptLoop(), logEscapedException("accept loop"));
+  WorkerPool workers(workerThreads(options));
+  std::vector<std::unique_ptr<GatewayServer>> servers;
+  // One set of caps for every worker (each has its own resolver and DNS cache).
+  auto limits = std::make_shared<GatewayLimits>(rules->gateway);
+  for (size_t i = 0; i < workers.size(); ++i) {
+    servers.push_back(std::make_unique<GatewayServer>(workers.io(i), rules, certificates));
+    servers.back()->shareLimits(limits);
+    servers.back()->listen();
+    asio::co_spawn(workers.io(i), servers.back()->acceptLoop(), logEscapedException("accept loop"));
+  }
 
   const ReloadPolicy policy{RulesDaemon::Gateway, options.count("allow-empty-rules") > 0};
   RulesReloader reloader(io, paths, !options.count("no-watch"), policy, startConfig, [&](uint64_t next, Config c) {
@@ -77,7 +79,7 @@ int run(const po::variables_map& options) {
       throw ConfigError("gateway.listen changed: restart the gateway to move its listener");
     }
     certificates.requireSameFiles(rules->gateway.tls, "gateway.tls");
-    server.setRules(rules);
+    for (auto& server : servers) server->setRules(rules);  // each applies it on its own loop
     current = rules;
     return "hosts=" + std::to_string(rules->hosts.size());
   });
@@ -90,62 +92,22 @@ int run(const po::variables_map& options) {
       },
       [&](int signal) {
         spdlog::info("signal {}: stopping", signal);
-        server.stop();
         io.stop();
       });
 
-  spdlog::info("gateway ready listen={} dns={} hosts={} clients={} rules_version={}",
+  workers.start();
+  spdlog::info("gateway ready listen={} dns={} hosts={} clients={} rules_version={} workers={}",
                formatEndpoint(rules->gateway.listen), formatEndpoint(rules->gateway.dnsServer), rules->hosts.size(),
-               rules->gateway.allowedClients.size(), reloader.version());
-  auto trim = std::make_shared<asio::steady_timer>(io);
-  std::function<void()> trimLater = [&] {
-    trim->expires_after(std::chrono::seconds(2));
-    trim->async_wait([&](const boost::system::error_code& ec) {
-      if (ec) return;
-      trimMemoryIfDue();
-      trimLater();
-    });
-  };
-  trimLater();
+               rules->gateway.allowedClients.size(), reloader.version(), workers.size());
+  trimMemoryPeriodically(io);
   io.run();
+  workers.stop();
+  workers.join();
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  po::options_description description("sluice-gateway: mTLS egress gateway");
-  description.add_options()("help,h", "show this help")("version", "print the version and git revision")(
-      "config,c", po::value<std::vector<std::string>>()->required()->composing(),
-      "rules file (YAML: native and/or Istio resources); repeat to load several together")(
-      "no-watch", "reload only on SIGHUP, not when a rules file changes")(
-      "allow-empty-rules",
-      "accept a reload that leaves no allowed host (refused by default: a file cut short looks so)")(
-      "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
-  po::variables_map options;
-  try {
-    po::store(po::parse_command_line(argc, argv, description), options);
-    if (options.count("version")) {
-      std::cout << versionText("sluice-gateway") << "\n";
-      return 0;
-    }
-    if (options.count("help")) {
-      std::cout << description << "\n";
-      return 0;
-    }
-    po::notify(options);
-    setupLogging(options["log-level"].as<std::string>());
-  } catch (const std::exception& e) {
-    std::cerr << "sluice-gateway: " << e.what() << "\n" << description << "\n";
-    return 2;
-  }
-  signal(SIGPIPE, SIG_IGN);
-  int rc = 1;
-  try {
-    rc = run(options);
-  } catch (const std::exception& e) {
-    spdlog::critical("sluice-gateway: {}", e.what());
-  }
-  shutdownLogging();
-  return rc;
+  return runDaemon(argc, argv, {"sluice-gateway", "mTLS egress gateway", {}, run});
 }

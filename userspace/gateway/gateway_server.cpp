@@ -130,6 +130,8 @@ void GatewayServer::listen() {
   tcp::endpoint endpoint(asio::ip::address_v4(ntohl(listen.addressBe)), listen.port);
   acceptor_.open(endpoint.protocol());
   acceptor_.set_option(tcp::acceptor::reuse_address(true));
+  // Every worker binds the same address; the kernel spreads new connections over them.
+  acceptor_.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true));
   boost::system::error_code ec;
   acceptor_.bind(endpoint, ec);
   if (ec) throw std::runtime_error("binding " + formatEndpoint(listen) + ": " + ec.message());
@@ -178,7 +180,7 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   agentSocket.set_option(tcp::no_delay(true), ec);
 
   // 1. mTLS: the client certificate must chain to the mesh CA (OpenSSL verifies).
-  TlsStream tunnel(std::move(agentSocket), certificates_.context(), TlsRole::Server);
+  TlsStream tunnel(std::move(agentSocket), certificates_.context().get(), TlsRole::Server);
   {
     Deadline deadline(executor, rules->gateway.handshakeTimeout, [&tunnel] {
       boost::system::error_code ignored;

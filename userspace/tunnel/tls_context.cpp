@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 
 namespace sluice {
@@ -27,20 +28,24 @@ std::string takeOpensslErrors() {
 namespace {
 
 // The newest ticket per SNI for one client SSL_CTX (TLS 1.3 does not resume across SNIs).
+// Worker threads share the context, so the store takes a lock.
 class TicketStore {
  public:
   ~TicketStore() {
     for (auto& [name, session] : sessions_) SSL_SESSION_free(session);
   }
   void put(const std::string& name, SSL_SESSION* session) {
+    std::lock_guard lock(mutex_);
     if (sessions_.size() >= kMaxEntries && !sessions_.contains(name)) clear();
     auto& slot = sessions_[name];
     if (slot) SSL_SESSION_free(slot);
     slot = session;
   }
-  SSL_SESSION* find(const std::string& name) const {
+  // Sets the ticket on `ssl` under the lock (SSL_set_session takes its own reference).
+  void resume(SSL* ssl, const std::string& name) const {
+    std::lock_guard lock(mutex_);
     auto it = sessions_.find(name);
-    return it == sessions_.end() ? nullptr : it->second;
+    if (it != sessions_.end()) SSL_set_session(ssl, it->second);
   }
 
  private:
@@ -49,6 +54,7 @@ class TicketStore {
     sessions_.clear();
   }
   static constexpr size_t kMaxEntries = 4096;
+  mutable std::mutex mutex_;
   std::map<std::string, SSL_SESSION*> sessions_;
 };
 
@@ -72,7 +78,7 @@ int onNewTicket(SSL* ssl, SSL_SESSION* session) {
 void resumeSession(SSL* ssl, const std::string& serverName) {
   auto* store = static_cast<TicketStore*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ticketStoreIndex()));
   if (!store) return;
-  if (SSL_SESSION* session = store->find(serverName)) SSL_set_session(ssl, session);
+  store->resume(ssl, serverName);
 }
 
 static void check(int ok, const std::string& what) {
