@@ -15,4 +15,4 @@ cd "${BUILD_DIR:-$root/build}"
 # Root tests make uniquely named namespaces, so they could run in parallel; serially
 # keeps their timing clean on a 2-core machine. The vm tier (Debian 12's kernel under
 # qemu without KVM) takes about 10 minutes of the run; the other tiers about 4.
-ctest --output-on-failure -L "${SL_TEST_LABELS:-unit|bpf|integration|e2e|fuzz|container|vm}" "$@"
+ctest --output-on-failure -L "${SL_TEST_LABELS:-unit|bpf|integration|e2e|fault|fuzz|container|vm}" "$@"

@@ -118,3 +118,16 @@ stream_request() {
 }
 # agent_established: connections the agent's listener holds now.
 agent_established() { sl_host_exec node ss -Htn state established "( sport = :$SL_AGENT_PORT )" | grep -c .; }
+
+# flood_start POD|HOST NAME FLOOD-ARGS...: tests/tools/flood.py in the pod's (or host's)
+# cgroup and namespace, in the background (stopped with `sl_stop NAME`); output in NAME.log.
+# Exec'd all the way down, so the recorded PID is the flood's own.
+flood_start() {
+  local where=$1 name=$2 cg
+  shift 2
+  cg=$(sl_cgroup_root)/$where
+  [ -d "$cg" ] || cg=$(sl_cgroup_root)/host-$where
+  bash -c 'echo $$ > "$0/cgroup.procs" && ulimit -Sn "$(ulimit -Hn)"; exec nsenter --net="$1" -- "${@:2}"' \
+    "$cg" "$(sl_netns_path "$where")" python3 "$SL_ROOT/tests/tools/flood.py" "$@" > "$SL_RUN_DIR/$name.log" 2>&1 &
+  echo "$! $name" >> "$SL_RUN_DIR/pids"
+}
