@@ -5,9 +5,6 @@
 
 #include <chrono>
 #include <cstddef>
-#include <memory>
-
-#include "async.h"
 
 #include "async.h"
 
@@ -20,22 +17,5 @@ void noteConnectionCount(size_t active);
 void trimMemoryIfDue();
 // trimMemoryIfDue every `period` on `io` (a daemon's control loop) while it runs.
 void trimMemoryPeriodically(asio::io_context& io, std::chrono::milliseconds period = std::chrono::seconds(2));
-
-// Runs trimMemoryIfDue every 2 s on `io` until it stops.
-inline void trimMemoryPeriodically(asio::io_context& io) {
-  struct Ticker : std::enable_shared_from_this<Ticker> {
-    explicit Ticker(asio::io_context& io) : timer(io) {}
-    void next() {
-      timer.expires_after(std::chrono::seconds(2));
-      timer.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-        if (ec) return;
-        trimMemoryIfDue();
-        self->next();
-      });
-    }
-    asio::steady_timer timer;
-  };
-  std::make_shared<Ticker>(io)->next();
-}
 
 }  // namespace sluice
