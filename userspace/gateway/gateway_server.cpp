@@ -113,7 +113,12 @@ void GatewayServer::configureAlpn(SSL_CTX* ctx) {
 
 GatewayServer::GatewayServer(asio::io_context& io, asio::thread_pool& resolverPool,
                              std::shared_ptr<const GatewayRules> rules, const CertificateReloader& certificates)
-    : io_(io), resolverPool_(resolverPool), rules_(std::move(rules)), certificates_(certificates), acceptor_(io), acceptor6_(io) {}
+    : io_(io),
+      resolverPool_(resolverPool),
+      rules_(std::move(rules)),
+      certificates_(certificates),
+      acceptor_(io),
+      acceptor6_(io) {}
 
 void GatewayServer::listen() {
   const auto& listen = rules_->gateway.listen;
@@ -205,9 +210,10 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   AccessRecord record;
   boost::system::error_code ec;
   auto peer = agentSocket.remote_endpoint(ec);
-  record.peerAddress = ec ? "?"
-                          : (peer.address().is_v6() ? "[" + peer.address().to_string() + "]" : peer.address().to_string()) +
-                                ":" + std::to_string(peer.port());
+  record.peerAddress =
+      ec ? "?"
+         : (peer.address().is_v6() ? "[" + peer.address().to_string() + "]" : peer.address().to_string()) + ":" +
+               std::to_string(peer.port());
   agentSocket.set_option(tcp::no_delay(true), ec);
 
   // 1. mTLS: the client certificate must chain to the mesh CA (OpenSSL verifies).
@@ -261,8 +267,7 @@ awaitable<void> GatewayServer::serveTunnel(std::unique_ptr<TlsStream> tls, std::
   co_await connection->run();
   connection->onRequest = nullptr;  // the handler captures nothing that outlives us
   spdlog::info("tunnel peer={} identity={} duration_ms={} result=closed:{} peer_serial={}", peer->address,
-               peer->identity,
-               std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
+               peer->identity, std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
                connection->closeReason(), peer->serial);
 }
 
@@ -340,10 +345,9 @@ awaitable<void> GatewayServer::handleStream(std::shared_ptr<TunnelStream> stream
   }
 
   tcp::socket upstream(executor);
-  std::string failure =
-      co_await dialUpstream(*rules, *rule, host, port,
-                            "peer=" + record.peerAddress + " identity=" + record.identity + " sni=" + record.sni,
-                            upstream, record.upstream);
+  std::string failure = co_await dialUpstream(
+      *rules, *rule, host, port, "peer=" + record.peerAddress + " identity=" + record.identity + " sni=" + record.sni,
+      upstream, record.upstream);
   if (!failure.empty()) {
     refuse(failure);
     co_return;

@@ -1,10 +1,9 @@
 #include "config.h"
 
-#include <charconv>
-
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <charconv>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -95,7 +94,8 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
   r.requireMap(gw, "agent.gateway",
                {"address", "addresses", "identity", "connectTimeoutMs", "service", "connections", "pingIntervalMs",
                 "pingTimeoutMs", "responseTimeoutMs"});
-  if (gw["address"] && gw["addresses"]) r.fail(gw["addresses"], "give 'agent.gateway.address' or 'addresses', not both");
+  if (gw["address"] && gw["addresses"])
+    r.fail(gw["addresses"], "give 'agent.gateway.address' or 'addresses', not both");
   std::vector<YAML::Node> listed;
   if (gw["addresses"]) {
     if (!gw["addresses"].IsSequence() || gw["addresses"].size() == 0) {
@@ -109,7 +109,8 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
     std::string text = r.string(item, "agent.gateway.addresses");
     auto target = parseGatewayTarget(text);
     if (!target) {
-      r.fail(item, "'" + text + "' is not a gateway: expected \"198.18.3.2:15443\", \"[2001:db8::1]:15443\" or \"name:15443\"");
+      r.fail(item, "'" + text +
+                       "' is not a gateway: expected \"198.18.3.2:15443\", \"[2001:db8::1]:15443\" or \"name:15443\"");
     }
     if (auto v4 = parseIpv4(target->host); v4 && agent.gatewayAddress.addressBe == 0) {
       agent.gatewayAddress = Ipv4Endpoint{*v4, target->port};
@@ -129,11 +130,10 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
 }
 
 GatewayConfig readGateway(const YamlReader& r, const YAML::Node& node) {
-  r.requireMap(
-      node, "gateway",
-      {"listen", "dns", "dnsTimeoutMs", "upstreamConnectTimeoutMs", "handshakeTimeoutMs", "tls", "allowedClients",
-       "name", "labels", "idleTimeoutMs", "dnsCacheMs", "socketMark", "denyCidrs", "allowPrivateCidrs",
-       "listen6", "maxStreamsPerTunnel", "pingIntervalMs", "pingTimeoutMs"});
+  r.requireMap(node, "gateway",
+               {"listen", "dns", "dnsTimeoutMs", "upstreamConnectTimeoutMs", "handshakeTimeoutMs", "tls",
+                "allowedClients", "name", "labels", "idleTimeoutMs", "dnsCacheMs", "socketMark", "denyCidrs",
+                "allowPrivateCidrs", "listen6", "maxStreamsPerTunnel", "pingIntervalMs", "pingTimeoutMs"});
   GatewayConfig gateway;
   gateway.listen = r.endpoint(r.required(node, "listen", "gateway"), "gateway.listen");
   if (node["listen6"]) {

@@ -126,8 +126,8 @@ void TunnelPool::tick() {
     size_t fresh = gateway->connecting;
     for (auto& connection : connections) fresh += connection->isOpen() && !connection->draining();
     // A failing gateway gets one attempt at a time, after its backoff.
-    size_t want = gateway->failures ? std::min<size_t>(1, settings_.connectionsPerGateway)
-                                    : settings_.connectionsPerGateway;
+    size_t want =
+        gateway->failures ? std::min<size_t>(1, settings_.connectionsPerGateway) : settings_.connectionsPerGateway;
     while (fresh < want && now >= gateway->retryAt && !stopped_) {
       ++gateway->connecting;
       ++fresh;

@@ -22,7 +22,7 @@ namespace sluice {
 
 struct TunnelPoolSettings {
   std::vector<GatewayTarget> gateways;
-  std::string identity;  // the gateway's SPIFFE ID
+  std::string identity;    // the gateway's SPIFFE ID
   std::string serverName;  // SNI of the tunnel (the gateway service's name)
   uint32_t socketMark = 0;
   size_t connectionsPerGateway = 2;
