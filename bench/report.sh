@@ -52,7 +52,7 @@ verdict() { [ "$(echo "$1" | bc -l)" = 1 ] && echo "met" || echo "not met"; }
   echo "  to a second nginx on the egress node (client certificate required), which connects by SNI: the sidecar style."
   echo "  It skips verifying the gateway's name (its certificate has only a SPIFFE URI), which favours it slightly."
   echo "- **plain**: the same two nginx hops over plain TCP: not a real alternative (no mTLS), the ceiling for two"
-  echo "  userspace hops here. Every proxy runs one worker (sluice's daemons are one thread each)."
+  echo "  userspace hops here. Every nginx runs one worker per core, as sluice's daemons run one event loop per core."
   echo
   echo "Path-only: each connection sends a real ClientHello (made by OpenSSL) and reads a short reply from a plain"
   echo "TCP origin. Realistic: each connection is a full TLS handshake with the HTTPS origin (nginx) and one small"
@@ -85,6 +85,16 @@ verdict() { [ "$(echo "$1" | bc -l)" = 1 ] && echo "met" || echo "not met"; }
   echo "pair $(printf %.0f "$(echo "$(med p50_path_1 pair) - $(med p50_path_1 direct)" | bc -l)") µs,"
   echo "plain $(printf %.0f "$(echo "$(med p50_path_1 plain) - $(med p50_path_1 direct)" | bc -l)") µs."
   echo
+  echo "### New connections per second against the agent's cores"
+  echo
+  echo "Path-only, 16 clients, the agent started with \`--threads N\` (the gateway on its default, one loop per core)."
+  echo
+  echo "| agent worker loops | conn/s, median (min–max) | vs 1 loop |"
+  echo "|---|---|---|"
+  for t in ${R[cores,list]:-}; do
+    printf '| %s | %s | %s |\n' "$t" "$(cell cps_cores "$t")" "$(ratio cps_cores "$t" 1)"
+  done
+  echo
   echo "### connect() cost"
   echo
   echo "ns inside a non-blocking \`connect()\` (hooks, sockops, netfilter, the SYN). *no program*: pod-b, not enabled,"
@@ -109,6 +119,9 @@ verdict() { [ "$(echo "$1" | bc -l)" = 1 ] && echo "met" || echo "not met"; }
   echo "| added p50 ≤ 100 µs over direct (path-only) | $v µs | $(verdict "$v <= 100") |"
   v=$(ratio mibs_1 sluice pair); echo "| 1-stream throughput ≥ 1.2× pair | $v | $(verdict "$v >= 1.2") |"
   v=$(printf %.1f "$(med mem_node sluice)"); echo "| node memory ≤ 8 KiB per idle connection | $v KiB | $(verdict "$v <= 8") |"
+  v=$(printf %.1f "$(med mem_gw sluice)"); echo "| gateway memory ≤ 8 KiB per idle connection | $v KiB | $(verdict "$v <= 8") |"
+  v=$(ratio cpu_node_1 sluice pair); echo "| node CPU per GiB ≤ pair's (1 stream) | $v | $(verdict "$v <= 1") |"
+  v=$(ratio cpu_gw_1 sluice pair); echo "| gateway CPU per GiB ≤ pair's (1 stream) | $v | $(verdict "$v <= 1") |"
   v=$(printf %.0f "$(echo "$(med connect sluice) - $(med connect none)" | bc -l)")
   echo "| connect() overhead ≤ 1 µs over no program | $v ns | $(verdict "$v <= 1000") |"
   v2=$(ratio connect sluice iptables); echo "| connect() below iptables REDIRECT | $v2 | $(verdict "$v2 < 1") |"

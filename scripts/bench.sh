@@ -85,7 +85,8 @@ sed -i 's/^    - 198.18.3.0\/24/    - 198.18.3.0\/24\n    - 198.18.5.0\/24\n    
 sl_start_sluice
 pki=$SL_RUN_DIR/pki
 
-# nginx stream proxies, one worker each (sluice's daemons are one thread each).
+# nginx stream proxies with one worker per core, as sluice's daemons run one event loop
+# per core (--threads 0): like for like.
 # bench_nginx NAME HOST CGROUP SERVER-BLOCK
 bench_nginx() {
   local name=$1 host=$2 cgroup=$3 server=$4 dir=$SL_RUN_DIR/$1
@@ -94,7 +95,7 @@ bench_nginx() {
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 user root;
 daemon off;
-worker_processes 1;
+worker_processes $(nproc);
 pid $dir/nginx.pid;
 error_log $dir/error.log error;
 events { worker_connections 20000; }
@@ -190,6 +191,26 @@ for mode in path tls; do
     done
   done
 done
+
+# ---------------------------------------------------------------- agent cores
+# New connections per second (path-only, 16 clients) with the agent on 1..N worker loops;
+# the gateway keeps its default (one per core).
+cores=()
+for ((t = 1; t <= $(nproc); t++)); do
+  sl_stop agent
+  sl_start_agent --threads $t
+  cps=()
+  for ((i = 0; i < runs; i++)); do
+    r=$(client sluice path $PLAIN_ADDR:443 --sni $PLAIN_HOST --concurrency 16 --duration-ms $((seconds * 1000)))
+    cps+=("$(field cps "$r")")
+  done
+  R[cps_cores,$t]=$(stats "${cps[@]}")
+  cores+=($t)
+  log "agent threads=$t: cps ${R[cps_cores,$t]}"
+done
+R[cores,list]="${cores[*]}"
+sl_stop agent
+sl_start_agent
 
 # ---------------------------------------------------------------- throughput and CPU per GiB
 for streams in 1 8; do

@@ -30,6 +30,9 @@ done
 for k in "no program" "sluice programs" "iptables REDIRECT"; do
   grep -qE "^\| $k \| [0-9]+ \(" "$report" && pass "connect() cost: $k" || fail "connect() cost: $k missing"
 done
+for t in $(seq "$(nproc)"); do
+  grep -qE "^\| $t \| [0-9.]+ \(" "$report" && pass "agent cores: $t loop(s)" || fail "agent cores: $t loop(s) missing"
+done
 for png in bench-cps.png bench-latency.png; do
   [ "$(head -c 4 "$out/$png" | tail -c 3)" = PNG ] && pass "chart $png" || fail "chart $png missing"
 done

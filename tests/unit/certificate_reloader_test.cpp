@@ -62,7 +62,7 @@ class CertificateReloaderTest : public ::testing::Test {
 TEST_F(CertificateReloaderTest, TakesInPlaceWrites) {
   CertificateReloader reloader(io_, plainFiles(), TlsRole::Client, true);
   EXPECT_EQ(reloader.certificate().serial, "01");
-  SSL_CTX* first = reloader.context();
+  auto first = reloader.context();  // held, so a new context cannot reuse its address
   issue("..v1/agent", 2);
   ASSERT_TRUE(runUntil([&] { return reloader.reloads() == 1; }));
   EXPECT_EQ(reloader.certificate().serial, "02");

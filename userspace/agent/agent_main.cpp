@@ -1,15 +1,12 @@
 // sluice-agent: the node agent. Loads and attaches the BPF redirect, enables the
 // configured cgroups and forwards redirected connections to the egress gateway.
-#include <signal.h>
 #include <spdlog/spdlog.h>
-
-#include <boost/program_options.hpp>
-#include <iostream>
 
 #include "bpf_datapath.h"
 #include "certificate_reloader.h"
 #include "cgroup_enrollment.h"
 #include "config.h"
+#include "daemon.h"
 #include "forwarder.h"
 #include "interface_addresses.h"
 #include "kernel_features.h"
@@ -18,9 +15,8 @@
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
-#include "version.h"
+#include "worker_pool.h"
 
-namespace po = boost::program_options;
 using namespace sluice;
 
 namespace {
@@ -95,12 +91,11 @@ void installRules(BpfDatapath& datapath, const PinLayout& pins, const AgentRules
 }
 
 int run(const po::variables_map& options) {
-  std::vector<std::filesystem::path> paths;
-  for (const auto& p : options["config"].as<std::vector<std::string>>()) paths.emplace_back(p);
+  const std::vector<std::filesystem::path> paths = configFiles(options);
   const PinLayout pins{options["pin-dir"].as<std::string>()};
   const Config startConfig = loadConfigFiles(paths);
   auto rules = buildRules(startConfig, 1);
-  asio::io_context io(1);
+  asio::io_context io(1);  // control: signals, reloads, certificate rotation
   // Before the kernel is touched: an identity the agent could not present fails the start.
   CertificateReloader certificates(io, rules->agent.tls, TlsRole::Client, !options.count("no-watch"));
 
@@ -108,17 +103,23 @@ int run(const po::variables_map& options) {
   BpfDatapath datapath(pins);
   installRules(datapath, pins, *rules, 1);
 
-  Forwarder forwarder(io, datapath, rules, certificates);
+  WorkerPool workers(workerThreads(options));
+  std::vector<std::unique_ptr<Forwarder>> forwarders;
   if (options.count("test-no-socket-mark")) {
     spdlog::warn(
         "--test-no-socket-mark: the agent's sockets carry no mark; only its unenrolled cgroup guards "
         "against a redirect loop");
-    forwarder.setSocketMark(false);
   }
-  forwarder.listen();
-  asio::co_spawn(io, forwarder.acceptLoop(forwarder.acceptor4()), logEscapedException("accept loop"));
-  if (forwarder.acceptor6()) {
-    asio::co_spawn(io, forwarder.acceptLoop(*forwarder.acceptor6()), logEscapedException("accept loop v6"));
+  for (size_t i = 0; i < workers.size(); ++i) {
+    auto& forwarder =
+        *forwarders.emplace_back(std::make_unique<Forwarder>(workers.io(i), datapath, rules, certificates));
+    if (options.count("test-no-socket-mark")) forwarder.setSocketMark(false);
+    forwarder.listen();
+    asio::co_spawn(workers.io(i), forwarder.acceptLoop(forwarder.acceptor4()), logEscapedException("accept loop"));
+    if (forwarder.acceptor6()) {
+      asio::co_spawn(workers.io(i), forwarder.acceptLoop(*forwarder.acceptor6()),
+                     logEscapedException("accept loop v6"));
+    }
   }
 
   // New connections take the new rules; established ones keep the rules they started
@@ -131,7 +132,9 @@ int run(const po::variables_map& options) {
     }
     certificates.requireSameFiles(nextRules->agent.tls, "agent.tls");
     installRules(datapath, pins, *nextRules, static_cast<uint32_t>(next));
-    forwarder.setRules(nextRules);
+    for (size_t i = 0; i < forwarders.size(); ++i) {
+      asio::post(workers.io(i), [forwarder = forwarders[i].get(), nextRules] { forwarder->setRules(nextRules); });
+    }
     rules = nextRules;
     return "hosts=" + std::to_string(rules->hosts.size()) + " outbound=" + toString(rules->outbound);
   });
@@ -144,55 +147,31 @@ int run(const po::variables_map& options) {
       },
       [&](int signal) {
         spdlog::info("signal {}: stopping; links stay pinned, so enabled cgroups fail closed", signal);
-        forwarder.stop();
         io.stop();
       });
 
+  workers.start();
   spdlog::info(
       "agent ready listen={} gateway={} hosts={} outbound={} rules_version={} pin_dir={} socket_mark={:#x} "
-      "node_netns_cookie={}",
+      "node_netns_cookie={} workers={}",
       formatEndpoint(rules->agent.listen), formatEndpoint(rules->agent.gatewayAddress), rules->hosts.size(),
       toString(rules->outbound), reloader.version(), pins.dir.string(), rules->agent.socketMark,
-      datapath.nodeNetnsCookie());
+      datapath.nodeNetnsCookie(), workers.size());
   io.run();
+  workers.stop();
+  workers.join();
   return 0;
+}
+
+void agentOptions(po::options_description& visible, po::options_description& hidden) {
+  visible.add_options()("pin-dir", po::value<std::string>()->default_value(kDefaultPinDir.string()),
+                        "bpffs directory for pins");
+  hidden.add_options()("test-no-socket-mark", "tests of the loop guards only: do not mark the agent's sockets");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  po::options_description description("sluice-agent: redirects enabled cgroups' egress TLS through the gateway");
-  description.add_options()("help,h", "show this help")("version", "print the version and git revision")(
-      "config,c", po::value<std::vector<std::string>>()->required()->composing(),
-      "rules file (YAML: native and/or Istio resources); repeat to load several together")(
-      "pin-dir", po::value<std::string>()->default_value(kDefaultPinDir.string()), "bpffs directory for pins")(
-      "no-watch", "reload only on SIGHUP, not when a rules file changes")(
-      "allow-empty-rules",
-      "accept a reload that leaves no allowed host (refused by default: a file cut short looks so)")(
-      "test-no-socket-mark", "tests of the loop guards only: do not mark the agent's sockets")(
-      "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
-  po::variables_map options;
-  try {
-    po::store(po::parse_command_line(argc, argv, description), options);
-    if (options.count("version")) {
-      std::cout << versionText("sluice-agent") << "\n";
-      return 0;
-    }
-    if (options.count("help")) {
-      std::cout << description << "\n";
-      return 0;
-    }
-    po::notify(options);
-    setupLogging(options["log-level"].as<std::string>());
-  } catch (const std::exception& e) {
-    std::cerr << "sluice-agent: " << e.what() << "\n" << description << "\n";
-    return 2;
-  }
-  signal(SIGPIPE, SIG_IGN);
-  try {
-    return run(options);
-  } catch (const std::exception& e) {
-    spdlog::critical("sluice-agent: {}", e.what());
-    return 1;
-  }
+  return runDaemon(argc, argv,
+                   {"sluice-agent", "redirects enabled cgroups' egress TLS through the gateway", agentOptions, run});
 }

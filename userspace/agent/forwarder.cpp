@@ -110,6 +110,8 @@ Forwarder::Forwarder(asio::io_context& io, const BpfDatapath& datapath, std::sha
 static void bindAndListen(tcp::acceptor& acceptor, const tcp::endpoint& endpoint) {
   acceptor.open(endpoint.protocol());
   acceptor.set_option(tcp::acceptor::reuse_address(true));
+  // Every worker binds the same address; the kernel spreads new connections over them.
+  acceptor.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true));
   if (endpoint.address().is_v6()) acceptor.set_option(asio::ip::v6_only(true));
   boost::system::error_code ec;
   acceptor.bind(endpoint, ec);

@@ -11,7 +11,8 @@ void setupLogging(const std::string& level) {
   if (parsed == spdlog::level::off && level != "off") {
     throw std::runtime_error("unknown log level '" + level + "' (trace, debug, info, warn, error)");
   }
-  auto logger = spdlog::stderr_logger_st("sluice");
+  // Worker threads log too: the sink takes a lock per line.
+  auto logger = spdlog::stderr_logger_mt("sluice");
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %l %v");
   logger->set_level(parsed);
   logger->flush_on(spdlog::level::trace);  // tests and operators read the log live

@@ -1,14 +1,12 @@
 // sluice-gateway: the egress gateway. mTLS in from node agents, TCP out to the host
 // named by the SNI, if the rules allow it.
-#include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <boost/program_options.hpp>
-#include <iostream>
 
 #include "certificate_reloader.h"
 #include "config.h"
+#include "daemon.h"
 #include "gateway_server.h"
 #include "interface_addresses.h"
 #include "logging.h"
@@ -16,9 +14,8 @@
 #include "rules_reloader.h"
 #include "signals.h"
 #include "spawn.h"
-#include "version.h"
+#include "worker_pool.h"
 
-namespace po = boost::program_options;
 using namespace sluice;
 
 namespace {
@@ -55,19 +52,22 @@ std::shared_ptr<const GatewayRules> buildRules(Config config, uint64_t version) 
 }
 
 int run(const po::variables_map& options) {
-  std::vector<std::filesystem::path> paths;
-  for (const auto& p : options["config"].as<std::vector<std::string>>()) paths.emplace_back(p);
+  const std::vector<std::filesystem::path> paths = configFiles(options);
   const Config startConfig = loadConfigFiles(paths);
   auto rules = buildRules(startConfig, 1);
   auto current = rules;
 
-  asio::io_context io(1);
+  asio::io_context io(1);  // control: signals, reloads, certificate rotation
   asio::thread_pool resolverPool(2);
   CertificateReloader certificates(io, rules->gateway.tls, TlsRole::Server, !options.count("no-watch"),
                                    GatewayServer::configureAlpn);
-  GatewayServer server(io, resolverPool, rules, certificates);
-  server.listen();
-  asio::co_spawn(io, server.acceptLoop(), logEscapedException("accept loop"));
+  WorkerPool workers(workerThreads(options));
+  std::vector<std::unique_ptr<GatewayServer>> servers;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    servers.push_back(std::make_unique<GatewayServer>(workers.io(i), resolverPool, rules, certificates));
+    servers.back()->listen();
+    asio::co_spawn(workers.io(i), servers.back()->acceptLoop(), logEscapedException("accept loop"));
+  }
 
   const ReloadPolicy policy{RulesDaemon::Gateway, options.count("allow-empty-rules") > 0};
   RulesReloader reloader(io, paths, !options.count("no-watch"), policy, startConfig, [&](uint64_t next, Config c) {
@@ -76,7 +76,9 @@ int run(const po::variables_map& options) {
       throw ConfigError("gateway.listen changed: restart the gateway to move its listener");
     }
     certificates.requireSameFiles(rules->gateway.tls, "gateway.tls");
-    server.setRules(rules);
+    for (size_t i = 0; i < servers.size(); ++i) {
+      asio::post(workers.io(i), [server = servers[i].get(), rules] { server->setRules(rules); });
+    }
     current = rules;
     return "hosts=" + std::to_string(rules->hosts.size());
   });
@@ -89,14 +91,16 @@ int run(const po::variables_map& options) {
       },
       [&](int signal) {
         spdlog::info("signal {}: stopping", signal);
-        server.stop();
         io.stop();
       });
 
-  spdlog::info("gateway ready listen={} dns={} hosts={} clients={} rules_version={}",
+  workers.start();
+  spdlog::info("gateway ready listen={} dns={} hosts={} clients={} rules_version={} workers={}",
                formatEndpoint(rules->gateway.listen), formatEndpoint(rules->gateway.dnsServer), rules->hosts.size(),
-               rules->gateway.allowedClients.size(), reloader.version());
+               rules->gateway.allowedClients.size(), reloader.version(), workers.size());
   io.run();
+  workers.stop();
+  workers.join();
   resolverPool.stop();
   resolverPool.join();
   return 0;
@@ -105,36 +109,5 @@ int run(const po::variables_map& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  po::options_description description("sluice-gateway: mTLS egress gateway");
-  description.add_options()("help,h", "show this help")("version", "print the version and git revision")(
-      "config,c", po::value<std::vector<std::string>>()->required()->composing(),
-      "rules file (YAML: native and/or Istio resources); repeat to load several together")(
-      "no-watch", "reload only on SIGHUP, not when a rules file changes")(
-      "allow-empty-rules",
-      "accept a reload that leaves no allowed host (refused by default: a file cut short looks so)")(
-      "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
-  po::variables_map options;
-  try {
-    po::store(po::parse_command_line(argc, argv, description), options);
-    if (options.count("version")) {
-      std::cout << versionText("sluice-gateway") << "\n";
-      return 0;
-    }
-    if (options.count("help")) {
-      std::cout << description << "\n";
-      return 0;
-    }
-    po::notify(options);
-    setupLogging(options["log-level"].as<std::string>());
-  } catch (const std::exception& e) {
-    std::cerr << "sluice-gateway: " << e.what() << "\n" << description << "\n";
-    return 2;
-  }
-  signal(SIGPIPE, SIG_IGN);
-  try {
-    return run(options);
-  } catch (const std::exception& e) {
-    spdlog::critical("sluice-gateway: {}", e.what());
-    return 1;
-  }
+  return runDaemon(argc, argv, {"sluice-gateway", "mTLS egress gateway", {}, run});
 }

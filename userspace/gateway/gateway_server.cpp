@@ -125,6 +125,8 @@ void GatewayServer::listen() {
   auto bind = [](tcp::acceptor& acceptor, const tcp::endpoint& endpoint) {
     acceptor.open(endpoint.protocol());
     acceptor.set_option(tcp::acceptor::reuse_address(true));
+    // Every worker binds the same address; the kernel spreads new connections over them.
+    acceptor.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true));
     if (endpoint.address().is_v6()) acceptor.set_option(asio::ip::v6_only(true));
     boost::system::error_code ec;
     acceptor.bind(endpoint, ec);
@@ -184,8 +186,8 @@ awaitable<UpstreamTargets> GatewayServer::upstreamTargets(const GatewayRules& ru
     co_return out;
   }
   ResolveResult resolved;
-  if (const auto* cached = rules.dnsCache->find(destination.host)) {
-    resolved.addresses = *cached;
+  if (auto cached = rules.dnsCache->find(destination.host)) {
+    resolved.addresses = std::move(*cached);
   } else {
     resolved =
         co_await asio::co_spawn(resolverPool_, resolveOnPool(rules.resolver.get(), destination.host), use_awaitable);
@@ -217,7 +219,7 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
   agentSocket.set_option(tcp::no_delay(true), ec);
 
   // 1. mTLS: the client certificate must chain to the mesh CA (OpenSSL verifies).
-  auto tunnel = std::make_unique<TlsStream>(std::move(agentSocket), certificates_.context(), TlsRole::Server);
+  auto tunnel = std::make_unique<TlsStream>(std::move(agentSocket), certificates_.context().get(), TlsRole::Server);
   {
     Deadline deadline(executor, rules->gateway.handshakeTimeout, [&tunnel] {
       boost::system::error_code ignored;

@@ -310,13 +310,35 @@ void IstioResources::add(std::shared_ptr<YamlReader> reader, const YAML::Node& d
   }
 }
 
-void IstioResources::compileInto(Config& config) const {
-  const std::string gatewayService = config.agent ? config.agent->gatewayService : AgentConfig{}.gatewayService;
-  const GatewayConfig gatewayIdentity = config.gateway.value_or(GatewayConfig{});
+// One compilation of a set of resources: each kind is compiled by its own function, in
+// the order the kinds depend on each other (registry, Gateways, DestinationRules,
+// VirtualServices), then the cross-checks that need all of them.
+class IstioCompiler {
+ public:
+  using Document = IstioResources::Document;
 
+  IstioCompiler(const IstioResources& resources, Config& config)
+      : resources_(resources),
+        config_(config),
+        gatewayService_(config.agent ? config.agent->gatewayService : AgentConfig{}.gatewayService),
+        gatewayLabels_(config.gateway.value_or(GatewayConfig{}).labels) {}
+
+  void compile() {
+    for (const auto& se : resources_.serviceEntries_) addServiceEntry(se);
+    for (const auto& [host, entry] : registry_) registered_.add(host, entry.ports);
+    for (const auto& gw : resources_.gateways_) gatewayNames_.insert(gw.name);
+    for (const auto& gw : resources_.gateways_) addGateway(gw);
+    for (const auto& dr : resources_.destinationRules_) addDestinationRule(dr);
+    for (const auto& vs : resources_.virtualServices_) addVirtualService(vs);
+    checkSniSettings();
+    refuseDanglingDestinationRule();
+    refuseDanglingServiceEntries();
+    refuseDanglingGatewayServers();
+  }
+
+ private:
   // 1. The registry: hosts and ports that ServiceEntries make known.
-  std::map<std::string, RegisteredHost> registry;
-  for (const auto& se : serviceEntries_) {
+  void addServiceEntry(const Document& se) {
     const YamlReader& r = *se.reader;
     const YAML::Node spec = se.node["spec"];
     RegisteredHost entry;
@@ -326,48 +348,48 @@ void IstioResources::compileInto(Config& config) const {
         entry.staticAddresses.push_back(*parseIpv4(e["address"].as<std::string>()));
     }
     for (const auto& h : spec["hosts"]) {
-      auto& slot = registry[r.hostRule(h, "hosts")];
+      auto& slot = registry_[r.hostRule(h, "hosts")];
       slot.ports.insert(entry.ports.begin(), entry.ports.end());
       slot.staticAddresses.insert(slot.staticAddresses.end(), entry.staticAddresses.begin(),
                                   entry.staticAddresses.end());
     }
   }
-  HostMatcher registered;
-  for (const auto& [host, entry] : registry) registered.add(host, entry.ports);
-  auto requireRegistered = [&](const YamlReader& r, const YAML::Node& at, const std::string& host, uint16_t port) {
-    if (!registered.match(host.starts_with("*.") ? "x" + host.substr(1) : host, port)) {
+
+  void requireRegistered(const YamlReader& r, const YAML::Node& at, const std::string& host, uint16_t port) const {
+    if (!registered_.match(host.starts_with("*.") ? "x" + host.substr(1) : host, port)) {
       r.fail(at, "host '" + host + "' on port " + std::to_string(port) +
                      " has no ServiceEntry (REGISTRY_ONLY: every external host must be registered)");
     }
-  };
-  auto registryPorts = [&](const std::string& host) {
-    auto it = registry.find(host);
-    return it == registry.end() ? std::set<uint16_t>{443} : it->second.ports;
-  };
+  }
+  std::set<uint16_t> registryPorts(const std::string& host) const {
+    auto it = registry_.find(host);
+    return it == registry_.end() ? std::set<uint16_t>{443} : it->second.ports;
+  }
+  bool registeredOverlapping(const std::string& host) const {
+    return std::any_of(registry_.begin(), registry_.end(),
+                       [&](const auto& entry) { return overlaps(host, entry.first); });
+  }
 
   // 2. This gateway's servers: the Gateways whose selector matches our labels.
-  std::map<std::string, std::set<uint16_t>> served;  // host -> ports, of Gateways that are ours
-  std::set<std::string> ourGatewayNames, gatewayNames;
-  for (const auto& gw : gateways_) gatewayNames.insert(gw.name);
-  for (const auto& gw : gateways_) {
+  void addGateway(const Document& gw) {
     const YamlReader& r = *gw.reader;
     const YAML::Node spec = gw.node["spec"];
     bool ours = true;
     for (const auto& label : spec["selector"]) {
-      auto it = gatewayIdentity.labels.find(label.first.as<std::string>());
-      if (it == gatewayIdentity.labels.end() || it->second != label.second.as<std::string>()) ours = false;
+      auto it = gatewayLabels_.find(label.first.as<std::string>());
+      if (it == gatewayLabels_.end() || it->second != label.second.as<std::string>()) ours = false;
     }
     if (!ours) {
       r.warn(spec["selector"], "Gateway '" + gw.name + "' selects other workloads than this egress gateway: ignored");
-      continue;
+      return;
     }
-    ourGatewayNames.insert(gw.name);
+    ourGatewayNames_.insert(gw.name);
     for (const auto& s : spec["servers"]) {
       uint16_t port = r.port(s["port"]["number"], "number");
       for (const auto& h : s["hosts"]) {
         std::string host = normalHost(r, h);
         requireRegistered(r, h, host, port);
-        served[host].insert(port);
+        served_[host].insert(port);
       }
       if (YAML::Node tls = s["tls"]) {
         for (const char* field : {"serverCertificate", "privateKey", "caCertificates"}) {
@@ -382,70 +404,63 @@ void IstioResources::compileInto(Config& config) const {
 
   // 3. DestinationRules for the gateway service: the outer SNI they ask for must be
   //    the app's SNI, which is what the agent sends.
-  std::vector<std::pair<const Document*, YAML::Node>> sniSettings;
-  std::vector<const Document*> gatewayRules;  // DestinationRules for the egress gateway service
-  for (const auto& dr : destinationRules_) {
+  void addDestinationRule(const Document& dr) {
     const YamlReader& r = *dr.reader;
     const YAML::Node spec = dr.node["spec"];
     std::string host = spec["host"].as<std::string>();
-    if (host != gatewayService) {
+    if (host != gatewayService_) {
       auto normal = normalizeHostName(host);
-      bool registeredHost = normal && std::any_of(registry.begin(), registry.end(),
-                                                  [&](const auto& entry) { return overlaps(*normal, entry.first); });
-      if (!registeredHost) {
+      if (!normal || !registeredOverlapping(*normal)) {
         r.fail(spec["host"], "DestinationRule '" + dr.name + "' is for '" + host +
                                  "', which neither a ServiceEntry registers nor is the egress gateway service '" +
-                                 gatewayService + "': a dangling rule (a file cut short, or a leftover)");
+                                 gatewayService_ + "': a dangling rule (a file cut short, or a leftover)");
       }
       r.warn(spec["host"], "DestinationRule '" + dr.name + "' is for '" + host + "', not the egress gateway service '" +
-                               gatewayService + "': no effect");
-      continue;
+                               gatewayService_ + "': no effect");
+      return;
     }
-    gatewayRules.push_back(&dr);
-    if (YAML::Node policy = spec["trafficPolicy"]) {
-      std::vector<YAML::Node> tlsSettings;
-      if (policy["tls"]) tlsSettings.push_back(policy["tls"]);
-      if (policy["portLevelSettings"]) {
-        for (const auto& p : r.sequence(policy["portLevelSettings"], "portLevelSettings")) {
-          if (p["tls"]) tlsSettings.push_back(p["tls"]);
-        }
+    gatewayRules_.push_back(&dr);
+    const YAML::Node policy = spec["trafficPolicy"];
+    if (!policy) return;
+    std::vector<YAML::Node> tlsSettings;
+    if (policy["tls"]) tlsSettings.push_back(policy["tls"]);
+    if (policy["portLevelSettings"]) {
+      for (const auto& p : r.sequence(policy["portLevelSettings"], "portLevelSettings")) {
+        if (p["tls"]) tlsSettings.push_back(p["tls"]);
       }
-      for (const auto& tls : tlsSettings) {
-        if (tls["sni"]) sniSettings.push_back({&dr, tls["sni"]});
-        // The gateway identities the agent may trust: the one it verifies must be listed.
-        if (tls["subjectAltNames"] && config.agent) {
-          auto names = r.strings(tls["subjectAltNames"], "subjectAltNames");
-          if (std::find(names.begin(), names.end(), config.agent->gatewayIdentity) == names.end()) {
-            r.fail(tls["subjectAltNames"],
-                   "'subjectAltNames' narrows which gateway identities the agent trusts, and "
-                   "does not list agent.gateway.identity '" +
-                       config.agent->gatewayIdentity + "', the one sluice-agent verifies: sluice will not widen it");
-          }
+    }
+    for (const auto& tls : tlsSettings) {
+      if (tls["sni"]) sniSettings_.push_back({&dr, tls["sni"]});
+      // The gateway identities the agent may trust: the one it verifies must be listed.
+      if (tls["subjectAltNames"] && config_.agent) {
+        auto names = r.strings(tls["subjectAltNames"], "subjectAltNames");
+        if (std::find(names.begin(), names.end(), config_.agent->gatewayIdentity) == names.end()) {
+          r.fail(tls["subjectAltNames"],
+                 "'subjectAltNames' narrows which gateway identities the agent trusts, and "
+                 "does not list agent.gateway.identity '" +
+                     config_.agent->gatewayIdentity + "', the one sluice-agent verifies: sluice will not widen it");
         }
       }
     }
   }
 
   // 4. VirtualServices: mesh routes feed the agent, gateway routes feed the gateway.
-  std::set<std::string> meshRouted;
-  std::set<std::string> referenced;     // every host a VirtualService names
-  std::set<std::string> gatewayRouted;  // hosts routed on this gateway
-  for (const auto& vs : virtualServices_) {
+  void addVirtualService(const Document& vs) {
     const YamlReader& r = *vs.reader;
     const YAML::Node spec = vs.node["spec"];
-    std::vector<std::string> vsGateways =
+    const std::vector<std::string> vsGateways =
         spec["gateways"] ? r.strings(spec["gateways"], "gateways") : std::vector<std::string>{"mesh"};
-    std::vector<std::string> vsHosts = normalHosts(r, spec["hosts"]);
-    refuseUnknownGateways(r, spec["gateways"], gatewayNames);
+    const std::vector<std::string> vsHosts = normalHosts(r, spec["hosts"]);
+    refuseUnknownGateways(r, spec["gateways"], gatewayNames_);
     for (const auto& h : spec["hosts"]) {
       std::string host = normalHost(r, h);
-      if (std::none_of(registry.begin(), registry.end(),
+      if (std::none_of(registry_.begin(), registry_.end(),
                        [&](const auto& entry) { return coveredBy(host, entry.first); })) {
         r.fail(h, "VirtualService '" + vs.name + "' routes host '" + host +
                       "', which no ServiceEntry registers: a dangling route (REGISTRY_ONLY: every external host "
                       "must be registered)");
       }
-      referenced.insert(host);
+      referenced_.insert(host);
     }
     for (const char* section : {"tls", "tcp"}) {
       if (!spec[section]) continue;
@@ -457,126 +472,170 @@ void IstioResources::compileInto(Config& config) const {
         } else {
           matches.push_back(YAML::Node(YAML::NodeType::Map));
         }
-        for (const auto& m : matches) {
-          std::vector<std::string> gateways = m["gateways"] ? r.strings(m["gateways"], "gateways") : vsGateways;
-          refuseUnknownGateways(r, m["gateways"], gatewayNames);
-          std::vector<std::string> hosts = vsHosts;
-          if (tls) {
-            const YAML::Node sniHosts = m["sniHosts"] ? m["sniHosts"] : m["sni_hosts"];
-            hosts = normalHosts(r, sniHosts);
-            for (size_t i = 0; i < hosts.size(); ++i) {
-              if (std::none_of(vsHosts.begin(), vsHosts.end(),
-                               [&](const std::string& h) { return coveredBy(hosts[i], h); })) {
-                r.fail(sniHosts[i], "sniHosts '" + hosts[i] +
-                                        "' is not within the VirtualService's hosts: Istio routes only those, "
-                                        "and sluice will not widen the route");
-              }
-            }
-          }
-          referenced.insert(hosts.begin(), hosts.end());
-          if (namesGateway(gateways, "mesh")) {
-            for (const auto& d : route["route"]) {
-              std::string dest = d["destination"]["host"].as<std::string>();
-              if (dest != gatewayService) {
-                r.fail(d["destination"]["host"], "mesh traffic routed to '" + dest +
-                                                     "': sluice sends external traffic only through the egress "
-                                                     "gateway '" +
-                                                     gatewayService + "' (agent.gateway.service)");
-              }
-            }
-            for (const auto& host : hosts) {
-              std::set<uint16_t> ports =
-                  m["port"] ? std::set<uint16_t>{r.port(m["port"], "port")} : registryPorts(host);
-              for (uint16_t port : ports) requireRegistered(r, route, host, port);
-              config.agentHosts.push_back(HostRule{host, ports});
-              meshRouted.insert(host);
-            }
-          }
-          bool onOurGateway = std::any_of(ourGatewayNames.begin(), ourGatewayNames.end(),
-                                          [&](const std::string& n) { return namesGateway(gateways, n); });
-          if (!onOurGateway) continue;
-          for (const auto& host : hosts) {
-            std::set<uint16_t> ports = m["port"] ? std::set<uint16_t>{r.port(m["port"], "port")} : registryPorts(host);
-            for (uint16_t port : ports) {
-              auto servedIt = served.find(host);
-              if (servedIt == served.end() || !servedIt->second.contains(port)) {
-                r.fail(route, "host '" + host + "' port " + std::to_string(port) +
-                                  " is routed on the gateway but no Gateway server of it lists that host and port");
-              }
-              requireRegistered(r, route, host, port);
-              GatewayRoute gatewayRoute;
-              for (const auto& d : route["route"]) {
-                UpstreamDestination dest;
-                dest.host = d["destination"]["host"].as<std::string>();
-                dest.port = d["destination"]["port"] ? r.port(d["destination"]["port"]["number"], "number") : port;
-                dest.weight = d["weight"] ? static_cast<uint32_t>(d["weight"].as<uint64_t>()) : 100;
-                auto normal = normalizeHostName(dest.host);
-                if (!normal) r.fail(d["destination"]["host"], "destination '" + dest.host + "' is not a host name");
-                dest.host = *normal;
-                requireRegistered(r, d["destination"], dest.host, dest.port);
-                referenced.insert(dest.host);
-                auto reg = registry.find(dest.host);
-                if (reg != registry.end()) dest.addressesBe = reg->second.staticAddresses;
-                if (dest.weight > 0) gatewayRoute.destinations.push_back(dest);
-              }
-              if (gatewayRoute.destinations.empty()) r.fail(route, "every destination has weight 0");
-              config.gatewayHosts.push_back(HostRule{host, {port}});
-              gatewayRouted.insert(host);
-              config.gatewayRoutes[host + ":" + std::to_string(port)] = gatewayRoute;
-            }
-          }
-        }
+        for (const auto& m : matches) addRouteMatch(r, route, m, tls, vsGateways, vsHosts);
       }
     }
   }
-  for (const auto& [dr, sni] : sniSettings) {
-    std::string value = dr->reader->string(sni, "sni");
-    auto normal = normalizeHostName(value);
-    if (!normal || !meshRouted.contains(*normal)) {
-      dr->reader->fail(sni, "sni '" + value +
-                                "' is not a host that a VirtualService routes to the gateway; "
-                                "sluice sends the app's own SNI to the gateway");
+
+  // One match of a tls/tcp route: which hosts it covers, and on which gateways.
+  void addRouteMatch(const YamlReader& r, const YAML::Node& route, const YAML::Node& m, bool tls,
+                     const std::vector<std::string>& vsGateways, const std::vector<std::string>& vsHosts) {
+    const std::vector<std::string> gateways = m["gateways"] ? r.strings(m["gateways"], "gateways") : vsGateways;
+    refuseUnknownGateways(r, m["gateways"], gatewayNames_);
+    std::vector<std::string> hosts = vsHosts;
+    if (tls) {
+      const YAML::Node sniHosts = m["sniHosts"] ? m["sniHosts"] : m["sni_hosts"];
+      hosts = normalHosts(r, sniHosts);
+      for (size_t i = 0; i < hosts.size(); ++i) {
+        if (std::none_of(vsHosts.begin(), vsHosts.end(),
+                         [&](const std::string& h) { return coveredBy(hosts[i], h); })) {
+          r.fail(sniHosts[i], "sniHosts '" + hosts[i] +
+                                  "' is not within the VirtualService's hosts: Istio routes only those, "
+                                  "and sluice will not widen the route");
+        }
+      }
+    }
+    referenced_.insert(hosts.begin(), hosts.end());
+    auto portsOf = [&](const std::string& host) {
+      return m["port"] ? std::set<uint16_t>{r.port(m["port"], "port")} : registryPorts(host);
+    };
+    if (namesGateway(gateways, "mesh")) addMeshRoute(r, route, hosts, portsOf);
+    const bool onOurGateway = std::any_of(ourGatewayNames_.begin(), ourGatewayNames_.end(),
+                                          [&](const std::string& n) { return namesGateway(gateways, n); });
+    if (!onOurGateway) return;
+    for (const auto& host : hosts) {
+      for (uint16_t port : portsOf(host)) addGatewayRoute(r, route, host, port);
     }
   }
+
+  // From `mesh`: the agent sends these hosts, and only to the egress gateway.
+  template <class PortsOf>
+  void addMeshRoute(const YamlReader& r, const YAML::Node& route, const std::vector<std::string>& hosts,
+                    const PortsOf& portsOf) {
+    for (const auto& d : route["route"]) {
+      std::string dest = d["destination"]["host"].as<std::string>();
+      if (dest != gatewayService_) {
+        r.fail(d["destination"]["host"], "mesh traffic routed to '" + dest +
+                                             "': sluice sends external traffic only through the egress gateway '" +
+                                             gatewayService_ + "' (agent.gateway.service)");
+      }
+    }
+    for (const auto& host : hosts) {
+      std::set<uint16_t> ports = portsOf(host);
+      for (uint16_t port : ports) requireRegistered(r, route, host, port);
+      config_.agentHosts.push_back(HostRule{host, ports});
+      meshRouted_.insert(host);
+    }
+  }
+
+  // On this gateway: the host and port it serves, and the weighted destinations.
+  void addGatewayRoute(const YamlReader& r, const YAML::Node& route, const std::string& host, uint16_t port) {
+    auto servedIt = served_.find(host);
+    if (servedIt == served_.end() || !servedIt->second.contains(port)) {
+      r.fail(route, "host '" + host + "' port " + std::to_string(port) +
+                        " is routed on the gateway but no Gateway server of it lists that host and port");
+    }
+    requireRegistered(r, route, host, port);
+    GatewayRoute gatewayRoute;
+    for (const auto& d : route["route"]) {
+      UpstreamDestination dest;
+      dest.host = d["destination"]["host"].as<std::string>();
+      dest.port = d["destination"]["port"] ? r.port(d["destination"]["port"]["number"], "number") : port;
+      dest.weight = d["weight"] ? static_cast<uint32_t>(d["weight"].as<uint64_t>()) : 100;
+      auto normal = normalizeHostName(dest.host);
+      if (!normal) r.fail(d["destination"]["host"], "destination '" + dest.host + "' is not a host name");
+      dest.host = *normal;
+      requireRegistered(r, d["destination"], dest.host, dest.port);
+      referenced_.insert(dest.host);
+      auto reg = registry_.find(dest.host);
+      if (reg != registry_.end()) dest.addressesBe = reg->second.staticAddresses;
+      if (dest.weight > 0) gatewayRoute.destinations.push_back(dest);
+    }
+    if (gatewayRoute.destinations.empty()) r.fail(route, "every destination has weight 0");
+    config_.gatewayHosts.push_back(HostRule{host, {port}});
+    gatewayRouted_.insert(host);
+    config_.gatewayRoutes[host + ":" + std::to_string(port)] = gatewayRoute;
+  }
+
+  void checkSniSettings() const {
+    for (const auto& [dr, sni] : sniSettings_) {
+      std::string value = dr->reader->string(sni, "sni");
+      auto normal = normalizeHostName(value);
+      if (!normal || !meshRouted_.contains(*normal)) {
+        dr->reader->fail(sni, "sni '" + value +
+                                  "' is not a host that a VirtualService routes to the gateway; "
+                                  "sluice sends the app's own SNI to the gateway");
+      }
+    }
+  }
+
   // 5. Dangling resources: what nothing uses is a file cut short or a leftover, and
   //    sluice will not guess which. (Without any VirtualService there is no route at
   //    all: the reload's empty-rules check speaks for that case.)
-  if (!gatewayRules.empty() && meshRouted.empty()) {
-    const Document& dr = *gatewayRules.front();
+  void refuseDanglingDestinationRule() const {
+    if (gatewayRules_.empty() || !meshRouted_.empty()) return;
+    const Document& dr = *gatewayRules_.front();
     dr.reader->fail(dr.node["spec"]["host"], "DestinationRule '" + dr.name +
                                                  "' is for the egress gateway service, but no VirtualService routes "
                                                  "mesh traffic to it: a dangling rule");
   }
-  for (const auto& se : serviceEntries_) {
-    for (const auto& h : se.node["spec"]["hosts"]) {
-      const std::string host = se.reader->hostRule(h, "hosts");
-      const bool used = std::any_of(referenced.begin(), referenced.end(),
-                                    [&](const std::string& ref) { return overlaps(ref, host); });
-      if (!used && !virtualServices_.empty()) {
-        se.reader->fail(h, "ServiceEntry '" + se.name + "' registers host '" + host +
-                               "', which no VirtualService routes: a dangling entry (a file cut short, or a "
-                               "route removed without its entry)");
-      }
-      if ((used || virtualServices_.empty()) && !meshRouted.contains(host)) {
-        se.reader->warn(h, "host '" + host +
-                               "' is registered but no VirtualService routes it from 'mesh' "
-                               "through the egress gateway: sluice refuses it");
-      }
-    }
-  }
-  for (const auto& gw : gateways_) {
-    if (!ourGatewayNames.contains(gw.name) || virtualServices_.empty()) continue;
-    for (const auto& s : gw.node["spec"]["servers"]) {
-      for (const auto& h : s["hosts"]) {
-        const std::string host = normalHost(*gw.reader, h);
-        if (std::none_of(gatewayRouted.begin(), gatewayRouted.end(),
-                         [&](const std::string& routed) { return overlaps(routed, host); })) {
-          gw.reader->fail(h, "Gateway '" + gw.name + "' serves host '" + host +
-                                 "', but no VirtualService routes it on that gateway: a dangling server");
+
+  void refuseDanglingServiceEntries() const {
+    const bool anyRoute = !resources_.virtualServices_.empty();
+    for (const auto& se : resources_.serviceEntries_) {
+      for (const auto& h : se.node["spec"]["hosts"]) {
+        const std::string host = se.reader->hostRule(h, "hosts");
+        const bool used = std::any_of(referenced_.begin(), referenced_.end(),
+                                      [&](const std::string& ref) { return overlaps(ref, host); });
+        if (!used && anyRoute) {
+          se.reader->fail(h, "ServiceEntry '" + se.name + "' registers host '" + host +
+                                 "', which no VirtualService routes: a dangling entry (a file cut short, or a "
+                                 "route removed without its entry)");
+        }
+        if ((used || !anyRoute) && !meshRouted_.contains(host)) {
+          se.reader->warn(h, "host '" + host +
+                                 "' is registered but no VirtualService routes it from 'mesh' "
+                                 "through the egress gateway: sluice refuses it");
         }
       }
     }
   }
+
+  void refuseDanglingGatewayServers() const {
+    if (resources_.virtualServices_.empty()) return;
+    for (const auto& gw : resources_.gateways_) {
+      if (!ourGatewayNames_.contains(gw.name)) continue;
+      for (const auto& s : gw.node["spec"]["servers"]) {
+        for (const auto& h : s["hosts"]) {
+          const std::string host = normalHost(*gw.reader, h);
+          if (std::none_of(gatewayRouted_.begin(), gatewayRouted_.end(),
+                           [&](const std::string& routed) { return overlaps(routed, host); })) {
+            gw.reader->fail(h, "Gateway '" + gw.name + "' serves host '" + host +
+                                   "', but no VirtualService routes it on that gateway: a dangling server");
+          }
+        }
+      }
+    }
+  }
+
+  const IstioResources& resources_;
+  Config& config_;
+  const std::string gatewayService_;
+  const std::map<std::string, std::string> gatewayLabels_;
+
+  std::map<std::string, RegisteredHost> registry_;
+  HostMatcher registered_;
+  std::set<std::string> gatewayNames_, ourGatewayNames_;
+  std::map<std::string, std::set<uint16_t>> served_;  // host -> ports, of Gateways that are ours
+  std::vector<std::pair<const Document*, YAML::Node>> sniSettings_;
+  std::vector<const Document*> gatewayRules_;  // DestinationRules for the egress gateway service
+  std::set<std::string> meshRouted_;
+  std::set<std::string> referenced_;     // every host a VirtualService names
+  std::set<std::string> gatewayRouted_;  // hosts routed on this gateway
+};
+
+void IstioResources::compileInto(Config& config) const {
+  IstioCompiler(*this, config).compile();
 }
 
 }  // namespace sluice

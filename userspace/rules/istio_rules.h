@@ -26,6 +26,7 @@ class IstioResources {
   void compileInto(Config& config) const;
 
  private:
+  friend class IstioCompiler;
   struct Document {
     std::shared_ptr<YamlReader> reader;
     YAML::Node node;

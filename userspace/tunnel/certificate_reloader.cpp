@@ -37,8 +37,8 @@ CertificateReloader::CertificateReloader(asio::io_context& io, TlsFiles files, T
       reloadTimer_(io),
       expiryTimer_(io),
       retryDelay_(kFirstRetry) {
-  spdlog::info("certificate loaded {} expires_in_s={}", describe(*current_),
-               secondsBetween(WallClock::now(), current_->certificate.notAfter));
+  spdlog::info("certificate loaded {} expires_in_s={}", describe(*current()),
+               secondsBetween(WallClock::now(), current()->certificate.notAfter));
   if (watch) {
     watcher_ = std::make_unique<ConfigWatcher>(
         io, std::vector<std::filesystem::path>{files_.cert, files_.key, files_.ca}, [this] {
@@ -73,7 +73,7 @@ void CertificateReloader::reload(const char* why) {
   } catch (const std::exception& e) {
     ++rejected_;
     spdlog::error("certificate rejected ({}) rejected_total={}; keeping serial={} not_after={}; retry in {}s: {}", why,
-                  rejected_, current_->certificate.serial, formatUtc(current_->certificate.notAfter),
+                  rejected_, current()->certificate.serial, formatUtc(current()->certificate.notAfter),
                   retryDelay_.count() / 1000, e.what());
     scheduleReload("retry", retryDelay_);
     retryDelay_ = std::min(retryDelay_ * 2, kMaxRetry);
@@ -82,29 +82,29 @@ void CertificateReloader::reload(const char* why) {
   retryDelay_ = kFirstRetry;
   reloadTimer_.cancel();
   if (watcher_) watcher_->markLoaded(std::move(before));
-  const std::string previous = current_->certificate.serial;
-  current_ = std::move(next);
+  const std::string previous = current()->certificate.serial;
+  current_.store(std::move(next));
   ++reloads_;
   spdlog::info("certificate reloaded ({}) reloads_total={} previous_serial={} {} expires_in_s={}", why, reloads_,
-               previous, describe(*current_), secondsBetween(WallClock::now(), current_->certificate.notAfter));
+               previous, describe(*current()), secondsBetween(WallClock::now(), current()->certificate.notAfter));
   expiryTimer_.cancel();  // the expiry check starts over with the new certificate
 }
 
 awaitable<void> CertificateReloader::warnNearExpiry() {
   while (true) {
-    const CertificateInfo certificate = current_->certificate;
+    const CertificateInfo certificate = current()->certificate;
     const auto now = WallClock::now();
     const seconds window = expiryWarningWindow(certificate);
     const seconds repeat = std::clamp<seconds>(window / 4, seconds(1), std::chrono::hours(1));
     WallClock::time_point next;
     if (now >= certificate.notAfter) {
-      spdlog::error("certificate EXPIRED {}: peers refuse new connections until it is rotated", describe(*current_));
+      spdlog::error("certificate EXPIRED {}: peers refuse new connections until it is rotated", describe(*current()));
       next = now + repeat;
     } else if (now >= certificate.notAfter - window) {
       spdlog::warn(
           "certificate close to expiry {} expires_in_s={} (warning window: the last {}s, a third of its "
           "lifetime or 24h): rotate it",
-          describe(*current_), secondsBetween(now, certificate.notAfter), window.count());
+          describe(*current()), secondsBetween(now, certificate.notAfter), window.count());
       next = std::min(now + repeat, certificate.notAfter);
     } else {
       // Woken at least hourly, so a jump of the wall clock is noticed.

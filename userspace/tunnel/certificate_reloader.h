@@ -9,6 +9,7 @@
 // on the next change and after a backoff. The pair of RulesReloader, for certificates.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/system_timer.hpp>
 #include <chrono>
 #include <functional>
@@ -32,8 +33,13 @@ class CertificateReloader {
 
   // The context for a new connection. A rotation replaces it; the agent's tunnel pool
   // drains connections made with an older context, so new flows present the new one.
-  SSL_CTX* context() const { return current_->context.get(); }
-  const CertificateInfo& certificate() const { return current_->certificate; }
+  // Worker threads call this while a rotation may swap the context: the pointer keeps
+  // the context alive for as long as the caller holds it.
+  std::shared_ptr<SSL_CTX> context() const {
+    auto credentials = current_.load();
+    return std::shared_ptr<SSL_CTX>(credentials, credentials->context.get());
+  }
+  CertificateInfo certificate() const { return current_.load()->certificate; }
 
   // The watched paths are fixed for the life of the process: a rules reload that names
   // other files is refused (ConfigError naming `where`).
@@ -54,7 +60,8 @@ class CertificateReloader {
   const TlsFiles files_;
   const TlsRole role_;
   const Configure configure_;
-  std::shared_ptr<const MeshCredentials> current_;
+  std::shared_ptr<const MeshCredentials> current() const { return current_.load(); }
+  std::atomic<std::shared_ptr<const MeshCredentials>> current_;
   std::unique_ptr<ConfigWatcher> watcher_;
   asio::steady_timer reloadTimer_;
   asio::system_timer expiryTimer_;

@@ -27,7 +27,7 @@ std::string label(const tcp::endpoint& endpoint) {
 
 }  // namespace
 
-TunnelPool::TunnelPool(asio::io_context& io, std::function<SSL_CTX*()> context)
+TunnelPool::TunnelPool(asio::io_context& io, std::function<std::shared_ptr<SSL_CTX>()> context)
     : io_(io), context_(std::move(context)), tickTimer_(io) {}
 
 TunnelPool::~TunnelPool() {
@@ -112,7 +112,7 @@ void TunnelPool::tick() {
     return bool(ec);
   });
   if (hasNames && now - resolvedAt_ >= settings_.resolveInterval) resolveTargets();
-  SSL_CTX* current = context_();
+  const std::shared_ptr<SSL_CTX> current = context_();
   for (auto& gateway : gateways_) {
     auto& connections = gateway->connections;
     for (auto& connection : connections) {
@@ -150,7 +150,7 @@ awaitable<void> TunnelPool::maintain() {
 awaitable<void> TunnelPool::connect(std::shared_ptr<Gateway> gateway, uint64_t generation) {
   auto alive = alive_;
   const TunnelPoolSettings settings = settings_;
-  SSL_CTX* context = context_();
+  const std::shared_ptr<SSL_CTX> context = context_();
   auto executor = co_await asio::this_coro::executor;
   tcp::socket socket(executor);
   std::unique_ptr<TlsStream> tls;
@@ -172,7 +172,7 @@ awaitable<void> TunnelPool::connect(std::shared_ptr<Gateway> gateway, uint64_t g
       failure = deadline.expired() ? "gateway-connect-timeout" : "gateway-connect:" + ec.message();
     } else {
       socket.set_option(tcp::no_delay(true), ec);
-      tls = std::make_unique<TlsStream>(std::move(socket), context, TlsRole::Client);
+      tls = std::make_unique<TlsStream>(std::move(socket), context.get(), TlsRole::Client);
       if (!settings.serverName.empty()) SSL_set_tlsext_host_name(tls->ssl(), settings.serverName.c_str());
       static const unsigned char kH2[] = {2, 'h', '2'};
       SSL_set_alpn_protos(tls->ssl(), kH2, sizeof(kH2));
@@ -253,11 +253,11 @@ awaitable<TunnelPool::Opened> TunnelPool::open(const std::string& authority, con
         co_return Opened{std::move(stream), gateway.label, {}};
       }
     }
-    // None up. Wait while some gateway is being connected; fail at once when every one
-    // is backing off after failures (the app is reset rather than left hanging).
-    bool pending = std::any_of(gateways_.begin(), gateways_.end(), [](auto& g) {
-      return g->listed && (g->connecting > 0 || g->failures == 0 || Clock::now() >= g->retryAt);
-    });
+    // None up. Wait while a gateway not known to be failing is being connected; fail at
+    // once when every one's last attempt failed (the app is reset rather than left
+    // hanging; the pool keeps trying in the background).
+    bool pending =
+        std::any_of(gateways_.begin(), gateways_.end(), [](auto& g) { return g->listed && g->failures == 0; });
     if (!pending || Clock::now() >= deadline || stopped_) {
       std::string why;
       for (auto& g : gateways_) why += (why.empty() ? "" : ",") + g->label + "=" + g->lastError;

@@ -38,7 +38,7 @@ class TunnelPool {
  public:
   // `context`: the client TLS context for a new connection (it changes on rotation;
   // connections made with an older one drain).
-  TunnelPool(asio::io_context& io, std::function<SSL_CTX*()> context);
+  TunnelPool(asio::io_context& io, std::function<std::shared_ptr<SSL_CTX>()> context);
   ~TunnelPool();
   // Takes new settings; connections to gateways no longer listed, or made with other
   // settings, drain. The first call starts the pool.
@@ -76,7 +76,7 @@ class TunnelPool {
   std::shared_ptr<H2Connection> usable(Gateway& gateway) const;
 
   asio::io_context& io_;
-  std::function<SSL_CTX*()> context_;
+  std::function<std::shared_ptr<SSL_CTX>()> context_;
   TunnelPoolSettings settings_;
   uint64_t generation_ = 0;  // bumped by configure: connections of older generations drain
   bool started_ = false;
@@ -87,7 +87,8 @@ class TunnelPool {
   std::chrono::steady_clock::time_point resolvedAt_{};
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::mt19937 random_{std::random_device{}()};
-  std::map<H2Connection*, std::pair<SSL_CTX*, uint64_t>> madeWith_;
+  // The context and generation each connection was made with (the context kept alive).
+  std::map<H2Connection*, std::pair<std::shared_ptr<SSL_CTX>, uint64_t>> madeWith_;
 };
 
 }  // namespace sluice

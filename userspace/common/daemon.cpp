@@ -1,0 +1,65 @@
+#include "daemon.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "logging.h"
+#include "version.h"
+
+namespace sluice {
+
+std::vector<std::filesystem::path> configFiles(const po::variables_map& options) {
+  std::vector<std::filesystem::path> paths;
+  for (const auto& p : options["config"].as<std::vector<std::string>>()) paths.emplace_back(p);
+  return paths;
+}
+
+unsigned workerThreads(const po::variables_map& options) {
+  return options["threads"].as<unsigned>();
+}
+
+int runDaemon(int argc, char** argv, const DaemonSpec& spec) {
+  po::options_description visible(spec.name + ": " + spec.summary);
+  visible.add_options()("help,h", "show this help")("version", "print the version and git revision")(
+      "config,c", po::value<std::vector<std::string>>()->required()->composing(),
+      "rules file (YAML: native and/or Istio resources); repeat to load several together")(
+      "no-watch", "reload only on SIGHUP, not when a rules file changes")(
+      "allow-empty-rules",
+      "accept a reload that leaves no allowed host (refused by default: a file cut short looks so)")(
+      "threads", po::value<unsigned>()->default_value(0),
+      "worker event loops, each with its own listener (0: one per core)")(
+      "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
+  po::options_description hidden;
+  if (spec.addOptions) spec.addOptions(visible, hidden);
+  po::options_description all;
+  all.add(visible).add(hidden);
+
+  po::variables_map options;
+  try {
+    po::store(po::parse_command_line(argc, argv, all), options);
+    if (options.count("version")) {
+      std::cout << versionText(spec.name) << "\n";
+      return 0;
+    }
+    if (options.count("help")) {
+      std::cout << visible << "\n";
+      return 0;
+    }
+    po::notify(options);
+    setupLogging(options["log-level"].as<std::string>());
+  } catch (const std::exception& e) {
+    std::cerr << spec.name << ": " << e.what() << "\n" << visible << "\n";
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  try {
+    return spec.run(options);
+  } catch (const std::exception& e) {
+    spdlog::critical("{}: {}", spec.name, e.what());
+    return 1;
+  }
+}
+
+}  // namespace sluice
