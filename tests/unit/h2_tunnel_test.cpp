@@ -171,6 +171,38 @@ TEST_F(H2TunnelTest, HalfCloseBothWaysDeliversEveryByteBeforeTheEnd) {
   EXPECT_TRUE(gatewayEnded);
 }
 
+TEST_F(H2TunnelTest, DrainedConnectionDeliversItsLastStreamThenEnds) {
+  std::string gatewayGot;
+  bool gatewayEnded = false;
+  auto test = [&]() -> awaitable<void> {
+    co_await connect({}, [&](std::shared_ptr<TunnelStream> s) {
+      asio::co_spawn(io_, echoAfterEof(s, gatewayGot, gatewayEnded), asio::detached);
+    });
+    auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+    client_->drain();  // as after a certificate rotation: no new streams, end after this one
+    EXPECT_FALSE(client_->openConnect("www.example.com:443", "0123456789abcdef"));
+    std::string hello(200000, 'h');
+    EXPECT_FALSE(co_await writeString(*stream, hello, true));
+    auto [bytes, error] = co_await readAll(*stream);
+    EXPECT_FALSE(error) << error.message();
+    EXPECT_EQ(bytes, "reply:" + hello) << "every byte of the last stream arrives";
+    for (int i = 0; i < 300 && (client_->isOpen() || server_->isOpen()); ++i) {
+      asio::steady_timer t(io_, std::chrono::milliseconds(10));
+      co_await t.async_wait(use_awaitable);
+    }
+    EXPECT_FALSE(client_->isOpen());
+    EXPECT_FALSE(server_->isOpen());
+    EXPECT_EQ(client_->closeReason(), "drained");
+    // The gateway ends by its own GOAWAY or by the agent's close_notify, whichever is first;
+    // never by an error.
+    EXPECT_TRUE(server_->closeReason() == "drained" || server_->closeReason() == "peer-closed")
+        << server_->closeReason();
+  };
+  run(test);
+  EXPECT_EQ(gatewayGot.size(), 200000u);
+  EXPECT_TRUE(gatewayEnded);
+}
+
 awaitable<void> resetAfterSome(std::shared_ptr<TunnelStream> stream) {
   stream->respond(200, "");
   co_await writeString(*stream, "partial", false);
