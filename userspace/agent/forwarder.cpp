@@ -309,7 +309,8 @@ namespace {
 awaitable<void> watchApp(tcp::socket& app, std::shared_ptr<TunnelStream>& stream, bool& appReady, bool& done,
                          Signal& finished) {
   boost::system::error_code ec;
-  co_await app.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
+  // co_spawn starts this later: the attempt may already be over (cancel found nothing).
+  if (!done) co_await app.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
   if (!done && !ec) {
     appReady = true;
     if (stream) stream->interruptWaits();
