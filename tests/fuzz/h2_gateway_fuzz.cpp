@@ -8,7 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -27,6 +29,7 @@ SslCtxPtr gServer;
 // As GatewayServer::handleStream, with an echo in place of the origin.
 awaitable<void> gatewayStream(std::shared_ptr<TunnelStream> stream) {
   const std::string& authority = stream->authority();
+  if (std::getenv("SL_FUZZ_DEBUG")) std::fprintf(stderr, "stream %s %s\n", stream->method().c_str(), authority.c_str());
   if (stream->method() != "CONNECT" || authority.find(':') == std::string::npos) {
     stream->respond(400, "bad-authority");
     co_return;
@@ -68,13 +71,16 @@ awaitable<void> drain(TlsStream& stream) {
 
 // Runs ready handlers until nothing is left to do now (or a bound is hit).
 void settle(asio::io_context& io) {
-  for (int i = 0; i < 2000 && io.poll() > 0; ++i) {
+  for (int i = 0; i < 2000; ++i) {
+    io.restart();  // a poll that ran out of work leaves the context stopped
+    if (io.poll() == 0) break;
   }
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  std::signal(SIGPIPE, SIG_IGN);  // as the daemons: a write to a closed peer is an error, not a death
   char templ[] = "/tmp/sluice-h2-fuzz.XXXXXX";
   std::filesystem::path dir = mkdtemp(templ);
   test_pki::TestMeshCa ca(dir);
@@ -122,6 +128,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The agent goes away: every stream must end and the connection close.
   client->abort();
   settle(io);
+  if (std::getenv("SL_FUZZ_DEBUG"))
+    std::fprintf(stderr, "sent=%d closed=%s\n", sent, connection->closeReason().c_str());
   connection->close("fuzz-end");
   settle(io);
   connection->onRequest = nullptr;

@@ -76,12 +76,10 @@ int main(int argc, char** argv) {
   write("connect-data-end", frames([](nghttp2_session* s, std::vector<Body>& b) {
           connect(s, b, "www.example.com:443", std::string(3000, 'h'));
         }));
-  write("connect-denied", frames([](nghttp2_session* s, std::vector<Body>& b) {
-          connect(s, b, "deny.example.com:443", "hello");
-        }));
+  write("connect-denied",
+        frames([](nghttp2_session* s, std::vector<Body>& b) { connect(s, b, "deny.example.com:443", "hello"); }));
   write("connect-then-reset", frames([](nghttp2_session* s, std::vector<Body>& b) {
           int32_t id = connect(s, b, "www.example.com:443", "hello", false);
-          nghttp2_session_mem_send(s, nullptr);
           nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
         }));
   write("many-streams-ping-window", frames([](nghttp2_session* s, std::vector<Body>& b) {

@@ -47,7 +47,7 @@ gw=$(awk '$2=="gateway"{print $1}' "$SL_RUN_DIR/pids" | tail -1)
 before=$(grep -c . "$results")
 kill -KILL "$gw"
 sed -i "/^$gw gateway$/d" "$SL_RUN_DIR/pids"
-sleep 3
+sleep 4
 touch "$SL_RUN_DIR/stop-storm"
 wait "${pids[@]}"
 total=$(grep -c . "$results")
@@ -56,7 +56,8 @@ failed_before_byte=$(grep -c '^failed recv=0 ' "$results")
 failed_after_bytes=$(grep -cE '^failed recv=[1-9]' "$results")
 echo "# storm: $total connections ($before before the kill), $ok ok, $failed_before_byte failed before any byte," \
   "$failed_after_bytes failed after receiving bytes"
-check "many connections ran across the kill ($total)" test "$total" -ge 40
+check "connections ran on both sides of the kill ($before before, $total in all)" \
+  test "$before" -ge 4 -a $((total - before)) -ge 10
 check "no connection failed before receiving a byte ($(grep '^failed recv=0 ' "$results" | head -2))" \
   test "$failed_before_byte" -eq 0
 check "every connection is accounted for" test $((ok + failed_before_byte + failed_after_bytes)) -eq "$total"

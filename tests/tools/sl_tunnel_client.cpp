@@ -7,6 +7,7 @@
 //     --authority www.example.com:443 [--connection-id 0123456789abcdef] [--wait-ms 5000] < hello.bin
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -88,6 +89,7 @@ awaitable<int> session(Options options, SSL_CTX* ctx, std::string input) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);
   Options options;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strncmp(argv[i], "--", 2) != 0) {
@@ -106,9 +108,8 @@ int main(int argc, char** argv) {
     auto ctx = makeMeshTlsContext({options.get("ca"), options.get("cert"), options.get("key")}, TlsRole::Client);
     asio::io_context io;
     int rc = 2;
-    asio::co_spawn(io, session(options, ctx.get(), input), [&](std::exception_ptr e, int value) {
-      rc = e ? 2 : value;
-    });
+    asio::co_spawn(io, session(options, ctx.get(), input),
+                   [&](std::exception_ptr e, int value) { rc = e ? 2 : value; });
     io.run_for(std::chrono::seconds(30));
     return rc;
   } catch (const std::exception& e) {

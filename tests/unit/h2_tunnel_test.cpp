@@ -1,22 +1,24 @@
 // The HTTP/2 CONNECT tunnel over real mTLS on loopback: stream semantics (half-close,
 // reset both ways, refusal), flow control (a slow reader stalls only its own stream) and
 // the PING timeout.
+#include "h2_tunnel.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <functional>
 
-#include "h2_tunnel.h"
 #include "test_certificates.h"
 #include "tls_context.h"
 
 namespace sluice {
 namespace {
 
+using boost::system::error_code;
 using test_pki::CertSpec;
 using test_pki::TestMeshCa;
-using boost::system::error_code;
 
 CertSpec identity(const std::string& uri) {
   CertSpec spec;
@@ -26,7 +28,7 @@ CertSpec identity(const std::string& uri) {
 
 // Reads until end of stream or an error; the bytes, and the error if not EOF.
 awaitable<std::pair<std::string, error_code>> readAll(TunnelStream& stream, size_t pauseAfter = 0,
-                                                     asio::steady_timer* pause = nullptr) {
+                                                      asio::steady_timer* pause = nullptr) {
   std::string out;
   std::vector<uint8_t> buffer(65536);
   while (true) {
@@ -43,7 +45,8 @@ awaitable<std::pair<std::string, error_code>> readAll(TunnelStream& stream, size
 }
 
 awaitable<error_code> writeString(TunnelStream& stream, std::string text, bool finish) {
-  auto ec = co_await stream.writeAll(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  auto ec =
+      co_await stream.writeAll(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
   if (!ec && finish) ec = co_await stream.shutdownSend();
   co_return ec;
 }
@@ -51,6 +54,7 @@ awaitable<error_code> writeString(TunnelStream& stream, std::string text, bool f
 class H2TunnelTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    std::signal(SIGPIPE, SIG_IGN);  // as the daemons do
     dir_ = std::filesystem::temp_directory_path() / ("sluice-h2-test-" + std::to_string(::getpid()) + "-" +
                                                      ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(dir_);
@@ -167,6 +171,38 @@ TEST_F(H2TunnelTest, HalfCloseBothWaysDeliversEveryByteBeforeTheEnd) {
   EXPECT_TRUE(gatewayEnded);
 }
 
+TEST_F(H2TunnelTest, DrainedConnectionDeliversItsLastStreamThenEnds) {
+  std::string gatewayGot;
+  bool gatewayEnded = false;
+  auto test = [&]() -> awaitable<void> {
+    co_await connect({}, [&](std::shared_ptr<TunnelStream> s) {
+      asio::co_spawn(io_, echoAfterEof(s, gatewayGot, gatewayEnded), asio::detached);
+    });
+    auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+    client_->drain();  // as after a certificate rotation: no new streams, end after this one
+    EXPECT_FALSE(client_->openConnect("www.example.com:443", "0123456789abcdef"));
+    std::string hello(200000, 'h');
+    EXPECT_FALSE(co_await writeString(*stream, hello, true));
+    auto [bytes, error] = co_await readAll(*stream);
+    EXPECT_FALSE(error) << error.message();
+    EXPECT_EQ(bytes, "reply:" + hello) << "every byte of the last stream arrives";
+    for (int i = 0; i < 300 && (client_->isOpen() || server_->isOpen()); ++i) {
+      asio::steady_timer t(io_, std::chrono::milliseconds(10));
+      co_await t.async_wait(use_awaitable);
+    }
+    EXPECT_FALSE(client_->isOpen());
+    EXPECT_FALSE(server_->isOpen());
+    EXPECT_EQ(client_->closeReason(), "drained");
+    // The gateway ends by its own GOAWAY or by the agent's close_notify, whichever is first;
+    // never by an error.
+    EXPECT_TRUE(server_->closeReason() == "drained" || server_->closeReason() == "peer-closed")
+        << server_->closeReason();
+  };
+  run(test);
+  EXPECT_EQ(gatewayGot.size(), 200000u);
+  EXPECT_TRUE(gatewayEnded);
+}
+
 awaitable<void> resetAfterSome(std::shared_ptr<TunnelStream> stream) {
   stream->respond(200, "");
   co_await writeString(*stream, "partial", false);
@@ -177,7 +213,8 @@ awaitable<void> resetAfterSome(std::shared_ptr<TunnelStream> stream) {
 
 TEST_F(H2TunnelTest, GatewayResetReachesTheAgentAsReset) {
   auto test = [&]() -> awaitable<void> {
-    co_await connect({}, [&](std::shared_ptr<TunnelStream> s) { asio::co_spawn(io_, resetAfterSome(s), asio::detached); });
+    co_await connect({},
+                     [&](std::shared_ptr<TunnelStream> s) { asio::co_spawn(io_, resetAfterSome(s), asio::detached); });
     auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
     co_await writeString(*stream, "hello", false);
     auto [bytes, error] = co_await readAll(*stream);

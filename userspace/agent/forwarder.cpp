@@ -249,7 +249,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   int retries = 0;
   const auto opening = FlowReport::Clock::now();
   std::shared_ptr<TunnelStream> stream =
-      co_await openTunnel(*rules, *host + ":" + std::to_string(flow.destination.port()), flow.connectionId,
+      co_await openTunnel(client, *rules, *host + ":" + std::to_string(flow.destination.port()), flow.connectionId,
                           std::span<const uint8_t>(peeked.data(), have), flow.gateway, failure, retries);
   peeked = {};
   flow.retries = retries;
@@ -269,6 +269,11 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   RelayResult relayed = co_await relayBoth(app, *stream, agent.idleTimeout);
   flow.reason = relayed.outcome();
   if (stream->isReset() && !relayed.idleTimeout) flow.reason = "reset:" + stream->resetReason();
+  if (stream->status() != 0 && stream->status() != 200) {
+    flow.decision = FlowDecision::Failed;
+    flow.reason =
+        "gateway-refused:" + (stream->result().empty() ? std::to_string(stream->status()) : stream->result());
+  }
   flow.up = have + relayed.bytesAtoB;
   flow.down = relayed.bytesBtoA;
   if (relayed.bytesBtoA) flow.firstByte = relayed.firstByteBtoA - flow.started;
@@ -301,11 +306,49 @@ void Forwarder::configurePool() {
 // Writes the first bytes and waits for the origin's first byte (or its end). A stream
 // that fails before then because of the tunnel (lost, refused, no gateway answer) is
 // tried again on another gateway with the same bytes: the app sees nothing of it.
-awaitable<std::shared_ptr<TunnelStream>> Forwarder::openTunnel(const AgentRules& rules, const std::string& authority,
-                                                               const std::string& connectionId,
-                                                               std::span<const uint8_t> firstBytes,
-                                                               std::string& gateway, std::string& failure,
-                                                               int& retries) {
+namespace {
+
+// Phase 1 ends early when the app has more to say (bytes or FIN) before the origin spoke:
+// its stream is then relayed as it is, without the chance of a retry.
+awaitable<void> watchApp(tcp::socket& app, std::shared_ptr<TunnelStream>& stream, bool& appReady, bool& done,
+                         Signal& finished) {
+  boost::system::error_code ec;
+  // co_spawn starts this later: the attempt may already be over (cancel found nothing).
+  if (!done) co_await app.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
+  if (!done && !ec) {
+    appReady = true;
+    if (stream) stream->interruptWaits();
+  }
+  finished.set();
+}
+
+}  // namespace
+
+awaitable<std::shared_ptr<TunnelStream>> Forwarder::openTunnel(
+    tcp::socket& app, const AgentRules& rules, const std::string& authority, const std::string& connectionId,
+    std::span<const uint8_t> firstBytes, std::string& gateway, std::string& failure, int& retries) {
+  auto executor = co_await asio::this_coro::executor;
+  std::shared_ptr<TunnelStream> watched;
+  bool appReady = false, done = false;
+  Signal watcherDone(executor);
+  asio::co_spawn(executor, watchApp(app, watched, appReady, done, watcherDone), asio::detached);
+  std::shared_ptr<TunnelStream> result =
+      co_await tryGateways(rules, authority, connectionId, firstBytes, gateway, failure, retries, watched, appReady);
+  // The watcher must be gone before the app socket moves on (it waits on it).
+  done = true;
+  boost::system::error_code ignored;
+  app.cancel(ignored);
+  co_await watcherDone.wait();
+  if (result) result->resumeWaits();
+  co_return result;
+}
+
+awaitable<std::shared_ptr<TunnelStream>> Forwarder::tryGateways(const AgentRules& rules, const std::string& authority,
+                                                                const std::string& connectionId,
+                                                                std::span<const uint8_t> firstBytes,
+                                                                std::string& gateway, std::string& failure,
+                                                                int& retries, std::shared_ptr<TunnelStream>& watched,
+                                                                bool& appReady) {
   auto executor = co_await asio::this_coro::executor;
   const AgentConfig& agent = rules.agent;
   std::set<std::string> tried;
@@ -319,11 +362,14 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::openTunnel(const AgentRules&
     gateway = opened.gateway;
     tried.insert(opened.gateway);
     std::shared_ptr<TunnelStream> stream = std::move(opened.stream);
+    watched = stream;
+    if (appReady) stream->interruptWaits();
     bool retry = false;
     {
       Deadline deadline(executor, agent.gatewayResponseTimeout, [&stream] { stream->abort(); });
       auto ec = co_await stream->writeAll(firstBytes);
       if (!ec) co_await stream->waitResponse();
+      if (!ec && appReady && !stream->isReset()) co_return stream;  // the app spoke first: relay now
       if (deadline.expired()) {
         failure = "gateway-response-timeout";
         retry = true;
@@ -336,7 +382,7 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::openTunnel(const AgentRules&
         // Connected at the gateway: wait for the origin's first byte (or FIN/RST).
         Deadline firstByte(executor, agent.idleTimeout, [&stream] { stream->abort(); });
         co_await stream->waitReadable();
-        if (stream->bytesReceived() > 0 || (!stream->isReset())) co_return stream;
+        if (stream->bytesReceived() > 0 || !stream->isReset()) co_return stream;
         failure = "tunnel:" + stream->resetReason();
         retry = stream->tunnelLost();
         if (!retry) co_return stream;  // the origin reset: the relay passes it on

@@ -71,10 +71,15 @@ class Forwarder {
 
   // Step 4: a CONNECT stream to a gateway, retried on another one while no byte has
   // come back from the origin. Null with `failure` set when every try failed.
-  awaitable<std::shared_ptr<TunnelStream>> openTunnel(const AgentRules& rules, const std::string& authority,
-                                                      const std::string& connectionId,
+  awaitable<std::shared_ptr<TunnelStream>> openTunnel(tcp::socket& app, const AgentRules& rules,
+                                                      const std::string& authority, const std::string& connectionId,
                                                       std::span<const uint8_t> firstBytes, std::string& gateway,
                                                       std::string& failure, int& retries);
+  awaitable<std::shared_ptr<TunnelStream>> tryGateways(const AgentRules& rules, const std::string& authority,
+                                                       const std::string& connectionId,
+                                                       std::span<const uint8_t> firstBytes, std::string& gateway,
+                                                       std::string& failure, int& retries,
+                                                       std::shared_ptr<TunnelStream>& watched, bool& appReady);
   void configurePool();
 
   asio::io_context& io_;

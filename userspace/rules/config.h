@@ -107,7 +107,7 @@ struct AgentConfig {
 
 struct GatewayConfig {
   Ipv4Endpoint listen;
-  std::optional<Ipv6Address> listen6;  // also accept tunnels over IPv6 (same port)
+  std::optional<Ipv6Address> listen6;   // also accept tunnels over IPv6 (same port)
   uint32_t maxStreamsPerTunnel = 1024;  // SETTINGS_MAX_CONCURRENT_STREAMS
   std::chrono::milliseconds pingInterval{10000};
   std::chrono::milliseconds pingTimeout{10000};

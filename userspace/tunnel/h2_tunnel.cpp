@@ -1,9 +1,9 @@
 #include "h2_tunnel.h"
 
-#include "relay.h"
-
 #include <algorithm>
 #include <cstring>
+
+#include "relay.h"
 
 namespace sluice {
 
@@ -62,7 +62,7 @@ awaitable<error_code> TunnelStream::waitReadable() {
   // The relay calls this after it wrote the previous bytes out: now they may come again.
   giveBackWindow();
   if (!readWake_) readWake_ = std::make_unique<asio::steady_timer>(connection_->writeWake_.get_executor());
-  while (!reset_ && receivedOffset_ == received_.size() && !eof_) co_await waitChange(*readWake_);
+  while (!reset_ && receivedOffset_ == received_.size() && !eof_ && !interrupted_) co_await waitChange(*readWake_);
   if (reset_) co_return asio::error::connection_reset;
   co_return error_code{};
 }
@@ -141,7 +141,7 @@ void TunnelStream::abort() {
 
 awaitable<void> TunnelStream::waitResponse() {
   if (!readWake_) readWake_ = std::make_unique<asio::steady_timer>(connection_->writeWake_.get_executor());
-  while (!responded_ && !reset_ && !closed_) co_await waitChange(*readWake_);
+  while (!responded_ && !reset_ && !closed_ && !interrupted_) co_await waitChange(*readWake_);
 }
 
 void TunnelStream::respond(int status, const std::string& result) {
@@ -196,7 +196,8 @@ H2Connection::H2Connection(std::unique_ptr<TlsStream> tls, H2Role role, H2Settin
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 8192},
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, role == H2Role::Server ? settings_.maxConcurrentStreams : 0}};
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, entries.data(), entries.size());
-  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, static_cast<int32_t>(settings_.connectionWindow));
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                        static_cast<int32_t>(settings_.connectionWindow));
   out_.reserve(kWriteBatch + 16 * 1024 + 64);
 }
 
@@ -249,8 +250,7 @@ nghttp2_data_provider H2Connection::provider(TunnelStream* stream) {
   return data;
 }
 
-std::shared_ptr<TunnelStream> H2Connection::openConnect(const std::string& authority,
-                                                        const std::string& connectionId) {
+std::shared_ptr<TunnelStream> H2Connection::openConnect(const std::string& authority, const std::string& connectionId) {
   if (role_ != H2Role::Client || !canOpen()) return nullptr;
   auto stream = std::make_shared<TunnelStream>(shared_from_this(), 0);
   std::vector<nghttp2_nv> headers{header(":method", "CONNECT"), header(":authority", authority),
@@ -390,8 +390,8 @@ int H2Connection::onBeginHeaders(nghttp2_session* session, const nghttp2_frame* 
   return 0;
 }
 
-int H2Connection::onHeader(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name,
-                           size_t nameLength, const uint8_t* value, size_t valueLength, uint8_t, void*) {
+int H2Connection::onHeader(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name, size_t nameLength,
+                           const uint8_t* value, size_t valueLength, uint8_t, void*) {
   if (frame->hd.type != NGHTTP2_HEADERS) return 0;
   auto* stream = static_cast<TunnelStream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
   if (!stream) return 0;
@@ -440,8 +440,8 @@ int H2Connection::onFrameRecv(nghttp2_session* session, const nghttp2_frame* fra
   return 0;
 }
 
-int H2Connection::onDataChunk(nghttp2_session* session, uint8_t, int32_t streamId, const uint8_t* data,
-                              size_t length, void* user) {
+int H2Connection::onDataChunk(nghttp2_session* session, uint8_t, int32_t streamId, const uint8_t* data, size_t length,
+                              void* user) {
   auto* self = static_cast<H2Connection*>(user);
   auto* stream = static_cast<TunnelStream*>(nghttp2_session_get_stream_user_data(session, streamId));
   if (!stream || stream->reset_) {

@@ -32,8 +32,8 @@ namespace sluice {
 enum class H2Role { Client, Server };
 
 struct H2Settings {
-  uint32_t maxConcurrentStreams = 1024;  // server: SETTINGS_MAX_CONCURRENT_STREAMS
-  uint32_t streamWindow = 1u << 20;      // 1 MiB: one stream can fill a fast link
+  uint32_t maxConcurrentStreams = 1024;   // server: SETTINGS_MAX_CONCURRENT_STREAMS
+  uint32_t streamWindow = 1u << 20;       // 1 MiB: one stream can fill a fast link
   uint32_t connectionWindow = 32u << 20;  // 32 MiB: bounds what one tunnel buffers in all
   std::chrono::milliseconds pingInterval{10000};
   std::chrono::milliseconds pingTimeout{5000};
@@ -70,6 +70,14 @@ class TunnelStream {
   const std::string& authority() const { return authority_; }
   const std::string& connectionId() const { return connectionId_; }
   void respond(int status, const std::string& result);
+
+  // Makes a pending waitResponse/waitReadable return early (the caller has something
+  // else to attend to); until resumeWaits().
+  void interruptWaits() {
+    interrupted_ = true;
+    wakeAll();
+  }
+  void resumeWaits() { interrupted_ = false; }
 
   int32_t id() const { return id_; }
   // Reset by the peer, by us, or by the tunnel's loss; why, for logs.
@@ -108,6 +116,7 @@ class TunnelStream {
   bool reset_ = false;
   bool tunnelLost_ = false;
   bool responded_ = false;
+  bool interrupted_ = false;
   int status_ = 0;
   std::string result_, method_, authority_, connectionId_, resetReason_;
 };

@@ -112,8 +112,7 @@ void TunnelPool::tick() {
     return bool(ec);
   });
   if (hasNames && now - resolvedAt_ >= settings_.resolveInterval) resolveTargets();
-  // Compared only: a context that tunnels still use stays alive (each SSL holds it).
-  SSL_CTX* current = context_().get();
+  const std::shared_ptr<SSL_CTX> current = context_();
   for (auto& gateway : gateways_) {
     auto& connections = gateway->connections;
     for (auto& connection : connections) {
@@ -151,7 +150,6 @@ awaitable<void> TunnelPool::maintain() {
 awaitable<void> TunnelPool::connect(std::shared_ptr<Gateway> gateway, uint64_t generation) {
   auto alive = alive_;
   const TunnelPoolSettings settings = settings_;
-  // Held through the handshake, so a rotation meanwhile cannot free it under us.
   const std::shared_ptr<SSL_CTX> context = context_();
   auto executor = co_await asio::this_coro::executor;
   tcp::socket socket(executor);
@@ -211,7 +209,7 @@ awaitable<void> TunnelPool::connect(std::shared_ptr<Gateway> gateway, uint64_t g
   gateway->failures = 0;
   gateway->lastError.clear();
   auto connection = std::make_shared<H2Connection>(std::move(tls), H2Role::Client, settings.h2);
-  madeWith_[connection.get()] = {context.get(), generation};
+  madeWith_[connection.get()] = {context, generation};
   gateway->connections.push_back(connection);
   if (stopped_) connection->close("agent-stopping");
   spdlog::debug("tunnel gateway={} result=open", gateway->label);
@@ -255,11 +253,11 @@ awaitable<TunnelPool::Opened> TunnelPool::open(const std::string& authority, con
         co_return Opened{std::move(stream), gateway.label, {}};
       }
     }
-    // None up. Wait while some gateway is being connected; fail at once when every one
-    // is backing off after failures (the app is reset rather than left hanging).
-    bool pending = std::any_of(gateways_.begin(), gateways_.end(), [](auto& g) {
-      return g->listed && (g->connecting > 0 || g->failures == 0 || Clock::now() >= g->retryAt);
-    });
+    // None up. Wait while a gateway not known to be failing is being connected; fail at
+    // once when every one's last attempt failed (the app is reset rather than left
+    // hanging; the pool keeps trying in the background).
+    bool pending =
+        std::any_of(gateways_.begin(), gateways_.end(), [](auto& g) { return g->listed && g->failures == 0; });
     if (!pending || Clock::now() >= deadline || stopped_) {
       std::string why;
       for (auto& g : gateways_) why += (why.empty() ? "" : ",") + g->label + "=" + g->lastError;

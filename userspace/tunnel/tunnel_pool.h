@@ -87,7 +87,8 @@ class TunnelPool {
   std::chrono::steady_clock::time_point resolvedAt_{};
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::mt19937 random_{std::random_device{}()};
-  std::map<H2Connection*, std::pair<SSL_CTX*, uint64_t>> madeWith_;
+  // The context and generation each connection was made with (the context kept alive).
+  std::map<H2Connection*, std::pair<std::shared_ptr<SSL_CTX>, uint64_t>> madeWith_;
 };
 
 }  // namespace sluice
