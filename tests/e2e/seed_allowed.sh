@@ -44,6 +44,6 @@ shared_peer() {
 check "two flows were carried by one tunnel connection" shared_peer
 id=$(grep -E "flow .*sni=$SL_ALLOWED_HOST .*result=ok" "$SL_RUN_DIR/agent.log" | head -1 | grep -oE 'connection_id=[0-9a-f]{16}')
 check "the agent logs a 16-hex connection id per flow" test -n "$id"
-check "the gateway logs the same connection id" grep -q "access .*$id " "$SL_RUN_DIR/gateway.log"
+check "the gateway logs the same connection id" grep -qE "access .*$id( |\$)" "$SL_RUN_DIR/gateway.log"
 check_not_contains "every relayed access at the gateway carries the agent's identity" \
   "$(grep 'result=ok' "$SL_RUN_DIR/gateway.log")" "identity=- "

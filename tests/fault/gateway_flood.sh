@@ -48,7 +48,7 @@ check "without the attack: 100 of 100 requests succeed ($(ok_count "$SL_RUN_DIR/
 # The attack, from pod-b straight to the gateway's listener: the idle TLS first (the
 # silent ones then fill pod-b's share of pending handshakes, which would refuse them).
 flood_start pod-b tlsidle tls $SL_EGRESS_ADDR $SL_GATEWAY_PORT --count 300 --cert "$pki/other-agent.pem" \
-  --key "$pki/other-agent.key" --ca "$pki/mesh-ca.pem" --sni $SL_ALLOWED_HOST --alpn sluice/port=443 --report-s 2
+  --key "$pki/other-agent.key" --ca "$pki/mesh-ca.pem" --sni $SL_ALLOWED_HOST --alpn h2 --report-s 2
 wait_for_log tlsidle "^holding" 60 || not_ok "the 300 TLS connections are open"
 flood_start pod-b silent tcp $SL_EGRESS_ADDR $SL_GATEWAY_PORT --count 3000 --settle-s 1 --report-s 2
 wait_for_log silent "^holding" 60 || not_ok "the 3,000 silent connections are open"

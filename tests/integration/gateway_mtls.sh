@@ -24,7 +24,7 @@ check_contains "the gateway selects ALPN h2" "$out" "^ALPN protocol: h2"
 out=$(tunnel_client $SL_ALLOWED_HOST:443)
 check_contains "a CONNECT for the allowed host is answered 200 once the origin is connected" "$out" "^status=200 result=-"
 check "the gateway accepted the agent's identity for the allowed host" wait_for_log gateway \
-  "identity=spiffe://cluster.local/ns/sluice-system/sa/sluice-agent sni=$SL_ALLOWED_HOST port=443 upstream=$SL_ALLOWED_ADDR:443 .*connection_id=00000000000000aa "
+  "identity=spiffe://cluster.local/ns/sluice-system/sa/sluice-agent sni=$SL_ALLOWED_HOST port=443 upstream=$SL_ALLOWED_ADDR:443 .*connection_id=00000000000000aa( |\$)"
 
 gateway_client $SL_ALLOWED_HOST -cert "$pki/rogue-agent.pem" -key "$pki/rogue-agent.key" > /dev/null
 check "a client certificate from another CA is refused" wait_for_log gateway \

@@ -93,17 +93,16 @@ check_contains "gateway: no connection for a denied flow" \
 pod_curl pod-a $REFUSED_HOST $SL_ALLOWED_ADDR > /dev/null 2>&1
 refused_series='sluice_gateway_connections_total{result="host-not-allowed"}'
 wait_metric egress "$refused_series" $(($(value "$g2" "$refused_series") + 1))
-allowed_sum() { awk '/^sluice_agent_connections_total\{decision="allowed"/ {s+=$2} END {print s+0}' <<< "$1"; }
-for _ in $(seq 50); do
-  [ "$(allowed_sum "$(scrape node /metrics)")" -gt "$(allowed_sum "$a2")" ] && break
-  sleep 0.1
-done
+# The gateway's answer reaches the agent (a CONNECT refused with its reason): the flow is
+# counted as failed there, with the reason gateway-refused.
+gw_refused_series='sluice_agent_connections_total{decision="failed",reason="gateway-refused"}'
+wait_metric node "$gw_refused_series" $(($(value "$a2" "$gw_refused_series") + 1))
 a3=$(scrape node /metrics)
 g3=$(scrape egress /metrics)
 check_contains "gateway: host-not-allowed +1" "$(delta "$refused_series" "$g2" "$g3")" "^1$"
 check_contains "gateway: ok unchanged" "$(delta 'sluice_gateway_connections_total{result="ok"}' "$g2" "$g3")" "^0$"
-check_contains "agent: the flow counted once as allowed (the gateway ended it)" \
-  "$(($(allowed_sum "$a3") - $(allowed_sum "$a2")))" "^1$"
+check_contains "agent: the flow counted once as failed/gateway-refused" \
+  "$(delta "$gw_refused_series" "$a2" "$a3")" "^1$"
 check_contains "agent: no deny for it" "$(delta "$deny_series" "$a2" "$a3")" "^0$"
 
 # The kernel saw three redirected connects from pod-a, each handed off once.

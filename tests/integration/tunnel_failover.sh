@@ -16,7 +16,9 @@ sed -i 's/^    address: 198.18.3.2:15443$/    addresses: ["198.18.3.2:15443", "[
 check "the agent lists two gateways, the second by its IPv6 address" grep -q 'addresses: \["198.18.3.2:15443", "\[2001:db8:3::2\]:15443"\]' "$rules"
 sed -e 's/^  listen: 198.18.3.2:15443$/  listen: 198.18.3.3:15443\n  listen6: 2001:db8:3::2/' "$rules" > "$SL_RUN_DIR/rules-b.yaml"
 check "gateway B listens on 198.18.3.3 and 2001:db8:3::2" grep -q "listen6: 2001:db8:3::2" "$SL_RUN_DIR/rules-b.yaml"
-sl_spawn gateway-b egress "$SL_BUILD/userspace/sluice-gateway" --config "$SL_RUN_DIR/rules-b.yaml"
+# Its own admin port: gateway A holds the default one in this namespace.
+sl_spawn gateway-b egress "$SL_BUILD/userspace/sluice-gateway" --config "$SL_RUN_DIR/rules-b.yaml" \
+  --admin-address 127.0.0.1:15022
 sl_start_sluice || { not_ok "sluice daemons start"; exit 1; }
 for _ in $(seq 50); do [ "$(sl_host_exec egress ss -Hltn 'sport = :15443' | grep -c .)" -ge 3 ] && break; sleep 0.1; done
 

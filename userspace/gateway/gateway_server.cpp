@@ -270,6 +270,14 @@ awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
     tunnel->abort();
     co_return;
   }
+  // Connections per client identity (its tunnels here, its streams in handleStream): a
+  // node's stolen certificate cannot hold every socket of the gateway.
+  auto clientSlot = limits_->clients.acquire(record.identity);
+  if (!clientSlot.admitted()) {
+    reportOverCap(reporter_, record, "client-connection-limit", limits_->clients.refusedKey());
+    tunnel->abort();
+    co_return;
+  }
   const unsigned char* alpn = nullptr;
   unsigned int alpnLength = 0;
   SSL_get0_alpn_selected(tunnel->ssl(), &alpn, &alpnLength);
@@ -330,7 +338,8 @@ awaitable<void> GatewayServer::handleStream(std::shared_ptr<TunnelStream> stream
                    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
                  });
   record.connectionId = idValid ? id : "-";
-  // Streams per client identity: one node's pods cannot take every upstream socket.
+  // Streams per client identity, counted with its tunnels: one node's pods cannot take
+  // every upstream socket.
   auto clientSlot = limits_->clients.acquire(record.identity);
   if (!clientSlot.admitted()) {
     stream->respond(statusFor("client-connection-limit"), "client-connection-limit");

@@ -1,5 +1,7 @@
 #include "upstream_dialer.h"
 
+#include <mutex>
+
 #include <spdlog/spdlog.h>
 
 #include <memory>
@@ -72,10 +74,18 @@ void UpstreamDialer::useDns(const DnsResolverOptions& options) {
   resolver_ = std::make_shared<DnsResolver>(io_, options);
 }
 
+// Per reason, over every worker's dialer: the log's running total is the daemon's.
+static uint64_t countRefusal(const std::string& reason) {
+  static std::mutex mutex;
+  static std::map<std::string, uint64_t> totals;
+  std::lock_guard lock(mutex);
+  return ++totals[reason];
+}
+
 void UpstreamDialer::logRefused(const std::string& host, const GuardedAddresses::Refused& refused,
                                 const std::string& flowText) {
   const char* reason = toString(refused.reason);
-  uint64_t total = ++refusedTotal_[reason];
+  uint64_t total = countRefusal(reason);
   spdlog::warn("dns-refused host={} address={} reason={} {} refused_total={}", host, formatIp(refused.address), reason,
                flowText, total);
 }

@@ -63,7 +63,6 @@ class UpstreamDialer {
 
   asio::io_context& io_;
   std::shared_ptr<DnsResolver> resolver_;
-  std::map<std::string, uint64_t> refusedTotal_;  // per reason
 };
 
 }  // namespace sluice
