@@ -50,7 +50,11 @@ TEST(MetricsTest, OneReportPerFlowUpdatesEachMetricOnce) {
   allowed.down = 1039;
   allowed.gatewayConnect = std::chrono::milliseconds(2);
   reporter.report(allowed);
-  metrics.setTunnelConnections("198.18.3.2:15443", TunnelState::Ready, 4);
+  // Two workers' pools report their own changes; the gauge is their sum.
+  metrics.addTunnelConnections("198.18.3.2:15443", TunnelState::Ready, 3);
+  metrics.addTunnelConnections("198.18.3.2:15443", TunnelState::Ready, 2);
+  metrics.addTunnelConnections("198.18.3.2:15443", TunnelState::Ready, -1);
+  metrics.observeTunnelHandshake(std::chrono::milliseconds(3));
   const std::string text = registry.serialize();
   EXPECT_EQ(sample(text, "sluice_agent_connections_total{decision=\"denied\",reason=\"not-tls\"}"), 1);
   EXPECT_EQ(sample(text, "sluice_agent_connections_total{decision=\"allowed\",reason=\"ok\"}"), 1);
@@ -60,6 +64,7 @@ TEST(MetricsTest, OneReportPerFlowUpdatesEachMetricOnce) {
   EXPECT_EQ(sample(text, "sluice_agent_gateway_connect_seconds_count"), 1);
   EXPECT_EQ(sample(text, "sluice_agent_flow_duration_seconds_count"), 1);  // carried flows only
   EXPECT_EQ(sample(text, "sluice_tunnel_connections{gateway=\"198.18.3.2:15443\",state=\"ready\"}"), 4);
+  EXPECT_EQ(sample(text, "sluice_agent_gateway_handshake_seconds_count"), 1);
 }
 
 TEST(MetricsTest, GatewayResultsAndCollectors) {

@@ -40,12 +40,14 @@ constexpr const char* kDenyReasons[] = {"no-original-destination",
                                         "no-sni",
                                         "invalid-sni",
                                         "ech-refused",
-                                        "host-not-allowed"};
+                                        "host-not-allowed",
+                                        "connection-limit",
+                                        "pod-connection-limit"};
 constexpr const char* kGuardReasons[] = {"unspecified", "loopback",  "link-local", "multicast", "broadcast",
                                          "reserved",    "deny-cidr", "private",    "self"};
-constexpr const char* kFailures[] = {"local-socket-error", "gateway-connect",           "gateway-connect-timeout",
-                                     "gateway-handshake",  "gateway-handshake-timeout", "gateway-identity-mismatch"};
-constexpr const char* kRelayResults[] = {"ok", "idle-timeout", "relay-error", "gateway-write"};
+constexpr const char* kFailures[] = {"local-socket-error", "no-gateway-available", "gateway-refused",
+                                     "gateway-response-timeout", "tunnel"};
+constexpr const char* kRelayResults[] = {"ok", "idle-timeout", "relay-error", "reset"};
 
 }  // namespace
 
@@ -137,8 +139,12 @@ AgentMetrics::AgentMetrics(MetricsRegistry& registry)
   for (const char* reason : kRelayResults) connections.Add({{"decision", "allowed"}, {"reason", reason}});
 }
 
-void AgentMetrics::setTunnelConnections(const std::string& gateway, TunnelState state, int64_t count) {
-  tunnelConnections.Add({{"gateway", gateway}, {"state", toString(state)}}).Set(static_cast<double>(count));
+void AgentMetrics::addTunnelConnections(const std::string& gateway, TunnelState state, int64_t delta) {
+  tunnelConnections.Add({{"gateway", gateway}, {"state", toString(state)}}).Increment(static_cast<double>(delta));
+}
+
+void AgentMetrics::observeTunnelHandshake(std::chrono::steady_clock::duration took) {
+  gatewayHandshake.Observe(seconds(took));
 }
 
 prometheus::Counter& AgentMetrics::deniedHost(const std::string& host) {
@@ -205,7 +211,6 @@ void FlowReporter::report(const FlowReport& flow) {
   if (carried) metrics_->flowDuration.Observe(seconds(elapsed));
   if (flow.clientHelloWait) metrics_->clientHelloWait.Observe(seconds(*flow.clientHelloWait));
   if (flow.gatewayConnect) metrics_->gatewayConnect.Observe(seconds(*flow.gatewayConnect));
-  if (flow.gatewayHandshake) metrics_->gatewayHandshake.Observe(seconds(*flow.gatewayHandshake));
   if (flow.firstByte) metrics_->firstByte.Observe(seconds(*flow.firstByte));
 }
 

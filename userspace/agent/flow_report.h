@@ -51,9 +51,8 @@ struct FlowReport {
   std::string reason;
   Clock::time_point started = Clock::now();
   std::optional<Clock::duration> clientHelloWait;
-  std::optional<Clock::duration> gatewayConnect;    // TCP connect to the gateway
-  std::optional<Clock::duration> gatewayHandshake;  // TLS handshake with the gateway
-  std::optional<Clock::duration> firstByte;         // accept to the origin's first byte
+  std::optional<Clock::duration> gatewayConnect;  // the CONNECT stream: request to the gateway's answer
+  std::optional<Clock::duration> firstByte;       // accept to the origin's first byte
 };
 
 // A fresh random connection id: 16 lower-case hex digits.
@@ -66,7 +65,8 @@ std::pair<std::string, std::string> splitReason(const std::string& reason);
 class AgentMetrics final : public TunnelPoolMetrics {
  public:
   explicit AgentMetrics(MetricsRegistry& registry);
-  void setTunnelConnections(const std::string& gateway, TunnelState state, int64_t count) override;
+  void addTunnelConnections(const std::string& gateway, TunnelState state, int64_t delta) override;
+  void observeTunnelHandshake(std::chrono::steady_clock::duration took) override;
 
   prometheus::Family<prometheus::Counter>& connections;
   prometheus::Family<prometheus::Counter>& bytes;
@@ -97,6 +97,7 @@ class FlowReporter {
   void started();
   // The one record of a flow: access log line and metrics.
   void report(const FlowReport& flow);
+  AgentMetrics* metrics() const { return metrics_; }
 
  private:
   AgentMetrics* metrics_;  // none in unit tests of the forwarder

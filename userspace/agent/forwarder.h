@@ -61,6 +61,7 @@ class Forwarder {
   void setReporting(FlowReporter reporter, GatewayHealth* health) {
     reporter_ = reporter;
     health_ = health;
+    pool_.setMetrics(reporter.metrics());
   }
 
  private:

@@ -135,6 +135,28 @@ void TunnelPool::tick() {
     }
   }
   std::erase_if(gateways_, [](auto& g) { return !g->listed && g->connections.empty() && g->connecting == 0; });
+  reportCounts();
+}
+
+void TunnelPool::reportCounts() {
+  if (!metrics_) return;
+  std::map<std::pair<std::string, TunnelState>, int64_t> now;
+  for (const auto& gateway : gateways_) {
+    now[{gateway->label, TunnelState::Connecting}] += static_cast<int64_t>(gateway->connecting);
+    for (const auto& connection : gateway->connections) {
+      if (!connection->isOpen()) continue;
+      now[{gateway->label, connection->draining() ? TunnelState::Draining : TunnelState::Ready}] += 1;
+    }
+    now[{gateway->label, TunnelState::Failed}] += gateway->failures > 0 ? 1 : 0;
+  }
+  for (auto& [key, count] : reported_) {
+    if (!now.contains(key)) now[key] = 0;  // a gateway gone: take its counts back
+  }
+  for (const auto& [key, count] : now) {
+    int64_t& last = reported_[key];
+    if (count != last) metrics_->addTunnelConnections(key.first, key.second, count - last);
+    last = count;
+  }
 }
 
 awaitable<void> TunnelPool::maintain() {
@@ -152,6 +174,7 @@ awaitable<void> TunnelPool::connect(std::shared_ptr<Gateway> gateway, uint64_t g
   const TunnelPoolSettings settings = settings_;
   const std::shared_ptr<SSL_CTX> context = context_();
   auto executor = co_await asio::this_coro::executor;
+  const auto dialed = Clock::now();
   tcp::socket socket(executor);
   std::unique_ptr<TlsStream> tls;
   std::string failure;
@@ -205,6 +228,7 @@ awaitable<void> TunnelPool::connect(std::shared_ptr<Gateway> gateway, uint64_t g
                  delay.count());
     co_return;
   }
+  if (metrics_) metrics_->observeTunnelHandshake(Clock::now() - dialed);
   if (gateway->failures) spdlog::info("tunnel gateway={} result=recovered after={}", gateway->label, gateway->failures);
   gateway->failures = 0;
   gateway->lastError.clear();

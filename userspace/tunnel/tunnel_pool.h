@@ -17,6 +17,7 @@
 #include "async.h"
 #include "config.h"
 #include "h2_tunnel.h"
+#include "tunnel_pool_metrics.h"
 
 namespace sluice {
 
@@ -44,6 +45,8 @@ class TunnelPool {
   // settings, drain. The first call starts the pool.
   void configure(const TunnelPoolSettings& settings);
   void stop();
+  // Where the pool reports its connections and handshake times (none: not reported).
+  void setMetrics(TunnelPoolMetrics* metrics) { metrics_ = metrics; }
 
   struct Opened {
     std::shared_ptr<TunnelStream> stream;
@@ -75,8 +78,13 @@ class TunnelPool {
   void tick();
   std::shared_ptr<H2Connection> usable(Gateway& gateway) const;
 
+  // Reports this pool's counts per gateway and state as changes since the last report.
+  void reportCounts();
+
   asio::io_context& io_;
   std::function<std::shared_ptr<SSL_CTX>()> context_;
+  TunnelPoolMetrics* metrics_ = nullptr;
+  std::map<std::pair<std::string, TunnelState>, int64_t> reported_;
   TunnelPoolSettings settings_;
   uint64_t generation_ = 0;  // bumped by configure: connections of older generations drain
   bool started_ = false;

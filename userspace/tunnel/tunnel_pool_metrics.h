@@ -1,8 +1,10 @@
-// What the tunnel pool reports about its connections to each gateway, for the metric
-// sluice_tunnel_connections{gateway,state}. The pool calls setTunnelConnections whenever
-// a count changes (from any thread); the agent's metrics implement it.
+// What the tunnel pools report about their connections to each gateway, for the metric
+// sluice_tunnel_connections{gateway,state}, and how long a tunnel's handshake took. Every
+// worker has its own pool, so each reports changes of its own counts (from its thread);
+// the agent's metrics add them up.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -27,8 +29,10 @@ inline const char* toString(TunnelState state) {
 class TunnelPoolMetrics {
  public:
   virtual ~TunnelPoolMetrics() = default;
-  // `gateway`: "address:port" as the rules name it.
-  virtual void setTunnelConnections(const std::string& gateway, TunnelState state, int64_t count) = 0;
+  // `gateway`: "address:port"; `delta`: the change of this pool's count.
+  virtual void addTunnelConnections(const std::string& gateway, TunnelState state, int64_t delta) = 0;
+  // TCP connect and mTLS handshake of one tunnel connection.
+  virtual void observeTunnelHandshake(std::chrono::steady_clock::duration took) = 0;
 };
 
 }  // namespace sluice
