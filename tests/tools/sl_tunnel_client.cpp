@@ -3,7 +3,7 @@
 // prints "status=N result=R" and then, for a 200, what came back and how it ended:
 // "end=eof bytes=N" or "end=reset reason=...".
 //
-//   sl-tunnel-client --gateway 198.18.3.2:15443 --ca ca.pem --cert agent.pem --key agent.key \
+//   sl-tunnel-client --gateway 198.18.3.2:15443 --ca ca.pem --cert agent.pem --key agent.key
 //     --authority www.example.com:443 [--connection-id 0123456789abcdef] [--wait-ms 5000] < hello.bin
 #include <unistd.h>
 
