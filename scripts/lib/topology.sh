@@ -172,42 +172,51 @@ sl_start_dns() {
   sl_wait_listen inet 53
 }
 
-sl_start_internet() {
-  local run=$SL_RUN_DIR
-  sl_start_dns
-  mkdir -p "$run/nginx"
-  cat > "$run/nginx/nginx.conf" <<NGINX
+# sl_nginx_conf DIR ACCESS_LOG SERVERS: writes DIR/nginx.conf, an nginx that runs in the
+# foreground with its state under DIR, logs access to ACCESS_LOG ("off" for none) and
+# serves the server blocks in SERVERS. One prelude for every test origin.
+sl_nginx_conf() {
+  local dir=$1 access=$2 servers=$3 log=off
+  [ "$access" = off ] || log="$access origin"
+  mkdir -p "$dir"
+  cat > "$dir/nginx.conf" <<NGINX
 user root;
 daemon off;
 worker_processes 1;
-pid $run/nginx/nginx.pid;
-error_log $run/nginx/error.log warn;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
 events { worker_connections 1024; }
 http {
-  client_body_temp_path $run/nginx/body;
-  proxy_temp_path $run/nginx/proxy;
-  fastcgi_temp_path $run/nginx/fastcgi;
-  uwsgi_temp_path $run/nginx/uwsgi;
-  scgi_temp_path $run/nginx/scgi;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
   log_format origin '\$remote_addr \$ssl_server_name "\$request" \$status';
-  access_log $run/origin-access.log origin;
+  access_log $log;
   default_type text/plain;
-  server {
+$servers
+}
+NGINX
+}
+
+sl_start_internet() {
+  local run=$SL_RUN_DIR
+  sl_start_dns
+  sl_nginx_conf "$run/nginx" "$run/origin-access.log" "  server {
     listen $SL_ALLOWED_ADDR:443 ssl;
     server_name $SL_ALLOWED_HOST;
     ssl_certificate $run/pki/origin-$SL_ALLOWED_HOST.pem;
     ssl_certificate_key $run/pki/origin-$SL_ALLOWED_HOST.key;
-    location / { return 200 "hello from $SL_ALLOWED_HOST, you came from \$remote_addr\n"; }
+    location / { return 200 \"hello from $SL_ALLOWED_HOST, you came from \$remote_addr\n\"; }
   }
   server {
     listen $SL_DENIED_ADDR:443 ssl;
     server_name $SL_DENIED_HOST;
     ssl_certificate $run/pki/origin-$SL_DENIED_HOST.pem;
     ssl_certificate_key $run/pki/origin-$SL_DENIED_HOST.key;
-    location / { return 200 "hello from $SL_DENIED_HOST\n"; }
-  }
-}
-NGINX
+    location / { return 200 \"hello from $SL_DENIED_HOST\n\"; }
+  }"
   sl_spawn nginx inet nginx -c "$run/nginx/nginx.conf" -e "$run/nginx/error.log"
   sl_wait_listen inet 443
 }
@@ -286,16 +295,26 @@ sl_topology_down() {
   for h in "${SL_HOSTS[@]}" ${SL_EXTRA_HOSTS[@]+"${SL_EXTRA_HOSTS[@]}"}; do
     ip netns del "$(sl_ns "$h")" 2>/dev/null
   done
-  local root
+  local root left=0 h
   root=$(sl_cgroup_root)
   if [ -d "$root" ]; then
-    for _ in $(seq 20); do
+    for i in $(seq 40); do
       find "$root" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
       rmdir "$root" 2>/dev/null && break
+      # A process the run started but did not list in pids still lives in the run's own
+      # cgroups: end it there (cgroup.kill reaches only this run's tree), then retry.
+      [ "$i" -eq 10 ] && [ -f "$root/cgroup.kill" ] && {
+        echo "warning: processes left in $root: $(find "$root" -name cgroup.procs -exec cat {} + | tr '\n' ' ')" >&2
+        echo 1 > "$root/cgroup.kill"
+      }
       sleep 0.1
     done
-    [ -d "$root" ] && echo "warning: could not remove cgroup $root" >&2
+    [ -d "$root" ] && { echo "error: could not remove cgroup $root" >&2; left=1; }
   fi
+  for h in "${SL_HOSTS[@]}" ${SL_EXTRA_HOSTS[@]+"${SL_EXTRA_HOSTS[@]}"}; do
+    [ -e "/run/netns/$(sl_ns "$h")" ] && { echo "error: could not remove netns $(sl_ns "$h")" >&2; left=1; }
+  done
+  [ -d "$SL_PIN_DIR" ] && { echo "error: pins left in $SL_PIN_DIR" >&2; left=1; }
   [ "${SL_KEEP_RUN_DIR:-0}" = 1 ] || rm -rf "$SL_RUN_DIR"
-  return 0
+  return "$left"
 }

@@ -18,32 +18,14 @@ ip -n "$inet" -6 addr add 2001:db8:4::2/64 dev eth0 nodad
 ip -n "$inet" -6 addr add $V6_DUAL/128 dev lo nodad
 ip -n "$inet" -6 addr add $V6_ONLY/128 dev lo nodad
 ip -n "$egress" -6 route add 2001:db8:64::/64 via 2001:db8:4::2
-mkdir -p "$SL_RUN_DIR/nginx6"
-cat > "$SL_RUN_DIR/nginx6/nginx.conf" <<NGINX
-user root;
-daemon off;
-worker_processes 1;
-pid $SL_RUN_DIR/nginx6/nginx.pid;
-error_log $SL_RUN_DIR/nginx6/error.log warn;
-events { worker_connections 256; }
-http {
-  client_body_temp_path $SL_RUN_DIR/nginx6/body;
-  proxy_temp_path $SL_RUN_DIR/nginx6/proxy;
-  fastcgi_temp_path $SL_RUN_DIR/nginx6/fastcgi;
-  uwsgi_temp_path $SL_RUN_DIR/nginx6/uwsgi;
-  scgi_temp_path $SL_RUN_DIR/nginx6/scgi;
-  access_log off;
-  default_type text/plain;
-  server {
+sl_nginx_conf "$SL_RUN_DIR/nginx6" off "  server {
     listen [$V6_DUAL]:443 ssl;
     listen [$V6_ONLY]:443 ssl;
     server_name $host;
     ssl_certificate $SL_RUN_DIR/pki/origin-$host.pem;
     ssl_certificate_key $SL_RUN_DIR/pki/origin-$host.key;
-    location / { return 200 "hello from $host over ipv6 at \$server_addr, you came from \$remote_addr\n"; }
-  }
-}
-NGINX
+    location / { return 200 \"hello from $host over ipv6 at \$server_addr, you came from \$remote_addr\n\"; }
+  }"
 sl_spawn nginx6 inet nginx -c "$SL_RUN_DIR/nginx6/nginx.conf" -e "$SL_RUN_DIR/nginx6/error.log"
 for _ in $(seq 100); do sl_host_exec inet ss -Hltn "sport = :443" | grep -q "$V6_ONLY" && break; sleep 0.05; done
 

@@ -75,7 +75,8 @@ sl_harness_exit() {
       [ -f "$f" ] && { echo "== $(basename "$f")"; tail -n 40 "$f"; }
     done
   fi
-  sl_topology_down
+  # A run that leaves namespaces, cgroups or pins behind fails, even if every check passed.
+  sl_topology_down || { sl_failures=$((sl_failures + 1)); sl_checks=$((sl_checks + 1)); echo "not ok - teardown left state behind"; }
   echo "$((sl_checks - sl_failures)) passed, $sl_failures failed"
   if [ "$sl_failures" -gt 0 ] || [ "$sl_checks" -eq 0 ]; then exit 1; fi
   exit "$code"
