@@ -128,7 +128,7 @@ void TunnelPool::tick() {
     // A failing gateway gets one attempt at a time, after its backoff.
     size_t want =
         gateway->failures ? std::min<size_t>(1, settings_.connectionsPerGateway) : settings_.connectionsPerGateway;
-    while (fresh < want && now >= gateway->retryAt && !stopped_) {
+    while (fresh < want && now >= gateway->retryAt && !stopped_ && !draining_) {
       ++gateway->connecting;
       ++fresh;
       asio::co_spawn(io_, connect(gateway, generation_), logEscapedException("tunnel connect"));

@@ -45,6 +45,8 @@ class TunnelPool {
   // settings, drain. The first call starts the pool.
   void configure(const TunnelPoolSettings& settings);
   void stop();
+  // Drain of the agent: no new connection is made; those up keep carrying streams.
+  void drain() { draining_ = true; }
   // Where the pool reports its connections and handshake times (none: not reported).
   void setMetrics(TunnelPoolMetrics* metrics) { metrics_ = metrics; }
 
@@ -89,6 +91,7 @@ class TunnelPool {
   uint64_t generation_ = 0;  // bumped by configure: connections of older generations drain
   bool started_ = false;
   bool stopped_ = false;
+  bool draining_ = false;
   std::vector<std::shared_ptr<Gateway>> gateways_;
   size_t next_ = 0;  // round robin over gateways
   asio::steady_timer tickTimer_;
