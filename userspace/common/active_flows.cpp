@@ -38,7 +38,9 @@ size_t ActiveFlows::resetAll() {
       if (!entry->live || entry->resetByDrain) return;
       entry->resetByDrain = true;
       resetDone_.fetch_add(1, std::memory_order_relaxed);
-      if (entry->reset) entry->reset();
+      // A copy: the reset may end the flow (and clear entry->reset) while it runs.
+      auto reset = entry->reset;
+      if (reset) reset();
     });
   }
   return entries.size();

@@ -45,7 +45,7 @@ void Drain::onSignal(int signal) {
   }
   if (hooks_.stopAccepting) hooks_.stopAccepting();
   if (timeout_.count() <= 0) {
-    resetRemaining("drain timeout 0");
+    resetRemaining("timeout 0");
     return;
   }
   poll();
