@@ -10,7 +10,8 @@
 #     ECONNRESET), the count is logged and every flow record says drain-deadline.
 #  3. gateway A of two, streams open: GOAWAY on its tunnels; its streams complete; new
 #     flows meanwhile go over gateway B with no failure; A exits 0; restarted, it is used
-#     again.
+#     again. 3b: A with a 2 s deadline and endless streams resets its share (counted, each
+#     record drain-deadline, each passed on to the app as a reset).
 #  4. the hand-over window of an agent restart, measured (reported, not asserted): a
 #     client connecting in a tight loop while the agent is restarted (a) stop-then-start,
 #     (b) the new agent started first (SO_REUSEPORT overlap), then the old one drained.
@@ -53,7 +54,10 @@ forget() { sed -i "/^$1 $2\$/d" "$SL_RUN_DIR/pids"; }
 run_streams() {
   local name=$1 addr=$2 host=$3 n=$4
   shift 4
-  sl_pod_exec pod-a env "$@" python3 "$tool" streams "$addr" "$host" "$n" > "$SL_RUN_DIR/$name.log" 2>&1 &
+  # Exec'd all the way down (as flood_start), so the recorded PID is the app's own.
+  bash -c 'echo $$ > "$0/cgroup.procs" && exec nsenter --net="$1" -- "${@:2}"' \
+    "$(sl_cgroup_root)/pod-a" "$(sl_netns_path pod-a)" env "$@" python3 "$tool" streams "$addr" "$host" "$n" \
+    > "$SL_RUN_DIR/$name.log" 2>&1 &
   echo "$! $name" >> "$SL_RUN_DIR/pids"
 }
 summary() { grep '^streams=' "$SL_RUN_DIR/$1.log"; }
@@ -189,13 +193,35 @@ check_not_contains "they ended cleanly after GOAWAY (drained, or closed by the a
   "$drained_tunnels" "result=closed:(read|write|protocol|drain-deadline|ended)"
 check_not_contains "the agent lost no tunnel to gateway A" "$(log_of agent)" "tunnel gateway=198.18.3.2:15443 result=lost"
 mv "$SL_RUN_DIR/gateway.log" "$SL_RUN_DIR/gateway-1.log"
-sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" "${args[@]}"
+sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" "${args[@]}" --drain-timeout 2
 check "the agent opens fresh tunnels to gateway A once it is back" wait_for_log agent \
   "tunnel gateway=198.18.3.2:15443 result=recovered" 20
 for _ in $(seq 20); do
   sl_pod_exec pod-a "$SL_PROBE" connect 198.18.100.43:443 --timeout-ms 5000 --hello quick.drain.test --read > /dev/null
 done
 check "the restarted gateway A carries flows again" grep -q "access .*sni=quick.drain.test .*result=ok" "$SL_RUN_DIR/gateway.log"
+
+# ---- 3b. gateway A's deadline: its endless streams are reset, counted; B's go on ----
+run_streams streams3b 198.18.100.42 forever.drain.test 20
+
+check "20 endless streams are open over both gateways" wait_for_log streams3b "^opened 20" 30
+gw=$(pid_of gateway)
+kill -TERM "$gw"
+wait_pid "$gw" 10
+rc=$?
+forget "$gw" gateway
+resets=$(sed -n 's/.*drained in [0-9]* ms (.*): flows_reset=\([0-9]*\).*/\1/p' "$SL_RUN_DIR/gateway.log")
+echo "# gateway A (2 s deadline): $(grep -E 'drain deadline|drained in' "$SL_RUN_DIR/gateway.log" | sed 's/^[^ ]* [^ ]* //' | tr '\n' ' ')"
+check "gateway A exited 0 after its 2 s deadline (rc=$rc)" test "$rc" -eq 0
+check "gateway A reset its endless streams at the deadline and counted them (${resets:-none})" test "${resets:-0}" -ge 1
+check "gateway A's records say drain-deadline for each" \
+  test "$(grep -c 'access .*sni=forever.drain.test .*result=drain-deadline' "$SL_RUN_DIR/gateway.log")" -eq "${resets:-x}"
+sleep 0.5
+reset_at_app=$(grep -c 'flow .*sni=forever.drain.test .*result=reset' "$SL_RUN_DIR/agent.log")
+check "the agent passed each reset on to its app (${reset_at_app} of ${resets:-?})" test "$reset_at_app" -eq "${resets:-x}"
+sl_stop streams3b
+mv "$SL_RUN_DIR/gateway.log" "$SL_RUN_DIR/gateway-2.log"
+sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" "${args[@]}"
 
 # ---- 4. the hand-over window of an agent restart (measured, reported) ----
 listeners() { sl_host_exec node ss -Hltn "sport = :$SL_AGENT_PORT" | grep -c .; }
@@ -211,6 +237,7 @@ agent=$(pid_of agent)
 kill -TERM "$agent"
 wait_pid "$agent" 35
 forget "$agent" agent
+echo "# the old agent: $(grep -o 'drained in .*' "$SL_RUN_DIR/agent.log")"
 mv "$SL_RUN_DIR/agent.log" "$SL_RUN_DIR/agent-3.log"
 sl_start_agent --drain-timeout 30 || { not_ok "agent restarts"; exit 1; }
 sleep 1
