@@ -81,7 +81,7 @@ agent=$(pid_of agent)
 direct_before=$(direct)
 start=$(date +%s%N)
 kill -TERM "$agent"
-check "the agent logs the drain with its 100 flows" wait_for_log agent "draining: 100 flows, deadline 30s"
+check "the agent logs the drain with its 100 flows" wait_for_log agent "draining: 100 flows, [0-9]+ tunnels, deadline 30s"
 ready=$(admin_get /readyz)
 check_contains "/readyz says 503 while draining" "$ready" "^503$"
 check_contains "/readyz names the draining check" "$ready" '"draining": true'
@@ -140,7 +140,7 @@ apps=$(pid_of streams2b)
 check "10 endless streams are open" wait_for_log streams2b "^opened 10" 30
 agent=$(pid_of agent)
 kill -TERM "$agent"
-wait_for_log agent "draining: 10 flows, deadline 30s" 5
+wait_for_log agent "draining: 10 flows, [0-9]+ tunnels, deadline 30s" 5
 start=$(date +%s%N)
 kill -TERM "$agent"
 wait_pid "$agent" 10
@@ -160,6 +160,10 @@ sl_start_agent --drain-timeout 30 || { not_ok "agent restarts"; exit 1; }
 run_streams streams3 198.18.100.41 paced.drain.test 40
 apps=$(pid_of streams3)
 check "40 streams are open" wait_for_log streams3 "^opened 40" 30
+tunnel_ends=$(grep -h 'tunnel peer=.* result=closed:' "$SL_RUN_DIR/gateway.log" "$SL_RUN_DIR/gateway-b.log")
+echo "# the gateways' view of the drained agents' tunnels: $(grep -o 'result=closed:[^ ]*' <<< "$tunnel_ends" | sort | uniq -c | tr '\n' ' ')"
+check "the drained agents closed their tunnels (GOAWAY) before exiting" test -n "$tunnel_ends"
+check_not_contains "none of them was cut" "$tunnel_ends" "result=closed:(read|write|protocol|ended)"
 gw=$(pid_of gateway)
 kill -TERM "$gw"
 check "gateway A logs the drain (flows and tunnels)" wait_for_log gateway "draining: [0-9]+ flows, [0-9]+ tunnels, deadline 60s"

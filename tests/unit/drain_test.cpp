@@ -68,7 +68,7 @@ TEST(DrainTest, FinishesWhenTheLastFlowEnds) {
   bool reset = false;
   flow->onReset([&] { reset = true; });
   Drain drain(run.control, 10s, run.flows, nullptr, run.status,
-              {[&] { run.stoppedAccepting = true; }, [&] { run.finished = true; }});
+              {[&] { run.stoppedAccepting = true; }, nullptr, [&] { run.finished = true; }});
   drain.onSignal(15);
   EXPECT_TRUE(run.stoppedAccepting);
   EXPECT_TRUE(run.status.draining);
@@ -86,7 +86,7 @@ TEST(DrainTest, ResetsTheRestAtTheDeadline) {
   DrainRun run;
   std::optional<ActiveFlows::Flow> flow(run.flows.track(run.control.get_executor()));
   flow->onReset([&] { flow.reset(); });  // a reset flow ends (its sockets closed)
-  Drain drain(run.control, 200ms, run.flows, nullptr, run.status, {nullptr, [&] { run.finished = true; }});
+  Drain drain(run.control, 200ms, run.flows, nullptr, run.status, {nullptr, nullptr, [&] { run.finished = true; }});
   drain.onSignal(15);
   run.control.run_for(1500ms);
   EXPECT_FALSE(flow.has_value());
@@ -100,7 +100,7 @@ TEST(DrainTest, SecondSignalAndZeroTimeoutResetAtOnce) {
     std::optional<ActiveFlows::Flow> flow(run.flows.track(run.control.get_executor()));
     flow->onReset([&] { flow.reset(); });
     Drain drain(run.control, second ? 3600s : 0s, run.flows, nullptr, run.status,
-                {nullptr, [&] { run.finished = true; }});
+                {nullptr, nullptr, [&] { run.finished = true; }});
     drain.onSignal(15);
     if (second) drain.onSignal(2);
     run.control.run_for(500ms);
@@ -109,17 +109,37 @@ TEST(DrainTest, SecondSignalAndZeroTimeoutResetAtOnce) {
   }
 }
 
-TEST(DrainTest, WaitsForCarriersToo) {
+TEST(DrainTest, ClosesCarriersAfterTheLastFlowAndWaitsForThem) {
   DrainRun run;
   ActiveFlows tunnels;
+  std::optional<ActiveFlows::Flow> flow(run.flows.track(run.control.get_executor()));
   std::optional<ActiveFlows::Flow> tunnel(tunnels.track(run.control.get_executor()));
-  Drain drain(run.control, 10s, run.flows, &tunnels, run.status, {nullptr, [&] { run.finished = true; }});
+  int closeCalls = 0;
+  Drain drain(run.control, 10s, run.flows, &tunnels, run.status,
+              {nullptr, [&] { ++closeCalls; }, [&] { run.finished = true; }});
   drain.onSignal(15);
   run.control.run_for(100ms);
-  EXPECT_FALSE(run.finished);  // no flow, but a tunnel still ending
+  EXPECT_EQ(closeCalls, 0);  // a flow is still running: the tunnel stays
+  flow.reset();
+  run.control.run_for(100ms);
+  EXPECT_EQ(closeCalls, 1);
+  EXPECT_FALSE(run.finished);  // the tunnel is still closing
   tunnel.reset();
   run.control.run_for(200ms);
   EXPECT_TRUE(run.finished);
+  EXPECT_EQ(closeCalls, 1);
+}
+
+TEST(DrainTest, DoesNotWaitLongForATunnelThatStaysOpen) {
+  DrainRun run;
+  ActiveFlows tunnels;
+  auto tunnel = tunnels.track(run.control.get_executor());
+  Drain drain(run.control, 60s, run.flows, &tunnels, run.status, {nullptr, nullptr, [&] { run.finished = true; }});
+  drain.onSignal(15);
+  const auto started = std::chrono::steady_clock::now();
+  run.control.run_for(5s);
+  EXPECT_TRUE(run.finished);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
 }
 
 }  // namespace

@@ -132,7 +132,7 @@ int run(const po::variables_map& options) {
 
   // Every flow in progress, across the workers (declared before them: it outlives their
   // loops), and what a drain reports.
-  ActiveFlows flows;
+  ActiveFlows flows, tunnels;
   DrainStatus drainStatus;
   WorkerPool workers(workerThreads(options));
   std::vector<std::unique_ptr<Forwarder>> forwarders;
@@ -154,7 +154,7 @@ int run(const po::variables_map& options) {
     auto& forwarder =
         *forwarders.emplace_back(std::make_unique<Forwarder>(workers.io(i), datapath, rules, certificates));
     forwarder.shareLimits(limits);
-    forwarder.trackFlows(&flows);
+    forwarder.trackFlows(&flows, &tunnels);
     forwarder.setReporting(FlowReporter(&metrics), &health);
     if (options.count("test-no-socket-mark")) forwarder.setSocketMark(false);
     forwarder.listen();
@@ -206,11 +206,16 @@ int run(const po::variables_map& options) {
 
   // SIGTERM: the listeners close (the pinned programs stay: pods' connects to redirected
   // ports are refused here, never sent around the agent), flows finish up to
-  // --drain-timeout, the rest are reset, then the agent exits.
-  Drain drain(io, drainTimeout(options), flows, nullptr, drainStatus,
+  // --drain-timeout, the rest are reset; then the tunnels close (GOAWAY) and the agent exits.
+  Drain drain(io, drainTimeout(options), flows, &tunnels, drainStatus,
               {[&] {
                  for (size_t i = 0; i < forwarders.size(); ++i) {
                    asio::post(workers.io(i), [forwarder = forwarders[i].get()] { forwarder->stopAccepting(); });
+                 }
+               },
+               [&] {
+                 for (size_t i = 0; i < forwarders.size(); ++i) {
+                   asio::post(workers.io(i), [forwarder = forwarders[i].get()] { forwarder->closeTunnels(); });
                  }
                },
                [&] {

@@ -54,8 +54,14 @@ class Forwarder {
   // Drain: closes the listeners (the kernel refuses new connects) and opens no new
   // tunnel; flows in progress go on. On this forwarder's loop.
   void stopAccepting();
-  // Where every flow registers while it runs (a drain waits for them, resets the rest).
-  void trackFlows(ActiveFlows* flows) { flows_ = flows; }
+  // Where every flow, and every tunnel connection, registers while it runs (a drain
+  // waits for them, resets the flows left at its deadline).
+  void trackFlows(ActiveFlows* flows, ActiveFlows* tunnels) {
+    flows_ = flows;
+    pool_.trackConnections(tunnels);
+  }
+  // The drain's last flow has ended: the tunnels say GOAWAY and close.
+  void closeTunnels() { pool_.closeConnections(); }
   // Tests of the loop guards only: the agent's sockets then carry no SO_MARK, leaving the
   // unenrolled agent cgroup as the one guard.
   void setSocketMark(bool on) {

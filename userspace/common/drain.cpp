@@ -8,6 +8,8 @@ namespace {
 constexpr auto kPoll = std::chrono::milliseconds(20);
 // After the resets: how long the reset flows get to end (their RST_STREAMs to go out).
 constexpr auto kAfterReset = std::chrono::seconds(2);
+// After the last flow: how long the tunnels get to close (GOAWAY both ways, TLS close).
+constexpr auto kCarrierGrace = std::chrono::seconds(2);
 
 long long millisSince(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t).count();
@@ -55,15 +57,28 @@ void Drain::poll() {
   if (finished_) return;
   const auto now = std::chrono::steady_clock::now();
   status_.resetAtDeadline = flows_.resetDone();
-  if (remaining() == 0) {
-    finishOnce(resetting_ ? "after resets" : "every flow ended");
-    return;
+  if (flows_.count() == 0 && !flowsEnded_) {
+    flowsEnded_ = true;
+    flowsEndedAt_ = now;
+    if (hooks_.flowsEnded) hooks_.flowsEnded();
   }
-  if (!resetting_ && now >= deadline_) {
+  if (flowsEnded_) {
+    // The tunnels close by GOAWAY; a peer that does not close its end is not waited for
+    // beyond the grace.
+    const size_t carriers = carriers_ ? carriers_->count() : 0;
+    const std::string how = resetting_ ? "after resets" : "every flow ended";
+    if (carriers == 0) {
+      finishOnce(how);
+      return;
+    }
+    if (now >= flowsEndedAt_ + kCarrierGrace) {
+      finishOnce(how + "; " + std::to_string(carriers) + " tunnels still open");
+      return;
+    }
+  } else if (!resetting_ && now >= deadline_) {
     resetRemaining("deadline");
     return;
-  }
-  if (resetting_ && now >= resetAt_ + kAfterReset) {
+  } else if (resetting_ && now >= resetAt_ + kAfterReset) {
     finishOnce("reset flows still ending: " + std::to_string(flows_.count()));
     return;
   }
@@ -78,9 +93,7 @@ void Drain::resetRemaining(const char* why) {
   resetting_ = true;
   resetAt_ = std::chrono::steady_clock::now();
   const size_t flows = flows_.resetAll();
-  const size_t carriers = carriers_ ? carriers_->resetAll() : 0;
-  spdlog::warn("drain {}: resetting {} flows{} after {} ms", why, flows,
-               carriers_ ? " and " + std::to_string(carriers) + " tunnels" : std::string(), millisSince(started_));
+  spdlog::warn("drain {}: resetting {} flows after {} ms", why, flows, millisSince(started_));
   timer_.cancel();
   // The resets run on the workers' loops; the count is read once they did.
   asio::post(control_, [this] { poll(); });

@@ -25,12 +25,15 @@ class Drain {
   struct Hooks {
     // Close every listener (every worker, v4 and v6); called once, on the control loop.
     std::function<void()> stopAccepting;
+    // The last flow has ended (or was reset): close the carriers now (the agent's tunnels
+    // say GOAWAY); they get a short grace to close. Optional.
+    std::function<void()> flowsEnded;
     // Everything has ended (or was reset): stop the daemon.
     std::function<void()> finish;
   };
   // `flows`: what is counted, waited for and reset. `carriers` (optional): connections
-  // that carry flows (the gateway's tunnels), waited for too and closed at the deadline,
-  // not counted as flows.
+  // that carry flows (tunnels), waited for a short grace after the last flow, not counted
+  // as flows.
   Drain(asio::io_context& control, std::chrono::milliseconds timeout, ActiveFlows& flows, ActiveFlows* carriers,
         DrainStatus& status, Hooks hooks);
   // A stop signal: the first begins the drain, another one during it stops now.
@@ -49,8 +52,9 @@ class Drain {
   DrainStatus& status_;
   Hooks hooks_;
   asio::steady_timer timer_;
-  std::chrono::steady_clock::time_point started_{}, deadline_{}, resetAt_{};
+  std::chrono::steady_clock::time_point started_{}, deadline_{}, resetAt_{}, flowsEndedAt_{};
   bool draining_ = false;
+  bool flowsEnded_ = false;
   bool resetting_ = false;
   bool finished_ = false;
 };

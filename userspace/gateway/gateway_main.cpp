@@ -108,6 +108,7 @@ int run(const po::variables_map& options) {
               {[&] {
                  for (auto& server : servers) server->drain();
                },
+               nullptr,
                [&] {
                  spdlog::info("stopping");
                  admin.stop();

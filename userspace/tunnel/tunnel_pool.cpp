@@ -55,6 +55,15 @@ void TunnelPool::stop() {
   }
 }
 
+void TunnelPool::closeConnections() {
+  draining_ = true;
+  for (auto& gateway : gateways_) {
+    for (auto& connection : gateway->connections) {
+      if (connection->isOpen()) connection->drain();
+    }
+  }
+}
+
 // Addresses as written are gateways at once; a name is asked of the system resolver
 // (a headless Service answers with every ready gateway) now and every resolveInterval.
 void TunnelPool::resolveTargets() {
@@ -242,7 +251,9 @@ awaitable<void> TunnelPool::connect(std::shared_ptr<Gateway> gateway, uint64_t g
 
 awaitable<void> TunnelPool::runConnection(std::shared_ptr<H2Connection> connection) {
   auto alive = alive_;
+  ActiveFlows::Flow tracked = tracked_ ? tracked_->track(io_.get_executor()) : ActiveFlows::Flow();
   co_await connection->run();
+  tracked.end();
   if (!*alive) co_return;
   madeWith_.erase(connection.get());
   const std::string& reason = connection->closeReason();
