@@ -287,7 +287,8 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   if (active.resetByDrain()) flow.reason = "drain-deadline";
   if (stream->status() != 0 && stream->status() != 200) {
     flow.decision = FlowDecision::Failed;
-    flow.reason = "gateway-refused:" + (stream->result().empty() ? std::to_string(stream->status()) : stream->result());
+    flow.reason =
+        "gateway-refused:" + (stream->result().empty() ? std::to_string(stream->status()) : stream->result());
   }
   flow.up = have + relayed.bytesAtoB;
   flow.down = relayed.bytesBtoA;
