@@ -203,6 +203,57 @@ TEST_F(H2TunnelTest, DrainedConnectionDeliversItsLastStreamThenEnds) {
   EXPECT_TRUE(gatewayEnded);
 }
 
+// The gateway's drain: GOAWAY at once. The stream it already took finishes with every
+// byte; one the agent sent across the GOAWAY is refused (REFUSED_STREAM: the agent retries
+// it elsewhere); no new stream opens; both ends then close cleanly.
+TEST_F(H2TunnelTest, GatewayGoAwayRefusesLaterStreamsAndFinishesTheOpenOne) {
+  std::string gatewayGot;
+  bool gatewayEnded = false;
+  int requests = 0;
+  auto test = [&]() -> awaitable<void> {
+    co_await connect({}, [&](std::shared_ptr<TunnelStream> s) {
+      ++requests;
+      asio::co_spawn(io_, echoAfterEof(s, gatewayGot, gatewayEnded), asio::detached);
+    });
+    auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+    co_await stream->waitResponse();  // the gateway has taken it
+    EXPECT_EQ(stream->status(), 200);
+    server_->goAway();
+    auto crossing = client_->openConnect("www.example.com:443", "0123456789abcdee");  // sent before the GOAWAY arrives
+    EXPECT_TRUE(crossing);
+    for (int i = 0; i < 100 && !client_->goingAway(); ++i) {
+      asio::steady_timer t(io_, std::chrono::milliseconds(10));
+      co_await t.async_wait(use_awaitable);
+    }
+    EXPECT_TRUE(client_->goingAway());
+    EXPECT_FALSE(client_->openConnect("www.example.com:443", "0123456789abcdef")) << "no new stream after GOAWAY";
+    if (crossing) {
+      co_await crossing->waitResponse();
+      EXPECT_TRUE(crossing->isReset());
+      EXPECT_EQ(crossing->resetReason(), "refused-stream");
+      EXPECT_EQ(crossing->status(), 0);
+    }
+    std::string hello(100000, 'h');
+    EXPECT_FALSE(co_await writeString(*stream, hello, true));
+    auto [bytes, error] = co_await readAll(*stream);
+    EXPECT_FALSE(error) << error.message();
+    EXPECT_EQ(bytes, "reply:" + hello) << "every byte of the stream taken before the GOAWAY arrives";
+    for (int i = 0; i < 300 && (client_->isOpen() || server_->isOpen()); ++i) {
+      asio::steady_timer t(io_, std::chrono::milliseconds(10));
+      co_await t.async_wait(use_awaitable);
+    }
+    EXPECT_FALSE(client_->isOpen());
+    EXPECT_FALSE(server_->isOpen());
+    for (const auto& reason : {client_->closeReason(), server_->closeReason()}) {
+      EXPECT_TRUE(reason == "drained" || reason == "goaway" || reason == "peer-closed") << reason;
+    }
+  };
+  run(test);
+  EXPECT_EQ(requests, 1) << "the crossing stream never reached the gateway's handler";
+  EXPECT_EQ(gatewayGot.size(), 100000u);
+  EXPECT_TRUE(gatewayEnded);
+}
+
 awaitable<void> resetAfterSome(std::shared_ptr<TunnelStream> stream) {
   stream->respond(200, "");
   co_await writeString(*stream, "partial", false);

@@ -31,6 +31,16 @@ std::vector<prometheus::MetricFamily> daemonFamilies(const DaemonFacts& f) {
   addSample(rotations, {{"result", "ok"}}, static_cast<double>(f.certificateReloaded));
   addSample(rotations, {{"result", "rejected"}}, static_cast<double>(f.certificateRejected));
   out.push_back(std::move(rotations));
+  auto draining =
+      makeFamily("sluice_draining", "1 while draining after SIGTERM (listeners closed, flows finishing), else 0",
+                 MetricType::Gauge);
+  addSample(draining, {}, f.draining ? 1 : 0);
+  out.push_back(std::move(draining));
+  auto resets = makeFamily("sluice_drain_resets_total",
+                           "Flows reset because the drain deadline came (or a second signal) before they ended",
+                           MetricType::Counter);
+  addSample(resets, {}, static_cast<double>(f.drainResets));
+  out.push_back(std::move(resets));
   return out;
 }
 

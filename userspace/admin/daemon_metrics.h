@@ -1,5 +1,5 @@
 // The metrics both daemons export, read at scrape time from what the daemon knows:
-// build, rules version and reloads, certificate expiry and rotations.
+// build, rules version and reloads, certificate expiry and rotations, the drain.
 #pragma once
 
 #include <prometheus/metric_family.h>
@@ -18,6 +18,8 @@ struct DaemonFacts {
   double certificateNotAfterSeconds = 0;  // Unix time
   uint64_t certificateReloaded = 0;
   uint64_t certificateRejected = 0;
+  bool draining = false;     // SIGTERM came: listeners closed, flows finishing
+  uint64_t drainResets = 0;  // flows reset at the drain deadline (or by a second signal)
 };
 
 std::vector<prometheus::MetricFamily> daemonFamilies(const DaemonFacts& facts);

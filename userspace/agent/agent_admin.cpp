@@ -142,6 +142,10 @@ Readiness readiness(const AgentAdminContext& c) {
   const auto gateway = c.health->view();
   checks["gateways"] = ordered_json::array({gatewayJson(gateway, c.reloader->running().agent->gatewayIdentity)});
   r.ready = r.ready && gateway.reachable;
+  // Draining after SIGTERM: the listeners are closed.
+  const bool draining = c.drain && c.drain->draining;
+  checks["draining"] = {{"ok", !draining}, {"draining", draining}};
+  r.ready = r.ready && !draining;
   r.body = {{"ready", r.ready}, {"daemon", "agent"}, {"checks", checks}};
   return r;
 }
@@ -195,6 +199,10 @@ void installAgentAdmin(AdminServer& server, AgentAdminContext context) {
     facts.certificateNotAfterSeconds = unixSeconds(context.certificates->certificate().notAfter);
     facts.certificateReloaded = context.certificates->reloads();
     facts.certificateRejected = context.certificates->rejected();
+    if (context.drain) {
+      facts.draining = context.drain->draining;
+      facts.drainResets = context.drain->resetAtDeadline;
+    }
     auto families = daemonFamilies(facts);
     for (auto& f : kernelFamilies(context.pins, *pods)) families.push_back(std::move(f));
     auto reachable = makeFamily("sluice_gateway_reachable",

@@ -10,6 +10,7 @@
 #include "cgroup_enrollment.h"
 #include "config.h"
 #include "daemon.h"
+#include "drain.h"
 #include "fd_limits.h"
 #include "flow_report.h"
 #include "forwarder.h"
@@ -129,6 +130,10 @@ int run(const po::variables_map& options) {
   BpfDatapath datapath(pins);
   std::vector<std::filesystem::path> enrolled = installRules(datapath, pins, *rules, 1);
 
+  // Every flow in progress, across the workers (declared before them: it outlives their
+  // loops), and what a drain reports.
+  ActiveFlows flows, tunnels;
+  DrainStatus drainStatus;
   WorkerPool workers(workerThreads(options));
   std::vector<std::unique_ptr<Forwarder>> forwarders;
   // One set of caps for every worker: a pod's share does not depend on which loop the
@@ -149,6 +154,7 @@ int run(const po::variables_map& options) {
     auto& forwarder =
         *forwarders.emplace_back(std::make_unique<Forwarder>(workers.io(i), datapath, rules, certificates));
     forwarder.shareLimits(limits);
+    forwarder.trackFlows(&flows, &tunnels);
     forwarder.setReporting(FlowReporter(&metrics), &health);
     if (options.count("test-no-socket-mark")) forwarder.setSocketMark(false);
     forwarder.listen();
@@ -193,31 +199,47 @@ int run(const po::variables_map& options) {
   // The admin endpoint: on this (control) thread, never on a pod-reachable address by
   // default (the node IP of a hostNetwork agent is reachable from pods).
   AdminServer admin(io, parseAdminAddress(options["admin-address"].as<std::string>()));
-  installAgentAdmin(
-      admin, AgentAdminContext{pins, &reloader, &certificates, &health, &registry, [&enrolled] { return enrolled; }});
+  installAgentAdmin(admin, AgentAdminContext{pins, &reloader, &certificates, &health, &registry,
+                                             [&enrolled] { return enrolled; }, &drainStatus});
   admin.start();
   health.start();
 
+  // SIGTERM: the listeners close (the pinned programs stay: pods' connects to redirected
+  // ports are refused here, never sent around the agent), flows finish up to
+  // --drain-timeout, the rest are reset; then the tunnels close (GOAWAY) and the agent exits.
+  Drain drain(io, drainTimeout(options), flows, &tunnels, drainStatus,
+              {[&] {
+                 for (size_t i = 0; i < forwarders.size(); ++i) {
+                   asio::post(workers.io(i), [forwarder = forwarders[i].get()] { forwarder->stopAccepting(); });
+                 }
+               },
+               [&] {
+                 for (size_t i = 0; i < forwarders.size(); ++i) {
+                   asio::post(workers.io(i), [forwarder = forwarders[i].get()] { forwarder->closeTunnels(); });
+                 }
+               },
+               [&] {
+                 spdlog::info("stopping; links stay pinned, so enabled cgroups fail closed");
+                 admin.stop();
+                 health.stop();
+                 io.stop();
+               }});
   auto signals = handleSignals(
       io,
       [&] {
         reloader.reload("SIGHUP");
         certificates.reload("SIGHUP");
       },
-      [&](int signal) {
-        spdlog::info("signal {}: stopping; links stay pinned, so enabled cgroups fail closed", signal);
-        admin.stop();
-        health.stop();
-        io.stop();
-      });
+      [&](int signal) { drain.onSignal(signal); });
 
   workers.start();
   spdlog::info(
       "agent ready listen={} admin={} gateway={} hosts={} outbound={} rules_version={} pin_dir={} "
-      "socket_mark={:#x} node_netns_cookie={} workers={}",
+      "socket_mark={:#x} node_netns_cookie={} workers={} drain_timeout_ms={}",
       formatEndpoint(rules->agent.listen), options["admin-address"].as<std::string>(),
       formatEndpoint(rules->agent.gatewayAddress), rules->hosts.size(), toString(rules->outbound), reloader.version(),
-      pins.dir.string(), rules->agent.socketMark, datapath.nodeNetnsCookie(), workers.size());
+      pins.dir.string(), rules->agent.socketMark, datapath.nodeNetnsCookie(), workers.size(),
+      drainTimeout(options).count());
   trimMemoryPeriodically(io);
   io.run();
   workers.stop();

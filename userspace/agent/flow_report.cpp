@@ -47,7 +47,7 @@ constexpr const char* kGuardReasons[] = {"unspecified", "loopback",  "link-local
                                          "reserved",    "deny-cidr", "private",    "self"};
 constexpr const char* kFailures[] = {"local-socket-error", "no-gateway-available", "gateway-refused",
                                      "gateway-response-timeout", "tunnel"};
-constexpr const char* kRelayResults[] = {"ok", "idle-timeout", "relay-error", "reset"};
+constexpr const char* kRelayResults[] = {"ok", "idle-timeout", "relay-error", "reset", "drain-deadline"};
 
 }  // namespace
 

@@ -109,6 +109,13 @@ void Forwarder::listen() {
   }
 }
 
+void Forwarder::stopAccepting() {
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  acceptor6_.close(ignored);
+  pool_.drain();
+}
+
 void Forwarder::stop() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
@@ -141,6 +148,9 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   FlowReport flow;
   flow.connectionId = newConnectionId();
   reporter_.started();
+  // Until it ends, a drain waits for this flow; at the drain deadline it is reset.
+  ActiveFlows::Flow active = flows_ ? flows_->track(executor) : ActiveFlows::Flow();
+  active.onReset([&client] { resetAndClose(client); });
   // Every way out of this function: reset the app (unless relayed cleanly), report once.
   auto deny = [&](std::string reason) {
     flow.decision = FlowDecision::Denied;
@@ -234,7 +244,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   auto rule = rules->hosts.match(*host, flow.destination.port());
   if (!rule) {
     if (rules->outbound == OutboundPolicy::AllowAny) {
-      co_await passDirect(std::move(client), std::move(peeked), have, rules, std::move(flow));
+      co_await passDirect(std::move(client), std::move(peeked), have, rules, std::move(flow), active);
       co_return;
     }
     deny("host-not-allowed");
@@ -266,9 +276,15 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
 
   // 5. The app's bytes, unchanged, both ways; FIN as END_STREAM, RST as RST_STREAM.
   TcpStream app(std::move(client));
+  active.onReset([&app, &stream] {
+    resetAndClose(app.socket());
+    stream->abort();
+  });
   RelayResult relayed = co_await relayBoth(app, *stream, agent.idleTimeout);
+  active.onReset(nullptr);
   flow.reason = relayed.outcome();
   if (stream->isReset() && !relayed.idleTimeout) flow.reason = "reset:" + stream->resetReason();
+  if (active.resetByDrain()) flow.reason = "drain-deadline";
   if (stream->status() != 0 && stream->status() != 200) {
     flow.decision = FlowDecision::Failed;
     flow.reason =
@@ -397,7 +413,8 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::tryGateways(const AgentRules
 }
 
 awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have,
-                                      std::shared_ptr<const AgentRules> rules, FlowReport flow) {
+                                      std::shared_ptr<const AgentRules> rules, FlowReport flow,
+                                      ActiveFlows::Flow& active) {
   // The agent dials from the node's network namespace: the node's own addresses, its
   // loopback or the metadata service must not become reachable through a pass-through.
   const tcp::endpoint destination = flow.destination;
@@ -411,6 +428,10 @@ awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> p
   auto executor = co_await asio::this_coro::executor;
   boost::system::error_code ec;
   tcp::socket upstream(executor);
+  active.onReset([&client, &upstream] {
+    resetAndClose(client);
+    resetAndClose(upstream);
+  });
   ec = openMarkedSocket(upstream, destination.protocol(), socketMark_ ? rules->agent.socketMark : 0);
   std::string failure;
   if (ec) {
@@ -433,11 +454,17 @@ awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> p
   upstream.set_option(tcp::no_delay(true), ec);
   TcpStream app(std::move(client));
   TcpStream origin(std::move(upstream));
+  active.onReset([&app, &origin] {
+    resetAndClose(app.socket());
+    origin.abort();
+  });
   ec = co_await origin.writeAll(std::span<const uint8_t>(peeked.data(), have));
   peeked = {};
   RelayResult relayed;
   if (!ec) relayed = co_await relayBoth(app, origin, rules->agent.idleTimeout);
+  active.onReset(nullptr);
   flow.reason = ec ? "write:" + ec.message() : relayed.outcome();
+  if (active.resetByDrain()) flow.reason = "drain-deadline";
   flow.up = have + relayed.bytesAtoB;
   flow.down = relayed.bytesBtoA;
   if (relayed.bytesBtoA) flow.firstByte = relayed.firstByteBtoA - flow.started;

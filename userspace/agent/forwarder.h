@@ -7,6 +7,7 @@
 #include <random>
 #include <span>
 
+#include "active_flows.h"
 #include "address_guard.h"
 #include "async.h"
 #include "bpf_datapath.h"
@@ -50,6 +51,17 @@ class Forwarder {
   void shareLimits(std::shared_ptr<ConnectionLimits> limits) { limits_ = std::move(limits); }
   std::shared_ptr<ConnectionLimits> limits() const { return limits_; }
   void stop();
+  // Drain: closes the listeners (the kernel refuses new connects) and opens no new
+  // tunnel; flows in progress go on. On this forwarder's loop.
+  void stopAccepting();
+  // Where every flow, and every tunnel connection, registers while it runs (a drain
+  // waits for them, resets the flows left at its deadline).
+  void trackFlows(ActiveFlows* flows, ActiveFlows* tunnels) {
+    flows_ = flows;
+    pool_.trackConnections(tunnels);
+  }
+  // The drain's last flow has ended: the tunnels say GOAWAY and close.
+  void closeTunnels() { pool_.closeConnections(); }
   // Tests of the loop guards only: the agent's sockets then carry no SO_MARK, leaving the
   // unenrolled agent cgroup as the one guard.
   void setSocketMark(bool on) {
@@ -68,7 +80,7 @@ class Forwarder {
   awaitable<void> handle(tcp::socket client);
   // ALLOW_ANY: an unknown host goes to its original destination, not via the gateway.
   awaitable<void> passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have,
-                             std::shared_ptr<const AgentRules> rules, FlowReport flow);
+                             std::shared_ptr<const AgentRules> rules, FlowReport flow, ActiveFlows::Flow& active);
 
   // Step 4: a CONNECT stream to a gateway, retried on another one while no byte has
   // come back from the origin. Null with `failure` set when every try failed.
@@ -95,6 +107,7 @@ class Forwarder {
   std::shared_ptr<ConnectionLimits> limits_;
   FlowReporter reporter_{nullptr};
   GatewayHealth* health_ = nullptr;
+  ActiveFlows* flows_ = nullptr;
 };
 
 }  // namespace sluice

@@ -22,6 +22,10 @@ unsigned workerThreads(const po::variables_map& options) {
   return options["threads"].as<unsigned>();
 }
 
+std::chrono::milliseconds drainTimeout(const po::variables_map& options) {
+  return std::chrono::milliseconds(static_cast<int64_t>(options["drain-timeout"].as<double>() * 1000));
+}
+
 int runDaemon(int argc, char** argv, const DaemonSpec& spec) {
   po::options_description visible(spec.name + ": " + spec.summary);
   visible.add_options()("help,h", "show this help")("version", "print the version and git revision")(
@@ -32,6 +36,9 @@ int runDaemon(int argc, char** argv, const DaemonSpec& spec) {
       "accept a reload that leaves no allowed host (refused by default: a file cut short looks so)")(
       "threads", po::value<unsigned>()->default_value(0),
       "worker event loops, each with its own listener (0: one per core)")(
+      "drain-timeout", po::value<double>()->default_value(static_cast<double>(spec.defaultDrainSeconds)),
+      "seconds SIGTERM lets flows finish after closing the listeners; then the rest are reset (0: at once; "
+      "a second SIGTERM also resets at once)")(
       "admin-address", po::value<std::string>()->default_value(kDefaultAdminAddress),
       "ADDRESS:PORT of the admin endpoint (/metrics, /healthz, /readyz, /config); keep it off pod-reachable "
       "addresses")("log-format", po::value<std::string>()->default_value("text"),
@@ -55,6 +62,8 @@ int runDaemon(int argc, char** argv, const DaemonSpec& spec) {
     }
     po::notify(options);
     const LogFormat format = parseLogFormat(options["log-format"].as<std::string>());
+    const double drain = options["drain-timeout"].as<double>();
+    if (!(drain >= 0 && drain <= 86400)) throw po::error("--drain-timeout: seconds from 0 to 86400");
     if (spec.validate) spec.validate(options);
     setupLogging(options["log-level"].as<std::string>());
     configureLogFormat(format);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -25,6 +26,8 @@ struct DaemonSpec {
   // Runs until the daemon stops; its return value is the exit code. An exception is
   // logged as critical and exits 1.
   std::function<int(const po::variables_map&)> run;
+  // --drain-timeout's default, seconds: how long SIGTERM lets flows finish.
+  unsigned defaultDrainSeconds = 30;
 };
 
 int runDaemon(int argc, char** argv, const DaemonSpec& spec);
@@ -33,5 +36,7 @@ int runDaemon(int argc, char** argv, const DaemonSpec& spec);
 std::vector<std::filesystem::path> configFiles(const po::variables_map& options);
 // --threads: the number of worker event loops (0 = one per core).
 unsigned workerThreads(const po::variables_map& options);
+// --drain-timeout: how long a SIGTERM lets flows end before it resets them (0: at once).
+std::chrono::milliseconds drainTimeout(const po::variables_map& options);
 
 }  // namespace sluice

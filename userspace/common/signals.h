@@ -1,4 +1,5 @@
-// The daemons' signal handling: SIGHUP reloads, SIGINT and SIGTERM stop. One place, so
+// The daemons' signal handling: SIGHUP reloads, SIGINT and SIGTERM stop (the first one
+// begins the drain, a later one stops at once: `stop` is called for each). One place, so
 // the agent and the gateway cannot drift apart.
 #pragma once
 
@@ -22,11 +23,11 @@ class SignalHandling {
   void arm() {
     signals_.async_wait([this](const boost::system::error_code& ec, int signal) {
       if (ec) return;
-      if (signal != SIGHUP) {
+      if (signal == SIGHUP) {
+        reload_();
+      } else {
         stop_(signal);
-        return;
       }
-      reload_();
       arm();
     });
   }

@@ -37,7 +37,8 @@ constexpr const char* kResults[] = {"ok",
                                     "upstream-connect-timeout",
                                     "relay-error",
                                     "reset",
-                                    "idle-timeout"};
+                                    "idle-timeout",
+                                    "drain-deadline"};
 constexpr const char* kGuardReasons[] = {"unspecified", "loopback",  "link-local", "multicast", "broadcast",
                                          "reserved",    "deny-cidr", "private",    "self"};
 

@@ -72,6 +72,10 @@ void installGatewayAdmin(AdminServer& server, GatewayAdminContext context) {
         std::chrono::duration<double>(context.certificates->certificate().notAfter.time_since_epoch()).count();
     facts.certificateReloaded = context.certificates->reloads();
     facts.certificateRejected = context.certificates->rejected();
+    if (context.drain) {
+      facts.draining = context.drain->draining;
+      facts.drainResets = context.drain->resetAtDeadline;
+    }
     return daemonFamilies(facts);
   });
   server.route("/metrics", [context] {
@@ -83,12 +87,15 @@ void installGatewayAdmin(AdminServer& server, GatewayAdminContext context) {
     const auto now = std::chrono::system_clock::now();
     const bool valid = certificate.notBefore <= now && now < certificate.notAfter;
     const bool rules = context.reloader->running().gateway.has_value();
-    ordered_json body = {{"ready", valid && rules},
+    const bool draining = context.drain && context.drain->draining;
+    const bool ready = valid && rules && !draining;
+    ordered_json body = {{"ready", ready},
                          {"daemon", "gateway"},
                          {"checks",
                           {{"rules", {{"ok", rules}, {"version", context.reloader->version()}}},
-                           {"certificate", {{"ok", valid}, {"notAfter", utcTimestamp(certificate.notAfter)}}}}}};
-    return json(body, valid && rules ? 200 : 503);
+                           {"certificate", {{"ok", valid}, {"notAfter", utcTimestamp(certificate.notAfter)}}},
+                           {"draining", {{"ok", !draining}, {"draining", draining}}}}}};
+    return json(body, ready ? 200 : 503);
   });
   server.route("/config", [context] { return json(configJson(context)); });
 }

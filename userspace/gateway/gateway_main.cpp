@@ -8,6 +8,7 @@
 #include "certificate_reloader.h"
 #include "config.h"
 #include "daemon.h"
+#include "drain.h"
 #include "fd_limits.h"
 #include "gateway_admin.h"
 #include "gateway_server.h"
@@ -67,6 +68,10 @@ int run(const po::variables_map& options) {
                                    GatewayServer::configureAlpn);
   MetricsRegistry registry;
   GatewayMetrics metrics(registry);  // shared by every worker (thread-safe)
+  // Streams and tunnels in progress, across the workers (declared before them: they
+  // outlive their loops), and what a drain reports.
+  ActiveFlows streams, tunnels;
+  DrainStatus drainStatus;
   WorkerPool workers(workerThreads(options));
   std::vector<std::unique_ptr<GatewayServer>> servers;
   // One set of caps for every worker (each has its own resolver and DNS cache).
@@ -74,6 +79,7 @@ int run(const po::variables_map& options) {
   for (size_t i = 0; i < workers.size(); ++i) {
     servers.push_back(std::make_unique<GatewayServer>(workers.io(i), rules, certificates));
     servers.back()->shareLimits(limits);
+    servers.back()->trackFlows(&streams, &tunnels);
     servers.back()->setReporting(AccessReporter(&metrics));
     servers.back()->listen();
     asio::co_spawn(workers.io(i), servers.back()->acceptLoop(), logEscapedException("accept loop"));
@@ -92,26 +98,36 @@ int run(const po::variables_map& options) {
   });
 
   AdminServer admin(io, parseAdminAddress(options["admin-address"].as<std::string>()));
-  installGatewayAdmin(admin, GatewayAdminContext{&reloader, &certificates, &registry});
+  installGatewayAdmin(admin, GatewayAdminContext{&reloader, &certificates, &registry, &drainStatus});
   admin.start();
 
+  // SIGTERM: the listeners close and every tunnel gets GOAWAY (agents move new streams to
+  // another gateway), streams finish up to --drain-timeout, the rest are reset, then the
+  // gateway exits.
+  Drain drain(io, drainTimeout(options), streams, &tunnels, drainStatus,
+              {[&] {
+                 for (auto& server : servers) server->drain();
+               },
+               nullptr,
+               [&] {
+                 spdlog::info("stopping");
+                 admin.stop();
+                 io.stop();
+               }});
   auto signals = handleSignals(
       io,
       [&] {
         reloader.reload("SIGHUP");
         certificates.reload("SIGHUP");
       },
-      [&](int signal) {
-        spdlog::info("signal {}: stopping", signal);
-        admin.stop();
-        io.stop();
-      });
+      [&](int signal) { drain.onSignal(signal); });
 
   workers.start();
-  spdlog::info("gateway ready listen={} admin={} dns={} hosts={} clients={} rules_version={} workers={}",
-               formatEndpoint(rules->gateway.listen), options["admin-address"].as<std::string>(),
-               formatEndpoint(rules->gateway.dnsServer), rules->hosts.size(), rules->gateway.allowedClients.size(),
-               reloader.version(), workers.size());
+  spdlog::info(
+      "gateway ready listen={} admin={} dns={} hosts={} clients={} rules_version={} workers={} drain_timeout_ms={}",
+      formatEndpoint(rules->gateway.listen), options["admin-address"].as<std::string>(),
+      formatEndpoint(rules->gateway.dnsServer), rules->hosts.size(), rules->gateway.allowedClients.size(),
+      reloader.version(), workers.size(), drainTimeout(options).count());
   trimMemoryPeriodically(io);
   io.run();
   workers.stop();
@@ -127,5 +143,6 @@ int main(int argc, char** argv) {
                     "mTLS egress gateway",
                     {},
                     [](const po::variables_map& o) { parseAdminAddress(o["admin-address"].as<std::string>()); },
-                    run});
+                    run,
+                    60});
 }

@@ -177,6 +177,14 @@ void GatewayServer::stop() {
   acceptor6_.close(ignored);
 }
 
+void GatewayServer::drain() {
+  asio::dispatch(io_, [this] {
+    draining_ = true;
+    stop();
+    for (auto& connection : liveTunnels_) connection->goAway();
+  });
+}
+
 awaitable<void> GatewayServer::acceptLoop() {
   if (acceptor6_.is_open()) asio::co_spawn(io_, acceptOn(acceptor6_), logEscapedException("accept loop v6"));
   co_await acceptOn(acceptor_);
@@ -302,7 +310,13 @@ awaitable<void> GatewayServer::serveTunnel(std::unique_ptr<TlsStream> tls, std::
   };
   const auto started = Clock::now();
   spdlog::debug("tunnel peer={} identity={} result=open", peer->address, peer->identity);
+  ActiveFlows::Flow active = tunnels_ ? tunnels_->track(io_.get_executor()) : ActiveFlows::Flow();
+  active.onReset([connection] { connection->close("drain-deadline"); });
+  liveTunnels_.insert(connection);
+  if (draining_) connection->goAway();
   co_await connection->run();
+  liveTunnels_.erase(connection);
+  active.end();
   connection->onRequest = nullptr;  // the handler captures nothing that outlives us
   spdlog::info("tunnel peer={} identity={} duration_ms={} result=closed:{} peer_serial={}", peer->address,
                peer->identity, std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
@@ -347,6 +361,9 @@ awaitable<void> GatewayServer::handleStream(std::shared_ptr<TunnelStream> stream
     co_return;
   }
   reporter_.started();
+  // Until it ends, a drain waits for this stream; at the drain deadline it is reset.
+  ActiveFlows::Flow active = streams_ ? streams_->track(executor) : ActiveFlows::Flow();
+  active.onReset([stream] { stream->abort(); });
   auto refuse = [&](const std::string& failure) {
     stream->respond(statusFor(failure), failure);
     record.result = failure;
@@ -390,11 +407,17 @@ awaitable<void> GatewayServer::handleStream(std::shared_ptr<TunnelStream> stream
   // 5. Relay: agent -> origin is "up". An origin RST becomes RST_STREAM, an RST_STREAM an
   //    origin RST (both by abort()).
   TcpStream origin(std::move(upstream));
+  active.onReset([&stream, &origin] {
+    stream->abort();
+    origin.abort();
+  });
   RelayResult relayed = co_await relayBoth(*stream, origin, rules->gateway.idleTimeout);
+  active.onReset(nullptr);
   std::string result = relayed.outcome();
   if (stream->isReset() && !relayed.idleTimeout && stream->resetReason() != "aborted") {
     result = "reset:" + stream->resetReason();
   }
+  if (active.resetByDrain()) result = "drain-deadline";
   if (!relayed.clean()) {
     stream->abort();
     origin.abort();

@@ -5,9 +5,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "access_report.h"
+#include "active_flows.h"
 #include "address_guard.h"
 #include "async.h"
 #include "certificate_reloader.h"
@@ -60,6 +62,16 @@ class GatewayServer {
   void shareLimits(std::shared_ptr<GatewayLimits> limits) { limits_ = std::move(limits); }
   std::shared_ptr<GatewayLimits> limits() const { return limits_; }
   void stop();
+  // Drain: closes the listeners and sends GOAWAY on every tunnel (agents open new
+  // streams elsewhere; those in progress go on; each tunnel ends after its last stream).
+  // May be called from any thread: applied on this server's event loop.
+  void drain();
+  // Where streams and tunnels register while they run (a drain waits for them and
+  // resets the rest). Before listen().
+  void trackFlows(ActiveFlows* streams, ActiveFlows* tunnels) {
+    streams_ = streams;
+    tunnels_ = tunnels;
+  }
   // Where each connection's one report goes (access record, metrics). Before listen().
   void setReporting(AccessReporter reporter) { reporter_ = reporter; }
 
@@ -94,6 +106,10 @@ class GatewayServer {
   tcp::acceptor acceptor_;
   tcp::acceptor acceptor6_;
   AccessReporter reporter_{nullptr};
+  ActiveFlows* streams_ = nullptr;
+  ActiveFlows* tunnels_ = nullptr;
+  std::set<std::shared_ptr<H2Connection>> liveTunnels_;  // this loop's, for GOAWAY on drain
+  bool draining_ = false;
 };
 
 }  // namespace sluice

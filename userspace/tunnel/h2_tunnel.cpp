@@ -220,6 +220,16 @@ void H2Connection::drain() {
   finishIfDrained();
 }
 
+void H2Connection::goAway() {
+  if (closed_ || terminated_) return;
+  if (!draining_) {
+    nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
+                          NGHTTP2_NO_ERROR, nullptr, 0);
+    wakeWriter();
+  }
+  drain();
+}
+
 // A drained connection says GOAWAY and ends after its last frame is out (writeLoop),
 // never by cutting what is still queued.
 void H2Connection::finishIfDrained() {

@@ -146,6 +146,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   TlsStream& tls() { return *tls_; }
   // Drain: take no new streams, close when the last one ends (rotation, reconfiguration).
   void drain();
+  // Server: GOAWAY now (the peer opens no new stream here; one it sent after the last we
+  // took is refused, and the agent retries it on another gateway), then drain.
+  void goAway();
   bool draining() const { return draining_; }
 
  private:

@@ -55,6 +55,15 @@ void TunnelPool::stop() {
   }
 }
 
+void TunnelPool::closeConnections() {
+  draining_ = true;
+  for (auto& gateway : gateways_) {
+    for (auto& connection : gateway->connections) {
+      if (connection->isOpen()) connection->drain();
+    }
+  }
+}
+
 // Addresses as written are gateways at once; a name is asked of the system resolver
 // (a headless Service answers with every ready gateway) now and every resolveInterval.
 void TunnelPool::resolveTargets() {
@@ -128,7 +137,7 @@ void TunnelPool::tick() {
     // A failing gateway gets one attempt at a time, after its backoff.
     size_t want =
         gateway->failures ? std::min<size_t>(1, settings_.connectionsPerGateway) : settings_.connectionsPerGateway;
-    while (fresh < want && now >= gateway->retryAt && !stopped_) {
+    while (fresh < want && now >= gateway->retryAt && !stopped_ && !draining_) {
       ++gateway->connecting;
       ++fresh;
       asio::co_spawn(io_, connect(gateway, generation_), logEscapedException("tunnel connect"));
@@ -242,7 +251,9 @@ awaitable<void> TunnelPool::connect(std::shared_ptr<Gateway> gateway, uint64_t g
 
 awaitable<void> TunnelPool::runConnection(std::shared_ptr<H2Connection> connection) {
   auto alive = alive_;
+  ActiveFlows::Flow tracked = tracked_ ? tracked_->track(io_.get_executor()) : ActiveFlows::Flow();
   co_await connection->run();
+  tracked.end();
   if (!*alive) co_return;
   madeWith_.erase(connection.get());
   const std::string& reason = connection->closeReason();

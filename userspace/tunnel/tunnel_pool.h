@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "active_flows.h"
 #include "async.h"
 #include "config.h"
 #include "h2_tunnel.h"
@@ -45,6 +46,13 @@ class TunnelPool {
   // settings, drain. The first call starts the pool.
   void configure(const TunnelPoolSettings& settings);
   void stop();
+  // Drain of the agent: no new connection is made; those up keep carrying streams.
+  void drain() { draining_ = true; }
+  // The drain's last flow has ended: every connection says GOAWAY and closes once its
+  // streams (none by now) have ended.
+  void closeConnections();
+  // Where each connection registers while it runs (a drain waits for them to close).
+  void trackConnections(ActiveFlows* connections) { tracked_ = connections; }
   // Where the pool reports its connections and handshake times (none: not reported).
   void setMetrics(TunnelPoolMetrics* metrics) { metrics_ = metrics; }
 
@@ -89,6 +97,8 @@ class TunnelPool {
   uint64_t generation_ = 0;  // bumped by configure: connections of older generations drain
   bool started_ = false;
   bool stopped_ = false;
+  bool draining_ = false;
+  ActiveFlows* tracked_ = nullptr;
   std::vector<std::shared_ptr<Gateway>> gateways_;
   size_t next_ = 0;  // round robin over gateways
   asio::steady_timer tickTimer_;
