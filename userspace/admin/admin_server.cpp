@@ -1,6 +1,8 @@
 #include "admin_server.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -34,7 +36,11 @@ tcp::endpoint parseAdminAddress(const std::string& text) {
 }
 
 AdminServer::AdminServer(asio::io_context& io, tcp::endpoint endpoint)
-    : io_(io), endpoint_(std::move(endpoint)), acceptor_(io) {}
+    : io_(io), endpoint_(std::move(endpoint)), acceptor_(io), reserve_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {}
+
+AdminServer::~AdminServer() {
+  if (reserve_ >= 0) ::close(reserve_);
+}
 
 void AdminServer::start() {
   acceptor_.open(endpoint_.protocol());
@@ -65,9 +71,25 @@ awaitable<void> AdminServer::acceptLoop() {
     tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted) break;
     if (ec) {
-      spdlog::error("admin endpoint: accept: {}", ec.message());
-      asio::steady_timer pause(io_, std::chrono::milliseconds(50));
+      const auto now = std::chrono::steady_clock::now();
+      ++acceptFailures_;
+      if (now - lastAcceptLog_ >= std::chrono::seconds(1)) {
+        spdlog::error("admin endpoint: accept: {} (failures={})", ec.message(), acceptFailures_);
+        lastAcceptLog_ = now;
+      }
+      if ((ec.value() == EMFILE || ec.value() == ENFILE) && reserve_ >= 0) {
+        // Out of descriptors: the reserved one serves this request (a liveness probe
+        // still gets its answer), one at a time, then is taken back.
+        ::close(reserve_);
+        reserve_ = -1;
+        socket = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
+        if (!ec) co_await serve(std::move(socket));
+        reserve_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        continue;
+      }
+      asio::steady_timer pause(io_, std::chrono::milliseconds(reserve_ >= 0 ? 50 : 200));
       co_await pause.async_wait(use_awaitable);
+      if (reserve_ < 0) reserve_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
       continue;
     }
     asio::co_spawn(io_, serve(std::move(socket)), logEscapedException("admin request"));

@@ -2,9 +2,12 @@
 // /readyz, /config. Boost.Beast on the daemon's control io_context. Handlers run on that
 // thread and must read data-path state thread-safely (atomics, prometheus-cpp metrics).
 // Each request gets a bounded header (8 KiB), no body, a 5 s deadline and one response;
-// the connection then closes.
+// the connection then closes. Out of descriptors, it still answers, one request at a time
+// (a descriptor is kept in reserve for it).
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -33,6 +36,9 @@ class AdminServer {
   using Handler = std::function<AdminResponse(const AdminRequest&)>;
 
   AdminServer(asio::io_context& io, tcp::endpoint endpoint);
+  ~AdminServer();
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
   void route(const std::string& path, Handler handler) { routes_[path] = std::move(handler); }
   void route(const std::string& path, std::function<AdminResponse()> handler) {
     routes_[path] = [handler = std::move(handler)](const AdminRequest&) { return handler(); };
@@ -51,6 +57,11 @@ class AdminServer {
   tcp::endpoint endpoint_;
   tcp::acceptor acceptor_;
   std::map<std::string, Handler> routes_;
+  // A descriptor kept in reserve: out of descriptors, it is freed to answer one request
+  // at a time (kubelet's probes keep their answers while the data path is at its limit).
+  int reserve_ = -1;
+  uint64_t acceptFailures_ = 0;
+  std::chrono::steady_clock::time_point lastAcceptLog_{};
 };
 
 }  // namespace sluice

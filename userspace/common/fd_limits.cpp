@@ -49,12 +49,17 @@ AcceptGuard::~AcceptGuard() {
   if (reserve_ >= 0) ::close(reserve_);
 }
 
-void AcceptGuard::shedOne(tcp::acceptor& acceptor) {
+void AcceptGuard::shedWaiting(tcp::acceptor& acceptor) {
+  if (reserve_ < 0) reserve_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (reserve_ < 0) return;
   ::close(reserve_);
   reserve_ = -1;
-  int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-  if (fd >= 0) {
+  // Every client waiting now (up to a bound per pause), each on the one free descriptor:
+  // none of them could be served before descriptors free up, so none is left hanging.
+  // The listener is non-blocking (Asio made it so): an empty queue ends the loop.
+  for (int i = 0; i < kMaxShedPerPause; ++i) {
+    int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) break;
     linger reset{1, 0};  // close sends a RST: the client is refused at once
     ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
     ::close(fd);
@@ -67,8 +72,8 @@ std::chrono::milliseconds AcceptGuard::failed(tcp::acceptor& acceptor, const boo
   ++failures_;
   const int code = ec.category() == boost::system::system_category() ? ec.value() : 0;
   const bool outOfResources = code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM;
-  if (outOfResources) shedOne(acceptor);
-  pause_ = pause_.count() == 0 ? std::chrono::milliseconds(10) : std::min(pause_ * 2, std::chrono::milliseconds(1000));
+  if (outOfResources) shedWaiting(acceptor);
+  pause_ = pause_.count() == 0 ? std::chrono::milliseconds(10) : std::min(pause_ * 2, kMaxPause);
   const auto now = std::chrono::steady_clock::now();
   if (now - lastLog_ >= std::chrono::seconds(1)) {
     spdlog::error(

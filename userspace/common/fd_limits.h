@@ -23,10 +23,10 @@ OpenFileLimit raiseOpenFileLimit(const char* daemon);
 size_t openFileCount();
 
 // An accept loop's answer to a failed accept. Out of descriptors (EMFILE, ENFILE) or
-// kernel memory (ENOBUFS, ENOMEM), the waiting client is taken with a descriptor kept in
-// reserve and reset at once (refused fast, not left hanging in the queue); then the loop
-// pauses, 10 ms growing to 1 s while failures go on, instead of spinning. Logged at most
-// once a second with a count. One per accept loop.
+// kernel memory (ENOBUFS, ENOMEM), the clients waiting in the listen queue are taken one
+// by one on a descriptor kept in reserve and reset at once (refused fast, not left
+// hanging); then the loop pauses, 10 ms growing to 200 ms while failures go on, instead
+// of spinning. Logged at most once a second with a count. One per accept loop.
 class AcceptGuard {
  public:
   explicit AcceptGuard(std::string listener);
@@ -41,7 +41,9 @@ class AcceptGuard {
   uint64_t shed() const { return shed_; }
 
  private:
-  void shedOne(tcp::acceptor& acceptor);
+  static constexpr int kMaxShedPerPause = 256;
+  static constexpr std::chrono::milliseconds kMaxPause{200};
+  void shedWaiting(tcp::acceptor& acceptor);
 
   std::string listener_;
   int reserve_ = -1;
