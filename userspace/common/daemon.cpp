@@ -36,7 +36,10 @@ int runDaemon(int argc, char** argv, const DaemonSpec& spec) {
       "ADDRESS:PORT of the admin endpoint (/metrics, /healthz, /readyz, /config); keep it off pod-reachable "
       "addresses")("log-format", po::value<std::string>()->default_value("text"),
                    "access records and log lines: text or json (one JSON object per line)")(
-      "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
+      "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error")(
+      "log-queue-lines", po::value<size_t>()->default_value(8192),
+      "log lines queued for the writer thread; when stderr is slower, the oldest are dropped and counted "
+      "(sluice_log_lines_dropped_total), traffic never waits (0: write synchronously)");
   po::options_description hidden;
   if (spec.addOptions) spec.addOptions(visible, hidden);
   po::options_description all;
@@ -56,7 +59,7 @@ int runDaemon(int argc, char** argv, const DaemonSpec& spec) {
     po::notify(options);
     const LogFormat format = parseLogFormat(options["log-format"].as<std::string>());
     if (spec.validate) spec.validate(options);
-    setupLogging(options["log-level"].as<std::string>());
+    setupLogging(options["log-level"].as<std::string>(), options["log-queue-lines"].as<size_t>());
     configureLogFormat(format);
   } catch (const std::exception& e) {
     std::cerr << spec.name << ": " << e.what() << "\n" << visible << "\n";
