@@ -1,12 +1,11 @@
 #include "admin_server.h"
 
-#include <fcntl.h>
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "fd_limits.h"
 #include "spawn.h"
 
 namespace sluice {
@@ -36,11 +35,7 @@ tcp::endpoint parseAdminAddress(const std::string& text) {
 }
 
 AdminServer::AdminServer(asio::io_context& io, tcp::endpoint endpoint)
-    : io_(io), endpoint_(std::move(endpoint)), acceptor_(io), reserve_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {}
-
-AdminServer::~AdminServer() {
-  if (reserve_ >= 0) ::close(reserve_);
-}
+    : io_(io), endpoint_(std::move(endpoint)), acceptor_(io) {}
 
 void AdminServer::start() {
   acceptor_.open(endpoint_.protocol());
@@ -77,19 +72,22 @@ awaitable<void> AdminServer::acceptLoop() {
         spdlog::error("admin endpoint: accept: {} (failures={})", ec.message(), acceptFailures_);
         lastAcceptLog_ = now;
       }
-      if ((ec.value() == EMFILE || ec.value() == ENFILE) && reserve_ >= 0) {
-        // Out of descriptors: the reserved one serves this request (a liveness probe
-        // still gets its answer), one at a time, then is taken back.
-        ::close(reserve_);
-        reserve_ = -1;
+      if ((ec.value() == EMFILE || ec.value() == ENFILE) && (reserve_.held() || reserve_.retake())) {
+        // Out of descriptors: the reserved number serves this request (a liveness probe
+        // still gets its answer), one at a time, and is taken back from its socket.
+        reserve_.release();
         socket = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
-        if (!ec) co_await serve(std::move(socket));
-        reserve_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-        continue;
+        if (ec) {
+          reserve_.retake();
+        } else {
+          co_await serveOn(socket);
+          boost::system::error_code ignored;
+          reserve_.retake(socket.is_open() ? socket.release(ignored) : -1);
+          continue;
+        }
       }
-      asio::steady_timer pause(io_, std::chrono::milliseconds(reserve_ >= 0 ? 50 : 200));
+      asio::steady_timer pause(io_, std::chrono::milliseconds(200));
       co_await pause.async_wait(use_awaitable);
-      if (reserve_ < 0) reserve_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
       continue;
     }
     asio::co_spawn(io_, serve(std::move(socket)), logEscapedException("admin request"));
@@ -156,6 +154,10 @@ AdminResponse AdminServer::dispatch(const std::string& method, const std::string
 }
 
 awaitable<void> AdminServer::serve(tcp::socket socket) {
+  co_await serveOn(socket);
+}
+
+awaitable<void> AdminServer::serveOn(tcp::socket& socket) {
   auto executor = co_await asio::this_coro::executor;
   Deadline deadline(executor, std::chrono::seconds(5), [&socket] {
     boost::system::error_code ignored;

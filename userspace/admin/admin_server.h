@@ -14,6 +14,7 @@
 
 #include "admin_address.h"
 #include "async.h"
+#include "fd_limits.h"
 
 namespace sluice {
 
@@ -36,7 +37,6 @@ class AdminServer {
   using Handler = std::function<AdminResponse(const AdminRequest&)>;
 
   AdminServer(asio::io_context& io, tcp::endpoint endpoint);
-  ~AdminServer();
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;
   void route(const std::string& path, Handler handler) { routes_[path] = std::move(handler); }
@@ -51,6 +51,7 @@ class AdminServer {
  private:
   awaitable<void> acceptLoop();
   awaitable<void> serve(tcp::socket socket);
+  awaitable<void> serveOn(tcp::socket& socket);
   AdminResponse dispatch(const std::string& method, const std::string& target);
 
   asio::io_context& io_;
@@ -59,7 +60,7 @@ class AdminServer {
   std::map<std::string, Handler> routes_;
   // A descriptor kept in reserve: out of descriptors, it is freed to answer one request
   // at a time (kubelet's probes keep their answers while the data path is at its limit).
-  int reserve_ = -1;
+  DescriptorReserve reserve_;
   uint64_t acceptFailures_ = 0;
   std::chrono::steady_clock::time_point lastAcceptLog_{};
 };
