@@ -13,6 +13,8 @@ packages=(
   # userspace libraries
   libssl-dev libboost-dev libboost-program-options-dev libyaml-cpp-dev libspdlog-dev
   libfmt-dev libc-ares-dev libnghttp2-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # the daemons' allocator: jemalloc hands a burst's memory back (glibc's malloc cannot)
+  libjemalloc-dev
   # observability: /metrics exposition, JSON access records and /config; promtool checks
   # the scrape output in the metrics test (Debian's prometheus package ships it)
   prometheus-cpp-dev nlohmann-json3-dev prometheus

@@ -5,6 +5,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "fd_limits.h"
 #include "spawn.h"
 
 namespace sluice {
@@ -65,8 +66,27 @@ awaitable<void> AdminServer::acceptLoop() {
     tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted) break;
     if (ec) {
-      spdlog::error("admin endpoint: accept: {}", ec.message());
-      asio::steady_timer pause(io_, std::chrono::milliseconds(50));
+      const auto now = std::chrono::steady_clock::now();
+      ++acceptFailures_;
+      if (now - lastAcceptLog_ >= std::chrono::seconds(1)) {
+        spdlog::error("admin endpoint: accept: {} (failures={})", ec.message(), acceptFailures_);
+        lastAcceptLog_ = now;
+      }
+      if ((ec.value() == EMFILE || ec.value() == ENFILE) && (reserve_.held() || reserve_.retake())) {
+        // Out of descriptors: the reserved number serves this request (a liveness probe
+        // still gets its answer), one at a time, and is taken back from its socket.
+        reserve_.release();
+        socket = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
+        if (ec) {
+          reserve_.retake();
+        } else {
+          co_await serveOn(socket);
+          boost::system::error_code ignored;
+          reserve_.retake(socket.is_open() ? socket.release(ignored) : -1);
+          continue;
+        }
+      }
+      asio::steady_timer pause(io_, std::chrono::milliseconds(200));
       co_await pause.async_wait(use_awaitable);
       continue;
     }
@@ -134,6 +154,10 @@ AdminResponse AdminServer::dispatch(const std::string& method, const std::string
 }
 
 awaitable<void> AdminServer::serve(tcp::socket socket) {
+  co_await serveOn(socket);
+}
+
+awaitable<void> AdminServer::serveOn(tcp::socket& socket) {
   auto executor = co_await asio::this_coro::executor;
   Deadline deadline(executor, std::chrono::seconds(5), [&socket] {
     boost::system::error_code ignored;

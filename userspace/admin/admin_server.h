@@ -2,15 +2,19 @@
 // /readyz, /config. Boost.Beast on the daemon's control io_context. Handlers run on that
 // thread and must read data-path state thread-safely (atomics, prometheus-cpp metrics).
 // Each request gets a bounded header (8 KiB), no body, a 5 s deadline and one response;
-// the connection then closes.
+// the connection then closes. Out of descriptors, it still answers, one request at a time
+// (a descriptor is kept in reserve for it).
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
 
 #include "admin_address.h"
 #include "async.h"
+#include "fd_limits.h"
 
 namespace sluice {
 
@@ -33,6 +37,8 @@ class AdminServer {
   using Handler = std::function<AdminResponse(const AdminRequest&)>;
 
   AdminServer(asio::io_context& io, tcp::endpoint endpoint);
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
   void route(const std::string& path, Handler handler) { routes_[path] = std::move(handler); }
   void route(const std::string& path, std::function<AdminResponse()> handler) {
     routes_[path] = [handler = std::move(handler)](const AdminRequest&) { return handler(); };
@@ -45,12 +51,18 @@ class AdminServer {
  private:
   awaitable<void> acceptLoop();
   awaitable<void> serve(tcp::socket socket);
+  awaitable<void> serveOn(tcp::socket& socket);
   AdminResponse dispatch(const std::string& method, const std::string& target);
 
   asio::io_context& io_;
   tcp::endpoint endpoint_;
   tcp::acceptor acceptor_;
   std::map<std::string, Handler> routes_;
+  // A descriptor kept in reserve: out of descriptors, it is freed to answer one request
+  // at a time (kubelet's probes keep their answers while the data path is at its limit).
+  DescriptorReserve reserve_;
+  uint64_t acceptFailures_ = 0;
+  std::chrono::steady_clock::time_point lastAcceptLog_{};
 };
 
 }  // namespace sluice

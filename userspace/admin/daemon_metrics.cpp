@@ -1,5 +1,6 @@
 #include "daemon_metrics.h"
 
+#include "logging.h"
 #include "metrics_registry.h"
 #include "version.h"
 
@@ -41,6 +42,11 @@ std::vector<prometheus::MetricFamily> daemonFamilies(const DaemonFacts& f) {
                            MetricType::Counter);
   addSample(resets, {}, static_cast<double>(f.drainResets));
   out.push_back(std::move(resets));
+  auto dropped =
+      makeFamily("sluice_log_lines_dropped_total",
+                 "Log lines dropped because the log queue was full (a slow or blocked stderr)", MetricType::Counter);
+  addSample(dropped, {}, static_cast<double>(droppedLogLines()));
+  out.push_back(std::move(dropped));
   return out;
 }
 

@@ -43,7 +43,10 @@ int runDaemon(int argc, char** argv, const DaemonSpec& spec) {
       "ADDRESS:PORT of the admin endpoint (/metrics, /healthz, /readyz, /config); keep it off pod-reachable "
       "addresses")("log-format", po::value<std::string>()->default_value("text"),
                    "access records and log lines: text or json (one JSON object per line)")(
-      "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error");
+      "log-level", po::value<std::string>()->default_value("info"), "trace, debug, info, warn, error")(
+      "log-queue-lines", po::value<size_t>()->default_value(8192),
+      "log lines queued for the writer thread; when stderr is slower, the oldest are dropped and counted "
+      "(sluice_log_lines_dropped_total), traffic never waits (0: write synchronously)");
   po::options_description hidden;
   if (spec.addOptions) spec.addOptions(visible, hidden);
   po::options_description all;
@@ -65,7 +68,7 @@ int runDaemon(int argc, char** argv, const DaemonSpec& spec) {
     const double drain = options["drain-timeout"].as<double>();
     if (!(drain >= 0 && drain <= 86400)) throw po::error("--drain-timeout: seconds from 0 to 86400");
     if (spec.validate) spec.validate(options);
-    setupLogging(options["log-level"].as<std::string>());
+    setupLogging(options["log-level"].as<std::string>(), options["log-queue-lines"].as<size_t>());
     configureLogFormat(format);
   } catch (const std::exception& e) {
     std::cerr << spec.name << ": " << e.what() << "\n" << visible << "\n";

@@ -41,34 +41,72 @@ size_t openFileCount() {
   return ec ? 0 : count;
 }
 
-AcceptGuard::AcceptGuard(std::string listener) : listener_(std::move(listener)) {
-  reserve_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+namespace {
+
+// The source of every reserve (never closed): dup2 from it turns any number into a reserve.
+int spareDescriptor() {
+  static const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return fd;
 }
 
-AcceptGuard::~AcceptGuard() {
-  if (reserve_ >= 0) ::close(reserve_);
+}  // namespace
+
+DescriptorReserve::DescriptorReserve() {
+  retake();
 }
 
-void AcceptGuard::shedOne(tcp::acceptor& acceptor) {
-  if (reserve_ < 0) return;
-  ::close(reserve_);
-  reserve_ = -1;
-  int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-  if (fd >= 0) {
-    linger reset{1, 0};  // close sends a RST: the client is refused at once
+DescriptorReserve::~DescriptorReserve() {
+  release();
+}
+
+void DescriptorReserve::release() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+bool DescriptorReserve::retake(int socket) {
+  const int spare = spareDescriptor();
+  if (spare < 0) return false;
+  if (socket >= 0) {
+    if (::dup3(spare, socket, O_CLOEXEC) < 0) {
+      ::close(socket);
+      socket = -1;
+    }
+    if (fd_ >= 0 && socket >= 0) {
+      ::close(socket);  // already held one
+    } else if (socket >= 0) {
+      fd_ = socket;
+    }
+  }
+  if (fd_ < 0) fd_ = ::fcntl(spare, F_DUPFD_CLOEXEC, 0);
+  return fd_ >= 0;
+}
+
+void AcceptGuard::shedWaiting(tcp::acceptor& acceptor) {
+  if (!reserve_.held() && !reserve_.retake()) return;
+  // Every client waiting now (up to a bound per pause), each on the reserved number:
+  // none of them could be served before descriptors free up, so none is left hanging.
+  // The listener is non-blocking (Asio made it so): an empty queue ends the loop.
+  for (int i = 0; i < kMaxShedPerPause; ++i) {
+    reserve_.release();
+    int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+      reserve_.retake();
+      break;
+    }
+    linger reset{1, 0};  // closing it sends a RST: the client is refused at once
     ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
-    ::close(fd);
+    reserve_.retake(fd);
     ++shed_;
   }
-  reserve_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 std::chrono::milliseconds AcceptGuard::failed(tcp::acceptor& acceptor, const boost::system::error_code& ec) {
   ++failures_;
   const int code = ec.category() == boost::system::system_category() ? ec.value() : 0;
   const bool outOfResources = code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM;
-  if (outOfResources) shedOne(acceptor);
-  pause_ = pause_.count() == 0 ? std::chrono::milliseconds(10) : std::min(pause_ * 2, std::chrono::milliseconds(1000));
+  if (outOfResources) shedWaiting(acceptor);
+  pause_ = pause_.count() == 0 ? std::chrono::milliseconds(10) : std::min(pause_ * 2, kMaxPause);
   const auto now = std::chrono::steady_clock::now();
   if (now - lastLog_ >= std::chrono::seconds(1)) {
     spdlog::error(

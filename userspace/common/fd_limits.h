@@ -22,15 +22,34 @@ OpenFileLimit raiseOpenFileLimit(const char* daemon);
 // Descriptors open now (/proc/self/fd), or 0 if unknown.
 size_t openFileCount();
 
+// One descriptor number held in reserve for the moment a process runs out: release() frees
+// it for one accept; retake(fd) takes it back by turning `fd` (the accepted socket, done
+// with) into the reserve atomically (dup2: the socket closes, the number stays held), so
+// no other thread's accept can take the number in between. retake() without a socket
+// opens a new one (fails while the process is still out of descriptors: retried later).
+class DescriptorReserve {
+ public:
+  DescriptorReserve();
+  ~DescriptorReserve();
+  DescriptorReserve(const DescriptorReserve&) = delete;
+  DescriptorReserve& operator=(const DescriptorReserve&) = delete;
+
+  bool held() const { return fd_ >= 0; }
+  void release();
+  bool retake(int socket = -1);
+
+ private:
+  int fd_ = -1;
+};
+
 // An accept loop's answer to a failed accept. Out of descriptors (EMFILE, ENFILE) or
-// kernel memory (ENOBUFS, ENOMEM), the waiting client is taken with a descriptor kept in
-// reserve and reset at once (refused fast, not left hanging in the queue); then the loop
-// pauses, 10 ms growing to 1 s while failures go on, instead of spinning. Logged at most
-// once a second with a count. One per accept loop.
+// kernel memory (ENOBUFS, ENOMEM), the clients waiting in the listen queue are taken one
+// by one on a descriptor kept in reserve and reset at once (refused fast, not left
+// hanging); then the loop pauses, 10 ms growing to 200 ms while failures go on, instead
+// of spinning. Logged at most once a second with a count. One per accept loop.
 class AcceptGuard {
  public:
-  explicit AcceptGuard(std::string listener);
-  ~AcceptGuard();
+  explicit AcceptGuard(std::string listener) : listener_(std::move(listener)) {}
   AcceptGuard(const AcceptGuard&) = delete;
   AcceptGuard& operator=(const AcceptGuard&) = delete;
 
@@ -41,10 +60,12 @@ class AcceptGuard {
   uint64_t shed() const { return shed_; }
 
  private:
-  void shedOne(tcp::acceptor& acceptor);
+  static constexpr int kMaxShedPerPause = 256;
+  static constexpr std::chrono::milliseconds kMaxPause{200};
+  void shedWaiting(tcp::acceptor& acceptor);
 
   std::string listener_;
-  int reserve_ = -1;
+  DescriptorReserve reserve_;
   std::chrono::milliseconds pause_{0};
   uint64_t failures_ = 0;
   uint64_t failuresLogged_ = 0;

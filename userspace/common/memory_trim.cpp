@@ -1,10 +1,14 @@
 #include "memory_trim.h"
 
+#include <dlfcn.h>
+#include <gnu/libc-version.h>
 #include <malloc.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 #include "spawn.h"
 
@@ -24,6 +28,14 @@ awaitable<void> trimEvery(std::chrono::milliseconds period) {
     if (ec) co_return;
     trimMemoryIfDue();
   }
+}
+
+// jemalloc's control interface, if the process runs on jemalloc (the daemons link it;
+// a sanitizer build does not).
+using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
+Mallctl mallctlFunction() {
+  static const Mallctl function = reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"));
+  return function;
 }
 
 int64_t nowMs() {
@@ -51,10 +63,32 @@ void trimMemoryIfDue() {
   int64_t last = lastTrimMs.load(std::memory_order_relaxed);
   if (now - last < 1000 || !lastTrimMs.compare_exchange_strong(last, now)) return;
   peakSinceTrim.store(active, std::memory_order_relaxed);
+  handMemoryBack();
+}
+
+void handMemoryBack() {
+  if (Mallctl mallctl = mallctlFunction()) {
+    // Every arena's unused dirty pages back to the system now (MALLCTL_ARENAS_ALL).
+    mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);
+    return;
+  }
   malloc_trim(0);
 }
 
+std::string allocatorName() {
+  if (Mallctl mallctl = mallctlFunction()) {
+    const char* version = nullptr;
+    size_t size = sizeof(version);
+    if (mallctl("version", &version, &size, nullptr, 0) == 0 && version) {
+      return std::string("jemalloc ") + version;
+    }
+    return "jemalloc";
+  }
+  return std::string("glibc malloc ") + gnu_get_libc_version();
+}
+
 void trimMemoryPeriodically(asio::io_context& io, std::chrono::milliseconds period) {
+  spdlog::info("memory: allocator {}; freed memory is handed back after a burst of connections", allocatorName());
   asio::co_spawn(io, trimEvery(period), logEscapedException("memory trim"));
 }
 

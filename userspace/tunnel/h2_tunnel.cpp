@@ -12,6 +12,9 @@ using boost::system::error_code;
 namespace {
 
 constexpr size_t kReadBatch = 64 * 1024;
+// A connection's read buffer starts small and grows to kReadBatch once a read fills it:
+// an idle tunnel connection (or a peer that handshakes and goes silent) holds 4 KiB, not 64.
+constexpr size_t kFirstReadBatch = 4 * 1024;
 constexpr size_t kWriteBatch = 64 * 1024;
 
 nghttp2_nv header(const char* name, const std::string& value) {
@@ -198,7 +201,6 @@ H2Connection::H2Connection(std::unique_ptr<TlsStream> tls, H2Role role, H2Settin
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, entries.data(), entries.size());
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                         static_cast<int32_t>(settings_.connectionWindow));
-  out_.reserve(kWriteBatch + 16 * 1024 + 64);
 }
 
 H2Connection::~H2Connection() {
@@ -289,7 +291,7 @@ awaitable<void> H2Connection::run() {
 }
 
 awaitable<void> H2Connection::readLoop() {
-  std::vector<uint8_t> buffer(kReadBatch);
+  std::vector<uint8_t> buffer(kFirstReadBatch);
   while (!closed_) {
     IoResult read = co_await tls_->readSome(buffer);
     if (read.error) {
@@ -305,6 +307,7 @@ awaitable<void> H2Connection::readLoop() {
     }
     afterCallbacks();
     wakeWriter();
+    if (read.bytes == buffer.size() && buffer.size() < kReadBatch) buffer.resize(kReadBatch);
   }
 }
 
