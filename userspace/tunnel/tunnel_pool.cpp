@@ -98,9 +98,11 @@ std::shared_ptr<H2Connection> TunnelPool::usable(Gateway& gateway) const {
   return best;
 }
 
-size_t TunnelPool::healthyGateways() const {
+size_t TunnelPool::healthyGateways(const std::set<std::string>& exclude) const {
   size_t n = 0;
-  for (const auto& gateway : gateways_) n += usable(*gateway) != nullptr;
+  for (const auto& gateway : gateways_) {
+    n += gateway->listed && !exclude.contains(gateway->label) && usable(*gateway) != nullptr;
+  }
   return n;
 }
 

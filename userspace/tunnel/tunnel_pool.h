@@ -57,8 +57,9 @@ class TunnelPool {
   // up to the connect timeout for a connection if none is up.
   awaitable<Opened> open(const std::string& authority, const std::string& connectionId,
                          const std::set<std::string>& exclude);
-  // Gateways (resolved addresses) with at least one usable connection.
-  size_t healthyGateways() const;
+  // Gateways (resolved addresses) with at least one usable connection, leaving out
+  // those in `exclude` (labels, as Opened::gateway).
+  size_t healthyGateways(const std::set<std::string>& exclude = {}) const;
 
  private:
   struct Gateway {
