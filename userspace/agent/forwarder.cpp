@@ -300,6 +300,7 @@ void Forwarder::configurePool() {
   settings.socketMark = socketMark_ ? agent.socketMark : 0;
   settings.connectionsPerGateway = agent.gatewayConnections;
   settings.connectTimeout = agent.gatewayConnectTimeout;
+  settings.resolveInterval = agent.gatewayResolveInterval;
   settings.h2.pingInterval = agent.gatewayPingInterval;
   settings.h2.pingTimeout = agent.gatewayPingTimeout;
   pool_.configure(settings);
