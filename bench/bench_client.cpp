@@ -73,6 +73,9 @@ struct Totals {
   std::mutex lock;
   std::vector<double> latenciesUs;
   std::atomic<uint64_t> done{0}, errors{0}, bytes{0};
+  // errors split by whether any byte had come back from the far side (tls mode; in path
+  // mode the first byte is the reply, so every error is before it).
+  std::atomic<uint64_t> failedBeforeByte{0}, failedAfterByte{0};
 };
 
 void pathWorker(const Options& o, const std::vector<uint8_t>& hello, Clock::time_point end, Totals& t) {
@@ -83,6 +86,7 @@ void pathWorker(const Options& o, const std::vector<uint8_t>& hello, Clock::time
     int fd = connectTo(o.target);
     if (fd < 0 || !writeAll(fd, hello.data(), hello.size()) || read(fd, buf, sizeof(buf)) <= 0) {
       ++t.errors;
+      ++t.failedBeforeByte;
       if (fd >= 0) close(fd);
       continue;
     }
@@ -103,6 +107,7 @@ void tlsWorker(const Options& o, SSL_CTX* ctx, Clock::time_point end, Totals& t)
     int fd = connectTo(o.target);
     if (fd < 0) {
       ++t.errors;
+      ++t.failedBeforeByte;
       continue;
     }
     SSL* ssl = SSL_new(ctx);
@@ -118,6 +123,7 @@ void tlsWorker(const Options& o, SSL_CTX* ctx, Clock::time_point end, Totals& t)
       ++t.done;
     } else {
       ++t.errors;
+      ++(BIO_number_read(SSL_get_rbio(ssl)) > 0 ? t.failedAfterByte : t.failedBeforeByte);
     }
     SSL_free(ssl);
     close(fd);
@@ -236,10 +242,13 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(t.bytes.load()), seconds, t.bytes / seconds / (1 << 20),
                 static_cast<unsigned long long>(t.errors.load()));
   } else {
-    std::printf("mode=%s concurrency=%d conns=%llu seconds=%.3f cps=%.0f p50_us=%.0f p99_us=%.0f errors=%llu\n",
-                o.mode.c_str(), o.concurrency, static_cast<unsigned long long>(t.done.load()), seconds,
-                t.done / seconds, percentile(t.latenciesUs, 0.5), percentile(t.latenciesUs, 0.99),
-                static_cast<unsigned long long>(t.errors.load()));
+    std::printf(
+        "mode=%s concurrency=%d conns=%llu seconds=%.3f cps=%.0f p50_us=%.0f p99_us=%.0f errors=%llu "
+        "failed_before_byte=%llu failed_after_byte=%llu\n",
+        o.mode.c_str(), o.concurrency, static_cast<unsigned long long>(t.done.load()), seconds, t.done / seconds,
+        percentile(t.latenciesUs, 0.5), percentile(t.latenciesUs, 0.99),
+        static_cast<unsigned long long>(t.errors.load()), static_cast<unsigned long long>(t.failedBeforeByte.load()),
+        static_cast<unsigned long long>(t.failedAfterByte.load()));
   }
   return t.done || t.bytes ? 0 : 1;
 }

@@ -95,6 +95,28 @@ verdict() { [ "$(echo "$1" | bc -l)" = 1 ] && echo "met" || echo "not met"; }
     printf '| %s | %s | %s |\n' "$t" "$(cell cps_cores "$t")" "$(ratio cps_cores "$t" 1)"
   done
   echo
+  echo "### One gateway and two"
+  echo
+  echo "Path-only, 16 clients, the agent given gateway A only, then A and B (a second gateway process on the same"
+  echo "egress node, so both share its cores: this shows the cost of spreading, not added capacity)."
+  echo
+  echo "| gateways | conn/s, median (min–max) | vs 1 gateway |"
+  echo "|---|---|---|"
+  for g in ${R[gateways,list]:-}; do
+    printf '| %s | %s | %s |\n' "$g" "$(cell cps_gateways "$g")" "$(ratio cps_gateways "$g" 1)"
+  done
+  echo
+  echo "### A gateway killed during a run of new connections"
+  echo
+  echo "Realistic connections (full TLS with the origin), 16 clients, two gateways; gateway A gets SIGKILL a third of"
+  echo "the way in. *Failed before a byte*: the app got nothing back (the agent should have retried it on B: target 0);"
+  echo "*failed after a byte*: the origin's handshake bytes had reached the app, so the stream could not be moved."
+  echo
+  echo "| attempted | ok | failed before a byte | failed after a byte | streams retried by the agent |"
+  echo "|---|---|---|---|---|"
+  printf '| %s | %s | %s | %s | %s |\n' "${R[failover,attempted]:-–}" "${R[failover,ok]:-–}" "${R[failover,before]:-–}" \
+    "${R[failover,after]:-–}" "${R[failover,retries]:-–}"
+  echo
   echo "### connect() cost"
   echo
   echo "ns inside a non-blocking \`connect()\` (hooks, sockops, netfilter, the SYN). *no program*: pod-b, not enabled,"
@@ -125,13 +147,16 @@ verdict() { [ "$(echo "$1" | bc -l)" = 1 ] && echo "met" || echo "not met"; }
   v=$(printf %.0f "$(echo "$(med connect sluice) - $(med connect none)" | bc -l)")
   echo "| connect() overhead ≤ 1 µs over no program | $v ns | $(verdict "$v <= 1000") |"
   v2=$(ratio connect sluice iptables); echo "| connect() below iptables REDIRECT | $v2 | $(verdict "$v2 < 1") |"
+  v=${R[failover,before]:-}
+  echo "| gateway killed: 0 failed before a byte | ${v:-–} ($(printf %s "${R[failover,after]:-–}") after a byte) | $([ -n "$v" ] && verdict "$v == 0" || echo "not measured") |"
   echo
   echo "![connections per second](bench-cps.png)"
   echo
   echo "![latency](bench-latency.png)"
 } > "$out/REPORT.md"
 
-# Charts: grouped bars per path.
+# Charts: grouped bars per path (none for a run without the latency phase, BENCH_PHASES).
+[ -n "$(med cps_path_1 sluice)" ] || exit 0
 data=$(mktemp)
 {
   for p in "${paths[@]}"; do

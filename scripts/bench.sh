@@ -4,6 +4,8 @@
 #   sudo scripts/bench.sh            the full run (about 6 minutes)
 #   sudo scripts/bench.sh --smoke    a few seconds per figure: every path and figure works
 #   --out DIR                        where REPORT.md and the charts go (default bench/)
+#   BENCH_PHASES="gateways failover" only those phases (default: all of latency cores
+#                                    throughput memory connect gateways failover)
 #
 # Paths, each from its own pod namespace to the same origins:
 #   direct   pod-b: routed straight to the origin (the floor; the bench opens this route)
@@ -40,6 +42,9 @@ if [ $smoke = 1 ]; then
 else
   runs=3 seconds=2 stream_bytes=$((1 << 30)) idle=1000 connects=20000
 fi
+
+phases=" ${BENCH_PHASES:-latency cores throughput memory connect gateways failover} "
+want() { [[ $phases == *" $1 "* ]]; }
 
 export SL_PREFIX=${SL_PREFIX:-slb$$}
 export SL_RUN_DIR=/tmp/sluice-bench-$SL_PREFIX
@@ -171,6 +176,7 @@ done
 declare -A R  # results: R[figure,path] = "median min max"
 
 # ---------------------------------------------------------------- connections and latency
+if want latency; then
 for mode in path tls; do
   for c in 1 16; do
     for p in "${paths[@]}"; do
@@ -192,7 +198,10 @@ for mode in path tls; do
   done
 done
 
+fi
+
 # ---------------------------------------------------------------- agent cores
+if want cores; then
 # New connections per second (path-only, 16 clients) with the agent on 1..N worker loops;
 # the gateway keeps its default (one per core).
 cores=()
@@ -212,7 +221,10 @@ R[cores,list]="${cores[*]}"
 sl_stop agent
 sl_start_agent
 
+fi
+
 # ---------------------------------------------------------------- throughput and CPU per GiB
+if want throughput; then
 for streams in 1 8; do
   for p in "${paths[@]}"; do
     mibs=() node_cpu=() gw_cpu=()
@@ -236,7 +248,10 @@ for streams in 1 8; do
   done
 done
 
+fi
+
 # ---------------------------------------------------------------- memory per idle connection
+if want memory; then
 for p in sluice pair plain; do
   n0=$(rss_kib ${node_cg[$p]}) g0=$(rss_kib ${gw_cg[$p]})
   client $p hold $PLAIN_ADDR:443 --sni $PLAIN_HOST --concurrency $idle --duration-ms 4000 > "$SL_RUN_DIR/hold.out" &
@@ -252,7 +267,10 @@ for p in sluice pair plain; do
   log "idle x$held $p: node +$((n1 - n0)) KiB, gateway +$((g1 - g0)) KiB"
 done
 
+fi
+
 # ---------------------------------------------------------------- connect() cost
+if want connect; then
 # The agent is stopped so its accept work does not share the cores with the measurement:
 # connect() does not wait for it, the RST from the empty port ends each socket. "No
 # program" is like for like: pod-b (not enabled) connecting to where sluice sends it.
@@ -267,6 +285,67 @@ for k in none sluice iptables; do
   # shellcheck disable=SC2086
   R[connect,$k]=$(stats ${cc[$k]})
 done
+
+fi
+
+# ---------------------------------------------------------------- one gateway and two
+# Path-only new connections (16 clients) with the agent given gateway A only, then A and
+# B (a second gateway process on the egress node: scripts/lib/topology.sh). Both
+# gateways share the egress node's cores, as A alone does.
+if want gateways || want failover; then
+  # wait_tunnels N: until the agent holds N tunnel connections (2 per gateway and loop).
+  wait_tunnels() {
+    for _ in $(seq 50); do
+      [ "$(sl_host_exec node ss -Htn state established "( dport = :$SL_GATEWAY_PORT )" | grep -c .)" -ge "$1" ] && return
+      sleep 0.1
+    done
+  }
+  sl_stop agent
+  sl_start_agent
+  wait_tunnels 2
+  sluice_cps16() {
+    local cps=() r i
+    for ((i = 0; i < runs; i++)); do
+      r=$(client sluice path $PLAIN_ADDR:443 --sni $PLAIN_HOST --concurrency 16 --duration-ms $((seconds * 1000)))
+      cps+=("$(field cps "$r")")
+    done
+    stats "${cps[@]}"
+  }
+  want gateways && R[cps_gateways,1]=$(sluice_cps16) && log "1 gateway: cps ${R[cps_gateways,1]}"
+  sl_second_gateway "$SL_GATEWAY_B_ADDR:$SL_GATEWAY_PORT"
+  sl_stop agent
+  sl_start_agent
+  wait_tunnels 4
+  want gateways && R[cps_gateways,2]=$(sluice_cps16) && log "2 gateways: cps ${R[cps_gateways,2]}"
+  if want gateways; then R[gateways,list]="1 2"; fi
+fi
+
+# ---------------------------------------------------------------- a gateway killed
+# Realistic connections (full TLS with the origin, 16 clients) through two gateways;
+# gateway A gets SIGKILL a third of the way in. Counted: connections attempted, failed
+# before any byte came back (the target: 0, the agent retries them on B), failed after
+# (their bytes were already on the way: reset, as a real failover must), and the
+# agent's retries.
+if want failover; then
+  fo_ms=$((smoke ? 3000 : 6000))
+  retries0=$(grep -c 'retry gateway=' "$SL_RUN_DIR/agent.log" || true)
+  client sluice tls $SL_ALLOWED_ADDR:443 --sni $SL_ALLOWED_HOST --ca "$pki/public-ca.pem" --concurrency 16 \
+    --duration-ms $fo_ms > "$SL_RUN_DIR/failover.out" || true &
+  loadgen=$!
+  sleep "$(echo "$fo_ms / 3000" | bc -l)"
+  gw=$(awk '$2=="gateway"{print $1}' "$SL_RUN_DIR/pids" | tail -1)
+  kill -KILL "$gw"
+  wait $loadgen || true
+  sed -i "/^$gw gateway$/d" "$SL_RUN_DIR/pids"
+  r=$(cat "$SL_RUN_DIR/failover.out")
+  R[failover,attempted]=$(($(field conns "$r") + $(field errors "$r")))
+  R[failover,ok]=$(field conns "$r")
+  R[failover,before]=$(field failed_before_byte "$r")
+  R[failover,after]=$(field failed_after_byte "$r")
+  R[failover,retries]=$(($(grep -c 'retry gateway=' "$SL_RUN_DIR/agent.log" || true) - retries0))
+  log "gateway killed: ${R[failover,attempted]} attempted, ${R[failover,before]} failed before a byte," \
+    "${R[failover,after]} after, ${R[failover,retries]} retried"
+fi
 
 # ---------------------------------------------------------------- the report
 declare -p R > "$out/results.txt"

@@ -270,6 +270,44 @@ sl_start_agent() {
   sl_wait_listen node $SL_AGENT_PORT
 }
 
+# sl_second_gateway B_FOR_AGENT [MARK]: gateway B on the egress node, for tests and benches
+# with two gateways. B listens on 198.18.3.3 and [2001:db8:3::2] (IPv6 between node and
+# egress is added); the agent's rules ($SL_RUN_DIR/rules.yaml, the native variant) then
+# list 198.18.3.2:15443 (gateway A) and B_FOR_AGENT ("198.18.3.3:15443" or
+# "[2001:db8:3::2]:15443"); B runs on a copy, rules-b.yaml, with its upstream sockets
+# marked MARK if given (so a test can tell its dials from A's), and its own admin port
+# (127.0.0.1:15022: A holds the default in the namespace). Start or restart the agent after.
+SL_GATEWAY_B_ADDR=198.18.3.3
+SL_GATEWAY_B_ADDR6=2001:db8:3::2
+sl_second_gateway() {
+  local agent_side=$1 mark=${2:-} rules=$SL_RUN_DIR/rules.yaml
+  ip -n "$(sl_ns egress)" addr add $SL_GATEWAY_B_ADDR/24 dev eth0
+  ip -n "$(sl_ns node)" -6 addr add 2001:db8:3::1/64 dev eg nodad
+  ip -n "$(sl_ns egress)" -6 addr add $SL_GATEWAY_B_ADDR6/64 dev eth0 nodad
+  sed -i "s/^    address: $SL_EGRESS_ADDR:$SL_GATEWAY_PORT\$/    addresses: [\"$SL_EGRESS_ADDR:$SL_GATEWAY_PORT\", \"$agent_side\"]/" "$rules"
+  grep -qF "addresses: [\"$SL_EGRESS_ADDR:$SL_GATEWAY_PORT\", \"$agent_side\"]" "$rules" || {
+    echo "sl_second_gateway: $rules names no single gateway address to extend" >&2
+    return 1
+  }
+  sed -e "s/^  listen: $SL_EGRESS_ADDR:$SL_GATEWAY_PORT\$/  listen: $SL_GATEWAY_B_ADDR:$SL_GATEWAY_PORT\n  listen6: $SL_GATEWAY_B_ADDR6/" \
+    "$rules" > "$SL_RUN_DIR/rules-b.yaml"
+  [ -z "$mark" ] || sed -i "s/^  listen6: $SL_GATEWAY_B_ADDR6\$/&\n  socketMark: $mark/" "$SL_RUN_DIR/rules-b.yaml"
+  grep -q "^  listen6: $SL_GATEWAY_B_ADDR6\$" "$SL_RUN_DIR/rules-b.yaml" || {
+    echo "sl_second_gateway: $rules has no gateway listen line for B to take over" >&2
+    return 1
+  }
+  sl_spawn gateway-b egress "$SL_BUILD/userspace/sluice-gateway" --config "$SL_RUN_DIR/rules-b.yaml" \
+    --admin-address 127.0.0.1:15022
+  local i
+  for ((i = 0; i < 100; i++)); do
+    sl_host_exec egress ss -Hltn "( src $SL_GATEWAY_B_ADDR or src [$SL_GATEWAY_B_ADDR6] ) and sport = :$SL_GATEWAY_PORT" |
+      grep -c . | grep -qx 2 && return 0
+    sleep 0.05
+  done
+  echo "gateway B does not listen on $SL_GATEWAY_B_ADDR and [$SL_GATEWAY_B_ADDR6]:$SL_GATEWAY_PORT" >&2
+  return 1
+}
+
 # sl_stop NAME: stops one spawned process (by its recorded PID) and waits for it.
 sl_stop() {
   local pid

@@ -33,6 +33,14 @@ done
 for t in $(seq "$(nproc)"); do
   grep -qE "^\| $t \| [0-9.]+ \(" "$report" && pass "agent cores: $t loop(s)" || fail "agent cores: $t loop(s) missing"
 done
+# section HEADING: the report's lines under "### HEADING", up to the next heading.
+section() { awk -v h="### $1" '/^#/{inside=($0==h); next} inside' "$report"; }
+for g in 1 2; do
+  section "One gateway and two" | grep -qE "^\| $g \| [0-9.]+ \(" && pass "$g gateway(s): conn/s" ||
+    fail "$g gateway(s): conn/s missing"
+done
+section "A gateway killed during a run of new connections" | grep -qE '^\| [0-9]+ \| [0-9]+ \| [0-9]+ \| [0-9]+ \| [0-9]+ \|$' &&
+  pass "gateway killed: attempted, ok, failed before and after a byte, retried" || fail "gateway killed: counts missing"
 for png in bench-cps.png bench-latency.png; do
   [ "$(head -c 4 "$out/$png" | tail -c 3)" = PNG ] && pass "chart $png" || fail "chart $png missing"
 done

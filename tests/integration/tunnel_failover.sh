@@ -6,19 +6,12 @@
 source "$(dirname "$0")/../lib/harness.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 sl_topology_up || { not_ok "topology up"; exit 1; }
-# Gateway B: a second address on the egress node, and IPv6 between node and egress.
-ip -n "$(sl_ns egress)" addr add 198.18.3.3/24 dev eth0
-ip -n "$(sl_ns node)" -6 addr add 2001:db8:3::1/64 dev eg nodad
-ip -n "$(sl_ns egress)" -6 addr add 2001:db8:3::2/64 dev eth0 nodad
 sl_write_rules native
-rules=$SL_RUN_DIR/rules.yaml
-sed -i 's/^    address: 198.18.3.2:15443$/    addresses: ["198.18.3.2:15443", "[2001:db8:3::2]:15443"]/' "$rules"
-check "the agent lists two gateways, the second by its IPv6 address" grep -q 'addresses: \["198.18.3.2:15443", "\[2001:db8:3::2\]:15443"\]' "$rules"
-sed -e 's/^  listen: 198.18.3.2:15443$/  listen: 198.18.3.3:15443\n  listen6: 2001:db8:3::2/' "$rules" > "$SL_RUN_DIR/rules-b.yaml"
+# Gateway B: a second address on the egress node, reached over IPv6 (scripts/lib/topology.sh).
+sl_second_gateway "[$SL_GATEWAY_B_ADDR6]:15443" || { not_ok "gateway B starts"; exit 1; }
+check "the agent lists two gateways, the second by its IPv6 address" \
+  grep -q 'addresses: \["198.18.3.2:15443", "\[2001:db8:3::2\]:15443"\]' "$SL_RUN_DIR/rules.yaml"
 check "gateway B listens on 198.18.3.3 and 2001:db8:3::2" grep -q "listen6: 2001:db8:3::2" "$SL_RUN_DIR/rules-b.yaml"
-# Its own admin port: gateway A holds the default one in this namespace.
-sl_spawn gateway-b egress "$SL_BUILD/userspace/sluice-gateway" --config "$SL_RUN_DIR/rules-b.yaml" \
-  --admin-address 127.0.0.1:15022
 sl_start_sluice || { not_ok "sluice daemons start"; exit 1; }
 for _ in $(seq 50); do [ "$(sl_host_exec egress ss -Hltn 'sport = :15443' | grep -c .)" -ge 3 ] && break; sleep 0.1; done
 

@@ -52,3 +52,28 @@ TEST(DesiredDatapath, MapCapacitiesAreCheckedBeforeTheKernelIsTouched) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST(DesiredDatapath, ResolvedGatewayNamesAreBypassedLikeAddresses) {
+  AgentConfig agent;
+  agent.listen = *parseIpv4Endpoint("198.18.0.1:15001");
+  agent.gateways = {GatewayTarget{"gateways.sluice-system.svc", 15443}, GatewayTarget{"198.18.3.2", 15443}};
+  GatewayAddresses resolved;
+  resolved.v4 = {*parseIpv4("198.18.3.7"), *parseIpv4("198.18.3.8")};
+  resolved.v6 = {*parseIpv6("2001:db8:3::7")};
+  DatapathState s = desiredDatapath(agent, 1, 0, resolved);
+  std::set<std::string> cidrs;
+  for (auto& [prefix, address] : s.bypass4) cidrs.insert(formatCidr(Ipv4Cidr{address, static_cast<uint8_t>(prefix)}));
+  EXPECT_EQ(cidrs,
+            (std::set<std::string>{"127.0.0.0/8", "198.18.0.1/32", "198.18.3.2/32", "198.18.3.7/32", "198.18.3.8/32"}));
+  EXPECT_TRUE(s.bypass6.contains({128, *parseIpv6("2001:db8:3::7")}));
+  // Without the resolved addresses (not known yet, or the name gone) they are not bypassed.
+  DatapathState without = desiredDatapath(agent, 1, 0);
+  EXPECT_FALSE(without.bypass4.contains({32, *parseIpv4("198.18.3.7")}));
+  EXPECT_FALSE(without.bypass6.contains({128, *parseIpv6("2001:db8:3::7")}));
+}
+
+}  // namespace
+}  // namespace sluice

@@ -15,6 +15,7 @@
 #include "flow_report.h"
 #include "forwarder.h"
 #include "gateway_health.h"
+#include "gateway_names.h"
 #include "interface_addresses.h"
 #include "kernel_features.h"
 #include "log_record.h"
@@ -93,8 +94,8 @@ void enrollCgroups(const PinLayout& pins, const std::vector<std::filesystem::pat
 // enrolling a cgroup still fails the maps go back to the rule set before. Returns the
 // cgroups enrolled.
 std::vector<std::filesystem::path> installRules(BpfDatapath& datapath, const PinLayout& pins, const AgentRules& rules,
-                                                uint32_t version) {
-  DatapathState next = datapath.desired(rules.agent, version);
+                                                uint32_t version, const GatewayAddresses& resolvedGateways) {
+  DatapathState next = datapath.desired(rules.agent, version, resolvedGateways);
   for (const auto& dir : resolveCgroups(rules.agent.exemptCgroups, "agent.exemptCgroups")) {
     next.exempt.insert(cgroupId(dir));
   }
@@ -128,7 +129,21 @@ int run(const po::variables_map& options) {
 
   spdlog::info("kernel {} has every feature sluice needs (floor: Linux {})", requireKernelFeatures(), kernelFloor());
   BpfDatapath datapath(pins);
-  std::vector<std::filesystem::path> enrolled = installRules(datapath, pins, *rules, 1);
+  std::vector<std::filesystem::path> enrolled = installRules(datapath, pins, *rules, 1, {});
+  uint32_t rulesVersion = 1;
+  // Gateways given as names: their addresses join the kernel's bypass as they resolve
+  // (every agent.gateway.resolveIntervalMs, as the tunnel pools ask), all or nothing like
+  // a reload.
+  GatewayNames gatewayNames(io, [&](const GatewayAddresses& resolved) {
+    try {
+      enrolled = installRules(datapath, pins, *rules, rulesVersion, resolved);
+      return true;
+    } catch (const std::exception& e) {
+      spdlog::error("gateway names: the bypass of the resolved gateway addresses was not applied: {}", e.what());
+      return false;
+    }
+  });
+  gatewayNames.setTargets(rules->agent.gateways, rules->agent.gatewayResolveInterval);
 
   // Every flow in progress, across the workers (declared before them: it outlives their
   // loops), and what a drain reports.
@@ -186,13 +201,15 @@ int run(const po::variables_map& options) {
       throw ConfigError("agent.listen or agent.listen6 changed: restart the agent to move its listeners");
     }
     certificates.requireSameFiles(nextRules->agent.tls, "agent.tls");
-    enrolled = installRules(datapath, pins, *nextRules, static_cast<uint32_t>(next));
+    enrolled = installRules(datapath, pins, *nextRules, static_cast<uint32_t>(next), gatewayNames.current());
+    rulesVersion = static_cast<uint32_t>(next);
     for (size_t i = 0; i < forwarders.size(); ++i) {
       asio::post(workers.io(i), [forwarder = forwarders[i].get(), nextRules] { forwarder->setRules(nextRules); });
     }
     applyCaps(nextRules->agent);
     health.setTarget(gatewayEndpoint(nextRules->agent), markSockets ? nextRules->agent.socketMark : 0);
     rules = nextRules;
+    gatewayNames.setTargets(rules->agent.gateways, rules->agent.gatewayResolveInterval);
     return "hosts=" + std::to_string(rules->hosts.size()) + " outbound=" + toString(rules->outbound);
   });
 
@@ -203,6 +220,7 @@ int run(const po::variables_map& options) {
                                              [&enrolled] { return enrolled; }, &drainStatus});
   admin.start();
   health.start();
+  gatewayNames.start();
 
   // SIGTERM: the listeners close (the pinned programs stay: pods' connects to redirected
   // ports are refused here, never sent around the agent), flows finish up to
@@ -222,6 +240,7 @@ int run(const po::variables_map& options) {
                  spdlog::info("stopping; links stay pinned, so enabled cgroups fail closed");
                  admin.stop();
                  health.stop();
+                 gatewayNames.stop();
                  io.stop();
                }});
   auto signals = handleSignals(

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <iterator>
 #include <random>
 
 #include "log_record.h"
@@ -47,6 +49,7 @@ constexpr const char* kGuardReasons[] = {"unspecified", "loopback",  "link-local
                                          "reserved",    "deny-cidr", "private",    "self"};
 constexpr const char* kFailures[] = {"local-socket-error", "no-gateway-available", "gateway-refused",
                                      "gateway-response-timeout", "tunnel"};
+constexpr const char* kRetryCauses[] = {"tunnel", "gateway-response-timeout", "gateway-refused"};
 constexpr const char* kRelayResults[] = {"ok", "idle-timeout", "relay-error", "reset", "drain-deadline"};
 
 }  // namespace
@@ -126,6 +129,11 @@ AgentMetrics::AgentMetrics(MetricsRegistry& registry)
                             .Name("sluice_tunnel_connections")
                             .Help("Tunnel connections to each gateway, by state (connecting, ready, draining, failed)")
                             .Register(registry.registry())),
+      retries(BuildCounter()
+                  .Name("sluice_flow_retries_total")
+                  .Help("CONNECT streams opened again on another gateway before the origin's first byte, by why the "
+                        "one before failed (tunnel, gateway-response-timeout, gateway-refused)")
+                  .Register(registry.registry())),
       deniedHosts(BuildCounter()
                       .Name("sluice_agent_denied_hosts_total")
                       .Help("Connections denied as host-not-allowed, by host (the first 100 names; later ones as "
@@ -137,6 +145,7 @@ AgentMetrics::AgentMetrics(MetricsRegistry& registry)
   }
   for (const char* reason : kFailures) connections.Add({{"decision", "failed"}, {"reason", reason}});
   for (const char* reason : kRelayResults) connections.Add({{"decision", "allowed"}, {"reason", reason}});
+  for (const char* cause : kRetryCauses) retries.Add({{"cause", cause}});
 }
 
 void AgentMetrics::addTunnelConnections(const std::string& gateway, TunnelState state, int64_t delta) {
@@ -158,6 +167,18 @@ prometheus::Counter& AgentMetrics::deniedHost(const std::string& host) {
 
 void FlowReporter::started() {
   if (metrics_) metrics_->activeFlows.Increment();
+}
+
+void FlowReporter::retried(const std::string& connectionId, const std::string& gateway, const std::string& failure) {
+  const auto [code, detail] = splitReason(failure);
+  LogRecord record("retry");
+  record.add("gateway", gateway).add("after", code);
+  if (!detail.empty()) record.add("detail", detail);
+  record.add("connection_id", connectionId);
+  writeRecord(spdlog::level::info, record);
+  if (!metrics_) return;
+  const bool known = std::find(std::begin(kRetryCauses), std::end(kRetryCauses), code) != std::end(kRetryCauses);
+  metrics_->retries.Add({{"cause", known ? code : std::string("tunnel")}}).Increment();
 }
 
 void FlowReporter::report(const FlowReport& flow) {

@@ -79,6 +79,8 @@ class AgentMetrics final : public TunnelPoolMetrics {
   prometheus::Histogram& gatewayConnect;
   prometheus::Histogram& gatewayHandshake;
   prometheus::Family<prometheus::Gauge>& tunnelConnections;
+  // Streams opened again on another gateway, by why the one before failed (kRetryCauses).
+  prometheus::Family<prometheus::Counter>& retries;
   // Hosts refused as host-not-allowed: the first kMaxDeniedHosts names get a series of
   // their own, later ones count as host="other" (SNI is the client's to choose).
   prometheus::Family<prometheus::Counter>& deniedHosts;
@@ -97,6 +99,10 @@ class FlowReporter {
   void started();
   // The one record of a flow: access log line and metrics.
   void report(const FlowReport& flow);
+  // A flow's stream failed before the origin's first byte and is opened again elsewhere:
+  // one log line and sluice_flow_retries_total{cause} (cause: tunnel,
+  // gateway-response-timeout, gateway-refused; the code before the first ':' of `failure`).
+  void retried(const std::string& connectionId, const std::string& gateway, const std::string& failure);
   AgentMetrics* metrics() const { return metrics_; }
 
  private:

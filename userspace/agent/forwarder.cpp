@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <optional>
@@ -19,6 +20,7 @@
 #include "marked_socket.h"
 #include "rate_limiter.h"
 #include "relay.h"
+#include "retry_policy.h"
 #include "spawn.h"
 
 namespace sluice {
@@ -314,6 +316,7 @@ void Forwarder::configurePool() {
   settings.socketMark = socketMark_ ? agent.socketMark : 0;
   settings.connectionsPerGateway = agent.gatewayConnections;
   settings.connectTimeout = agent.gatewayConnectTimeout;
+  settings.resolveInterval = agent.gatewayResolveInterval;
   settings.h2.pingInterval = agent.gatewayPingInterval;
   settings.h2.pingTimeout = agent.gatewayPingTimeout;
   pool_.configure(settings);
@@ -368,7 +371,12 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::tryGateways(const AgentRules
   auto executor = co_await asio::this_coro::executor;
   const AgentConfig& agent = rules.agent;
   std::set<std::string> tried;
-  const int attempts = static_cast<int>(std::max<size_t>(2, agent.gateways.size() + 1));
+  // Bounds: one try per gateway and one more (a lost tunnel may be re-made to the same
+  // gateway when it is the only one), and every try started within twice the response
+  // timeout of the first.
+  const int attempts =
+      static_cast<int>(std::max<size_t>(2, std::max(agent.gateways.size(), pool_.healthyGateways()) + 1));
+  const auto budgetEnd = std::chrono::steady_clock::now() + 2 * agent.gatewayResponseTimeout;
   for (int attempt = 0; attempt < attempts; ++attempt) {
     TunnelPool::Opened opened = co_await pool_.open(authority, connectionId, tried);
     if (!opened.stream) {
@@ -382,7 +390,10 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::tryGateways(const AgentRules
     if (appReady) stream->interruptWaits();
     bool retry = false;
     {
-      Deadline deadline(executor, agent.gatewayResponseTimeout, [&stream] { stream->abort(); });
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(budgetEnd - std::chrono::steady_clock::now());
+      Deadline deadline(executor, std::clamp(left, std::chrono::milliseconds(1), agent.gatewayResponseTimeout),
+                        [&stream] { stream->abort(); });
       auto ec = co_await stream->writeAll(firstBytes);
       if (!ec) co_await stream->waitResponse();
       if (!ec && appReady && !stream->isReset()) co_return stream;  // the app spoke first: relay now
@@ -393,7 +404,10 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::tryGateways(const AgentRules
         failure = "tunnel:" + (stream->isReset() ? stream->resetReason() : ec.message());
         retry = stream->tunnelLost() || stream->resetReason() == "refused-stream" || stream->status() == 0;
       } else if (stream->status() != 200) {
+        // The gateway's own trouble (caps, DNS, its path to the origin) is tried once on
+        // each other gateway that is up; its policy answers are final (retry_policy.h).
         failure = "gateway-refused:" + (stream->result().empty() ? std::to_string(stream->status()) : stream->result());
+        retry = retryOnAnotherGateway(stream->status(), stream->result()) && pool_.healthyGateways(tried) > 0;
       } else {
         // Connected at the gateway: wait for the origin's first byte (or FIN/RST).
         Deadline firstByte(executor, agent.idleTimeout, [&stream] { stream->abort(); });
@@ -405,9 +419,9 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::tryGateways(const AgentRules
       }
     }
     stream->abort();
-    if (!retry) co_return nullptr;
+    if (!retry || attempt + 1 == attempts || std::chrono::steady_clock::now() >= budgetEnd) co_return nullptr;
     ++retries;
-    spdlog::debug("flow connection_id={} gateway={} retry after {}", connectionId, gateway, failure);
+    reporter_.retried(connectionId, gateway, failure);
   }
   co_return nullptr;
 }

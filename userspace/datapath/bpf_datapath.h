@@ -32,8 +32,8 @@ class BpfDatapath {
   // fails, the state before is written back (in the same order) and the error thrown.
   // Returns the state it replaced, for a caller that must undo it later.
   DatapathState apply(const DatapathState& state);
-  DatapathState desired(const AgentConfig& agent, uint32_t rulesVersion) const {
-    return desiredDatapath(agent, rulesVersion, nodeNetnsCookie_);
+  DatapathState desired(const AgentConfig& agent, uint32_t rulesVersion, const GatewayAddresses& resolved = {}) const {
+    return desiredDatapath(agent, rulesVersion, nodeNetnsCookie_, resolved);
   }
   void applyRules(const AgentConfig& agent, uint32_t rulesVersion) { apply(desired(agent, rulesVersion)); }
   // What the maps hold now.

@@ -7,7 +7,8 @@
 
 namespace sluice {
 
-DatapathState desiredDatapath(const AgentConfig& agent, uint32_t rulesVersion, uint64_t nodeNetnsCookie) {
+DatapathState desiredDatapath(const AgentConfig& agent, uint32_t rulesVersion, uint64_t nodeNetnsCookie,
+                              const GatewayAddresses& resolved) {
   DatapathState state;
   state.config.redirect_ip4_be = agent.listen.addressBe;
   state.config.redirect_port_be = htons(agent.listen.port);
@@ -21,11 +22,12 @@ DatapathState desiredDatapath(const AgentConfig& agent, uint32_t rulesVersion, u
   auto cidrs = agent.bypass;
   cidrs.push_back(*parseIpv4Cidr("127.0.0.0/8"));
   cidrs.push_back(Ipv4Cidr{agent.listen.addressBe, 32});
-  // Every gateway written as an address (a name's addresses are not known here; the
-  // agent's socket mark keeps its tunnels out of the redirect all the same).
+  // Every gateway written as an address, and what the names resolved to (the agent's
+  // socket mark keeps its tunnels out of the redirect all the same).
   for (const auto& gateway : agent.gateways) {
     if (auto v4 = parseIpv4(gateway.host)) cidrs.push_back(Ipv4Cidr{*v4, 32});
   }
+  for (uint32_t v4 : resolved.v4) cidrs.push_back(Ipv4Cidr{v4, 32});
   if (agent.gatewayAddress.addressBe) cidrs.push_back(Ipv4Cidr{agent.gatewayAddress.addressBe, 32});
   for (const auto& cidr : cidrs) state.bypass4.insert({cidr.prefixLength, cidr.addressBe});
   auto cidrs6 = agent.bypass6;
@@ -34,6 +36,7 @@ DatapathState desiredDatapath(const AgentConfig& agent, uint32_t rulesVersion, u
   for (const auto& gateway : agent.gateways) {
     if (auto v6 = parseIpv6(gateway.host)) cidrs6.push_back(Ipv6Cidr{*v6, 128});
   }
+  for (const auto& v6 : resolved.v6) cidrs6.push_back(Ipv6Cidr{v6, 128});
   for (const auto& cidr : cidrs6) state.bypass6.insert({cidr.prefixLength, cidr.address});
   return state;
 }

@@ -19,11 +19,21 @@ struct DatapathState {
   std::set<uint64_t> exempt;  // cgroup ids (agent.exemptCgroups, resolved by the agent)
 };
 
+// The addresses the agent's gateway names (agent.gateway.addresses given as names)
+// resolve to now: bypassed like gateways written as addresses.
+struct GatewayAddresses {
+  std::set<uint32_t> v4;  // network order
+  std::set<Ipv6Address> v6;
+  bool operator==(const GatewayAddresses&) const = default;
+};
+
 // Configured bypass CIDRs plus what must never be redirected: loopback, the agent's own
-// listener (else the redirect would loop) and the gateway (the agent's tunnel).
+// listener (else the redirect would loop) and the gateways (the agent's tunnels): those
+// written as addresses and `resolved`, what those given as names resolve to.
 // nodeNetnsCookie: the agent's network namespace, the only one where its socket mark
 // exempts a socket (0: the mark exempts nothing).
-DatapathState desiredDatapath(const AgentConfig& agent, uint32_t rulesVersion, uint64_t nodeNetnsCookie);
+DatapathState desiredDatapath(const AgentConfig& agent, uint32_t rulesVersion, uint64_t nodeNetnsCookie,
+                              const GatewayAddresses& resolved = {});
 
 // Throws ConfigError if the state does not fit the kernel maps (SL_MAX_PORTS,
 // SL_MAX_BYPASS4, SL_MAX_BYPASS6, SL_MAX_EXEMPT_CGROUPS), so a reload is refused before any map is touched.

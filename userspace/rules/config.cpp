@@ -102,7 +102,7 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
   YAML::Node gw = r.required(node, "gateway", "agent");
   r.requireMap(gw, "agent.gateway",
                {"address", "addresses", "identity", "connectTimeoutMs", "service", "connections", "pingIntervalMs",
-                "pingTimeoutMs", "responseTimeoutMs"});
+                "pingTimeoutMs", "responseTimeoutMs", "resolveIntervalMs"});
   if (gw["address"] && gw["addresses"])
     r.fail(gw["addresses"], "give 'agent.gateway.address' or 'addresses', not both");
   std::vector<YAML::Node> listed;
@@ -134,6 +134,7 @@ AgentConfig readAgent(const YamlReader& r, const YAML::Node& node) {
   agent.gatewayResponseTimeout = r.millis(gw, "responseTimeoutMs", agent.gatewayResponseTimeout);
   agent.gatewayIdentity = r.identity(r.required(gw, "identity", "agent.gateway"), "agent.gateway.identity");
   agent.gatewayConnectTimeout = r.millis(gw, "connectTimeoutMs", agent.gatewayConnectTimeout);
+  agent.gatewayResolveInterval = r.millis(gw, "resolveIntervalMs", agent.gatewayResolveInterval);
   if (gw["service"]) agent.gatewayService = r.string(gw["service"], "agent.gateway.service");
   return agent;
 }

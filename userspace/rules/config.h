@@ -94,6 +94,9 @@ struct AgentConfig {
   // VirtualService destination).
   std::string gatewayService = "istio-egressgateway.istio-system.svc.cluster.local";
   std::chrono::milliseconds gatewayConnectTimeout{5000};
+  // Gateways given as names are resolved again this often (the pools' targets and the
+  // kernel's bypass).
+  std::chrono::milliseconds gatewayResolveInterval{30000};
   std::chrono::milliseconds directConnectTimeout{5000};  // ALLOW_ANY connections
   std::chrono::milliseconds idleTimeout{3'600'000};      // a relay with no byte either way ends
   uint32_t socketMark = kDefaultSocketMark;              // SO_MARK of the agent's own sockets

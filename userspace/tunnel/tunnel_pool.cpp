@@ -64,26 +64,74 @@ void TunnelPool::closeConnections() {
   }
 }
 
+namespace {
+
+bool isName(const GatewayTarget& target) {
+  error_code ec;
+  asio::ip::make_address(target.host, ec);
+  return bool(ec);
+}
+
+std::string key(const GatewayTarget& target) {
+  return target.host + ":" + std::to_string(target.port);
+}
+
+}  // namespace
+
 // Addresses as written are gateways at once; a name is asked of the system resolver
-// (a headless Service answers with every ready gateway) now and every resolveInterval.
+// (a headless Service answers with every ready gateway) now and every resolveInterval,
+// off the loop (getaddrinfo blocks), keeping its last answer until a new one comes.
 void TunnelPool::resolveTargets() {
+  std::erase_if(resolvedNames_, [&](auto& entry) {
+    return std::none_of(settings_.gateways.begin(), settings_.gateways.end(),
+                        [&](const GatewayTarget& t) { return isName(t) && key(t) == entry.first; });
+  });
+  applyEndpoints();
+  resolvedAt_ = Clock::now();
+  if (std::any_of(settings_.gateways.begin(), settings_.gateways.end(), isName) && !resolving_) {
+    resolving_ = true;
+    asio::co_spawn(io_, resolveNames(generation_), logEscapedException("tunnel resolve"));
+  }
+}
+
+awaitable<void> TunnelPool::resolveNames(uint64_t generation) {
+  auto alive = alive_;
+  const std::vector<GatewayTarget> targets = settings_.gateways;
+  for (const auto& target : targets) {
+    if (!isName(target)) continue;
+    tcp::resolver resolver(io_);
+    error_code ec;
+    auto results = co_await resolver.async_resolve(target.host, std::to_string(target.port),
+                                                   asio::redirect_error(use_awaitable, ec));
+    if (!*alive) co_return;
+    if (ec || results.empty()) {
+      spdlog::warn("tunnel gateway={} result=resolve-failed:{}", key(target), ec ? ec.message() : "no addresses");
+      continue;
+    }
+    if (generation != generation_) continue;  // reconfigured meanwhile: a new ask follows
+    std::vector<tcp::endpoint> endpoints;
+    for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+    resolvedNames_[key(target)] = std::move(endpoints);
+  }
+  resolving_ = false;
+  resolvedAt_ = Clock::now();
+  if (generation != generation_) {
+    resolveTargets();  // the settings changed while asking: ask for the new ones
+    co_return;
+  }
+  applyEndpoints();
+}
+
+void TunnelPool::applyEndpoints() {
   std::vector<tcp::endpoint> endpoints;
   for (const auto& target : settings_.gateways) {
-    error_code ec;
-    auto address = asio::ip::make_address(target.host, ec);
-    if (!ec) {
-      endpoints.emplace_back(address, target.port);
+    if (!isName(target)) {
+      endpoints.emplace_back(asio::ip::make_address(target.host), target.port);
       continue;
     }
-    tcp::resolver resolver(io_);
-    auto results = resolver.resolve(target.host, std::to_string(target.port), ec);
-    if (ec) {
-      spdlog::warn("tunnel gateway={}:{} result=resolve-failed:{}", target.host, target.port, ec.message());
-      continue;
-    }
-    for (const auto& entry : results) endpoints.push_back(entry.endpoint());
+    auto it = resolvedNames_.find(key(target));
+    if (it != resolvedNames_.end()) endpoints.insert(endpoints.end(), it->second.begin(), it->second.end());
   }
-  resolvedAt_ = Clock::now();
   for (auto& gateway : gateways_) gateway->listed = false;
   for (const auto& endpoint : endpoints) {
     auto it = std::find_if(gateways_.begin(), gateways_.end(), [&](auto& g) { return g->endpoint == endpoint; });
@@ -107,20 +155,18 @@ std::shared_ptr<H2Connection> TunnelPool::usable(Gateway& gateway) const {
   return best;
 }
 
-size_t TunnelPool::healthyGateways() const {
+size_t TunnelPool::healthyGateways(const std::set<std::string>& exclude) const {
   size_t n = 0;
-  for (const auto& gateway : gateways_) n += usable(*gateway) != nullptr;
+  for (const auto& gateway : gateways_) {
+    n += gateway->listed && !exclude.contains(gateway->label) && usable(*gateway) != nullptr;
+  }
   return n;
 }
 
 void TunnelPool::tick() {
   const auto now = Clock::now();
-  bool hasNames = std::any_of(settings_.gateways.begin(), settings_.gateways.end(), [](const GatewayTarget& t) {
-    error_code ec;
-    asio::ip::make_address(t.host, ec);
-    return bool(ec);
-  });
-  if (hasNames && now - resolvedAt_ >= settings_.resolveInterval) resolveTargets();
+  const bool hasNames = std::any_of(settings_.gateways.begin(), settings_.gateways.end(), isName);
+  if (hasNames && !resolving_ && now - resolvedAt_ >= settings_.resolveInterval) resolveTargets();
   const std::shared_ptr<SSL_CTX> current = context_();
   for (auto& gateway : gateways_) {
     auto& connections = gateway->connections;
@@ -291,8 +337,9 @@ awaitable<TunnelPool::Opened> TunnelPool::open(const std::string& authority, con
     // None up. Wait while a gateway not known to be failing is being connected; fail at
     // once when every one's last attempt failed (the app is reset rather than left
     // hanging; the pool keeps trying in the background).
-    bool pending =
-        std::any_of(gateways_.begin(), gateways_.end(), [](auto& g) { return g->listed && g->failures == 0; });
+    bool pending = (resolving_ && gateways_.empty()) || std::any_of(gateways_.begin(), gateways_.end(), [](auto& g) {
+                     return g->listed && g->failures == 0;
+                   });
     if (!pending || Clock::now() >= deadline || stopped_) {
       std::string why;
       for (auto& g : gateways_) why += (why.empty() ? "" : ",") + g->label + "=" + g->lastError;

@@ -65,8 +65,9 @@ class TunnelPool {
   // up to the connect timeout for a connection if none is up.
   awaitable<Opened> open(const std::string& authority, const std::string& connectionId,
                          const std::set<std::string>& exclude);
-  // Gateways (resolved addresses) with at least one usable connection.
-  size_t healthyGateways() const;
+  // Gateways (resolved addresses) with at least one usable connection, leaving out
+  // those in `exclude` (labels, as Opened::gateway).
+  size_t healthyGateways(const std::set<std::string>& exclude = {}) const;
 
  private:
   struct Gateway {
@@ -82,7 +83,11 @@ class TunnelPool {
   awaitable<void> maintain();
   awaitable<void> connect(std::shared_ptr<Gateway> gateway, uint64_t generation);
   awaitable<void> runConnection(std::shared_ptr<H2Connection> connection);
+  // Addresses as written count at once; names are asked asynchronously (never blocking
+  // the loop) at configure and every resolveInterval, each keeping its last answer.
   void resolveTargets();
+  awaitable<void> resolveNames(uint64_t generation);
+  void applyEndpoints();
   void tick();
   std::shared_ptr<H2Connection> usable(Gateway& gateway) const;
 
@@ -103,6 +108,8 @@ class TunnelPool {
   size_t next_ = 0;  // round robin over gateways
   asio::steady_timer tickTimer_;
   std::chrono::steady_clock::time_point resolvedAt_{};
+  bool resolving_ = false;
+  std::map<std::string, std::vector<tcp::endpoint>> resolvedNames_;  // "name:port" -> its last answer
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::mt19937 random_{std::random_device{}()};
   // The context and generation each connection was made with (the context kept alive).
