@@ -22,6 +22,13 @@ nghttp2_nv header(const char* name, const std::string& value) {
                     reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), std::strlen(name), value.size(),
                     NGHTTP2_NV_FLAG_NONE};
 }
+// A literal value: without this overload a literal became a temporary std::string whose
+// buffer was gone by the time nghttp2 copied it (ASan: stack-use-after-scope).
+nghttp2_nv header(const char* name, const char* value) {
+  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name)),
+                    reinterpret_cast<uint8_t*>(const_cast<char*>(value)), std::strlen(name), std::strlen(value),
+                    NGHTTP2_NV_FLAG_NONE};
+}
 
 }  // namespace
 
