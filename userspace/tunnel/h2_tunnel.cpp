@@ -179,6 +179,9 @@ H2Connection::H2Connection(std::unique_ptr<TlsStream> tls, H2Role role, H2Settin
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameRecv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose);
+  // DATA payloads go from the relay's buffer straight into the TLS batch (readData says
+  // how much, sendData copies it once), not through nghttp2's frame buffer.
+  nghttp2_session_callbacks_set_send_data_callback(callbacks, sendData);
   nghttp2_option* option = nullptr;
   nghttp2_option_new(&option);
   nghttp2_option_set_no_auto_window_update(option, 1);
@@ -213,6 +216,14 @@ bool H2Connection::canOpen() const {
 
 void H2Connection::wakeWriter() {
   writeWake_.cancel();
+}
+
+void H2Connection::resumeBatchDeferred() {
+  auto ids = std::move(batchDeferred_);
+  batchDeferred_.clear();
+  for (int32_t id : ids) {
+    if (!closed_ && streams_.contains(id)) nghttp2_session_resume_data(session_, id);
+  }
 }
 
 void H2Connection::drain() {
@@ -328,11 +339,12 @@ awaitable<void> H2Connection::writeLoop() {
     }
     afterCallbacks();
     if (closed_) break;
-    if (!out_.empty()) {
+    if (!out_.empty() || tls_->queuedBytes()) {
       if (auto ec = co_await tls_->writeAll(out_)) {
         close("write:" + ec.message());
         break;
       }
+      resumeBatchDeferred();
       continue;
     }
     if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) {
@@ -481,24 +493,38 @@ int H2Connection::onStreamClose(nghttp2_session*, int32_t streamId, uint32_t err
   return 0;
 }
 
-ssize_t H2Connection::readData(nghttp2_session*, int32_t, uint8_t* buffer, size_t length, uint32_t* flags,
-                               nghttp2_data_source* source, void*) {
+ssize_t H2Connection::readData(nghttp2_session*, int32_t streamId, uint8_t*, size_t length, uint32_t* flags,
+                               nghttp2_data_source* source, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
   auto* stream = static_cast<TunnelStream*>(source->ptr);
-  size_t n = std::min(length, stream->sending_.size());
-  if (n > 0) {
-    std::memcpy(buffer, stream->sending_.data(), n);
-    stream->sending_ = stream->sending_.subspan(n);
-    if (stream->sending_.empty() && stream->writeWake_) stream->writeWake_->cancel();
-  }
-  if (stream->sending_.empty() && stream->sendEof_) {
-    *flags |= NGHTTP2_DATA_FLAG_EOF;
-    return static_cast<ssize_t>(n);
-  }
-  if (n == 0) {
-    stream->deferred_ = true;
+  const size_t n = std::min(length, stream->sending_.size());
+  if (n == 0 && !stream->sendEof_) {
+    stream->deferred_ = true;  // writeAll or shutdownSend resumes it
     return NGHTTP2_ERR_DEFERRED;
   }
+  // One TLS write takes one batch; this stream's next frame waits for the next batch.
+  if (self->out_.size() >= kWriteBatch) {
+    self->batchDeferred_.push_back(streamId);
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  if (n == stream->sending_.size() && stream->sendEof_) *flags |= NGHTTP2_DATA_FLAG_EOF;
   return static_cast<ssize_t>(n);
+}
+
+int H2Connection::sendData(nghttp2_session*, nghttp2_frame* frame, const uint8_t* frameHeader, size_t length,
+                           nghttp2_data_source* source, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  auto* stream = static_cast<TunnelStream*>(source->ptr);
+  // Called right after readData for the same frame, in the same mem_send: the bytes are
+  // still the writer's. No padding is ever asked for.
+  if (frame->data.padlen != 0 || length > stream->sending_.size()) return NGHTTP2_ERR_CALLBACK_FAILURE;
+  constexpr size_t kFrameHeaderBytes = 9;
+  self->out_.insert(self->out_.end(), frameHeader, frameHeader + kFrameHeaderBytes);
+  self->out_.insert(self->out_.end(), stream->sending_.data(), stream->sending_.data() + length);
+  stream->sending_ = stream->sending_.subspan(length);
+  if (stream->sending_.empty() && stream->writeWake_) stream->writeWake_->cancel();
+  return 0;
 }
 
 }  // namespace sluice

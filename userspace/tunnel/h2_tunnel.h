@@ -165,6 +165,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   static int onDataChunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
   static int onStreamClose(nghttp2_session*, int32_t, uint32_t, void*);
   static ssize_t readData(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*, nghttp2_data_source*, void*);
+  static int sendData(nghttp2_session*, nghttp2_frame*, const uint8_t*, size_t, nghttp2_data_source*, void*);
+  void resumeBatchDeferred();  // streams readData held back because the batch was full
 
   std::unique_ptr<TlsStream> tls_;
   H2Role role_;
@@ -177,6 +179,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   asio::steady_timer writeWake_;
   asio::steady_timer pingTimer_;
   std::vector<uint8_t> out_;  // one batch of frames for one TLS write
+  std::vector<int32_t> batchDeferred_;
   bool closed_ = false;
   bool goaway_ = false;
   bool draining_ = false;
