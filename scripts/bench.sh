@@ -42,6 +42,9 @@ else
 fi
 
 export SL_PREFIX=${SL_PREFIX:-slb$$}
+# The origins' names get a 300 s TTL, as real records have (and as the pair's nginx
+# resolver keeps them, valid=300s): not one DNS query per connection.
+export SL_DNS_TTL=${SL_DNS_TTL:-300}
 export SL_RUN_DIR=/tmp/sluice-bench-$SL_PREFIX
 export SL_PIN_DIR=/sys/fs/bpf/sluice-bench-$SL_PREFIX
 PLAIN_HOST=plain.bench.example PLAIN_ADDR=198.18.100.30

@@ -58,11 +58,32 @@ void TunnelStream::giveBackWindow() {
   c.wakeWriter();
 }
 
+void TunnelStream::append(const uint8_t* data, size_t length) {
+  receivedBytes_ += length;
+  while (length > 0) {
+    if (received_.size() == firstChunk_ || received_.back().end == kRelayBufferBytes) {
+      received_.push_back(Chunk{BufferPool::local().take()});
+    }
+    Chunk& chunk = received_.back();
+    const size_t take = std::min(length, kRelayBufferBytes - chunk.end);
+    std::memcpy(chunk.buffer.span().data() + chunk.end, data, take);
+    chunk.end += take;
+    data += take;
+    length -= take;
+  }
+}
+
+void TunnelStream::dropReceived() {
+  received_.clear();
+  firstChunk_ = 0;
+  receivedBytes_ = 0;
+}
+
 awaitable<error_code> TunnelStream::waitReadable() {
   // The relay calls this after it wrote the previous bytes out: now they may come again.
   giveBackWindow();
   if (!readWake_) readWake_ = std::make_unique<asio::steady_timer>(connection_->writeWake_.get_executor());
-  while (!reset_ && receivedOffset_ == received_.size() && !eof_ && !interrupted_) co_await waitChange(*readWake_);
+  while (!reset_ && receivedBytes_ == 0 && !eof_ && !interrupted_) co_await waitChange(*readWake_);
   if (reset_) co_return asio::error::connection_reset;
   co_return error_code{};
 }
@@ -78,20 +99,28 @@ awaitable<IoResult> TunnelStream::readSome(std::span<uint8_t> buffer) {
     result.error = asio::error::connection_refused;
     co_return result;
   }
-  size_t available = received_.size() - receivedOffset_;
-  if (available == 0) {
+  if (receivedBytes_ == 0) {
     result.error = asio::error::eof;
     co_return result;
   }
-  size_t n = std::min(available, buffer.size());
-  std::memcpy(buffer.data(), received_.data() + receivedOffset_, n);
-  receivedOffset_ += n;
+  size_t n = 0;
+  while (n < buffer.size() && firstChunk_ < received_.size()) {
+    Chunk& chunk = received_[firstChunk_];
+    const size_t take = std::min(chunk.end - chunk.begin, buffer.size() - n);
+    std::memcpy(buffer.data() + n, chunk.buffer.span().data() + chunk.begin, take);
+    chunk.begin += take;
+    n += take;
+    if (chunk.begin == chunk.end) ++firstChunk_;  // its buffer goes back to the pool below
+  }
+  receivedBytes_ -= n;
   handedOut_ += n;
-  if (receivedOffset_ == received_.size()) {
-    received_.clear();
-    receivedOffset_ = 0;
+  if (firstChunk_ == received_.size()) {
     // An idle stream holds no buffer: memory follows the bytes in flight.
-    if (received_.capacity() > 16 * 1024) std::vector<uint8_t>().swap(received_);
+    received_.clear();
+    firstChunk_ = 0;
+  } else if (firstChunk_ >= 8) {
+    received_.erase(received_.begin(), received_.begin() + static_cast<ptrdiff_t>(firstChunk_));
+    firstChunk_ = 0;
   }
   result.bytes = n;
   co_return result;
@@ -460,12 +489,7 @@ int H2Connection::onDataChunk(nghttp2_session* session, uint8_t, int32_t streamI
     self->connectionConsume_ += length;
     return 0;
   }
-  // Compact before growing, so the buffer never exceeds the window it answers to.
-  if (stream->receivedOffset_ > 0 && stream->received_.size() + length > stream->received_.capacity()) {
-    stream->received_.erase(stream->received_.begin(), stream->received_.begin() + stream->receivedOffset_);
-    stream->receivedOffset_ = 0;
-  }
-  stream->received_.insert(stream->received_.end(), data, data + length);
+  stream->append(data, length);
   stream->bytesReceived_ += length;
   if (stream->readWake_) stream->readWake_->cancel();
   return 0;
@@ -480,9 +504,8 @@ int H2Connection::onStreamClose(nghttp2_session*, int32_t streamId, uint32_t err
   stream->closed_ = true;
   if (errorCode != NGHTTP2_NO_ERROR || !stream->eof_) {
     // RST_STREAM either way: the bytes not yet relayed are dropped, as a TCP reset drops them.
-    self->connectionConsume_ += stream->received_.size() - stream->receivedOffset_ + stream->handedOut_;
-    stream->received_.clear();
-    stream->receivedOffset_ = 0;
+    self->connectionConsume_ += stream->receivedBytes_ + stream->handedOut_;
+    stream->dropReceived();
     stream->handedOut_ = 0;
     stream->fail(errorCode == NGHTTP2_REFUSED_STREAM ? "refused-stream"
                                                      : std::string("stream-reset:") + nghttp2_http2_strerror(errorCode),
