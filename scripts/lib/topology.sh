@@ -163,6 +163,9 @@ sl_start_dns() {
   local extra
   local answers=("$@")
   [ "${#answers[@]}" -gt 0 ] || answers=("--address=/$SL_ALLOWED_HOST/$SL_ALLOWED_ADDR")
+  # dnsmasq answers from its configuration with TTL 0 (nobody caches them) unless
+  # SL_DNS_TTL says otherwise: a benchmark gives them a real record's lifetime.
+  [ -z "${SL_DNS_TTL:-}" ] || answers+=("--local-ttl=$SL_DNS_TTL")
   for extra in ${SL_EXTRA_ORIGINS[@]+"${SL_EXTRA_ORIGINS[@]}"}; do
     answers+=("--address=/${extra%%=*}/${extra#*=}")
   done

@@ -5,9 +5,11 @@
 #include <openssl/ssl.h>
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "async.h"
 #include "tls_context.h"
@@ -36,16 +38,18 @@ class TcpStream {
   tcp::socket socket_;
 };
 
-// TLS driven directly over the non-blocking socket: OpenSSL reads and writes the fd and
-// says which readiness it needs; the coroutine waits for exactly that. Unlike
-// asio::ssl::stream this allows sending close_notify (half-close) without waiting for
-// the peer's, while reads continue.
+// TLS driven directly over the non-blocking socket: OpenSSL reads the fd and says which
+// readiness it needs; the coroutine waits for exactly that. Unlike asio::ssl::stream this
+// allows sending close_notify (half-close) without waiting for the peer's, while reads
+// continue. Records OpenSSL writes are gathered (CipherBatch) and sent with one send()
+// per call: a 64 KiB write is four records but one syscall, one large TCP segment.
 class TlsStream {
  public:
   TlsStream(tcp::socket socket, SSL_CTX* ctx, TlsRole role);
   awaitable<boost::system::error_code> handshake();
   awaitable<boost::system::error_code> waitReadable();
   awaitable<IoResult> readSome(std::span<uint8_t> buffer);
+  // Also sends what an earlier call left queued (an empty `data` only does that).
   awaitable<boost::system::error_code> writeAll(std::span<const uint8_t> data);
   // Sends close_notify once; the peer sees end of stream, we can still read.
   awaitable<boost::system::error_code> shutdownSend();
@@ -55,13 +59,26 @@ class TlsStream {
   tcp::socket& socket() { return socket_; }
   // OpenSSL's reasons for the last failure, for logs.
   const std::string& lastError() const { return lastError_; }
+  // Ciphertext written by OpenSSL, not yet taken by the socket.
+  size_t queuedBytes() const { return cipher_->bytes.size() - cipher_->sent; }
+
+  struct CipherBatch {
+    std::vector<uint8_t> bytes;
+    size_t sent = 0;  // bytes[0, sent) are out
+  };
 
  private:
   // Waits for the readiness OpenSSL asked for; false with `error` set otherwise.
-  awaitable<bool> waitFor(int sslError, int result, boost::system::error_code& error);
+  // `savedErrno`: errno right after the OpenSSL call.
+  awaitable<bool> waitFor(int sslError, int result, int savedErrno, boost::system::error_code& error);
+  // Sends the queued ciphertext, waiting for the socket as needed.
+  awaitable<boost::system::error_code> flush();
+  // Sends what the socket takes now; true when nothing is left.
+  bool sendQueued(boost::system::error_code& error);
 
   tcp::socket socket_;
   SslPtr ssl_;
+  std::unique_ptr<CipherBatch> cipher_;  // OpenSSL's write BIO points at it
   std::string lastError_;
   bool sentShutdown_ = false;
 };

@@ -68,11 +68,32 @@ void TunnelStream::giveBackWindow() {
   c.wakeWriter();
 }
 
+void TunnelStream::append(const uint8_t* data, size_t length) {
+  receivedBytes_ += length;
+  while (length > 0) {
+    if (received_.size() == firstChunk_ || received_.back().end == kRelayBufferBytes) {
+      received_.push_back(Chunk{BufferPool::local().take()});
+    }
+    Chunk& chunk = received_.back();
+    const size_t take = std::min(length, kRelayBufferBytes - chunk.end);
+    std::memcpy(chunk.buffer.span().data() + chunk.end, data, take);
+    chunk.end += take;
+    data += take;
+    length -= take;
+  }
+}
+
+void TunnelStream::dropReceived() {
+  received_.clear();
+  firstChunk_ = 0;
+  receivedBytes_ = 0;
+}
+
 awaitable<error_code> TunnelStream::waitReadable() {
   // The relay calls this after it wrote the previous bytes out: now they may come again.
   giveBackWindow();
   if (!readWake_) readWake_ = std::make_unique<asio::steady_timer>(connection_->writeWake_.get_executor());
-  while (!reset_ && receivedOffset_ == received_.size() && !eof_ && !interrupted_) co_await waitChange(*readWake_);
+  while (!reset_ && receivedBytes_ == 0 && !eof_ && !interrupted_) co_await waitChange(*readWake_);
   if (reset_) co_return asio::error::connection_reset;
   co_return error_code{};
 }
@@ -88,20 +109,28 @@ awaitable<IoResult> TunnelStream::readSome(std::span<uint8_t> buffer) {
     result.error = asio::error::connection_refused;
     co_return result;
   }
-  size_t available = received_.size() - receivedOffset_;
-  if (available == 0) {
+  if (receivedBytes_ == 0) {
     result.error = asio::error::eof;
     co_return result;
   }
-  size_t n = std::min(available, buffer.size());
-  std::memcpy(buffer.data(), received_.data() + receivedOffset_, n);
-  receivedOffset_ += n;
+  size_t n = 0;
+  while (n < buffer.size() && firstChunk_ < received_.size()) {
+    Chunk& chunk = received_[firstChunk_];
+    const size_t take = std::min(chunk.end - chunk.begin, buffer.size() - n);
+    std::memcpy(buffer.data() + n, chunk.buffer.span().data() + chunk.begin, take);
+    chunk.begin += take;
+    n += take;
+    if (chunk.begin == chunk.end) ++firstChunk_;  // its buffer goes back to the pool below
+  }
+  receivedBytes_ -= n;
   handedOut_ += n;
-  if (receivedOffset_ == received_.size()) {
-    received_.clear();
-    receivedOffset_ = 0;
+  if (firstChunk_ == received_.size()) {
     // An idle stream holds no buffer: memory follows the bytes in flight.
-    if (received_.capacity() > 16 * 1024) std::vector<uint8_t>().swap(received_);
+    received_.clear();
+    firstChunk_ = 0;
+  } else if (firstChunk_ >= 8) {
+    received_.erase(received_.begin(), received_.begin() + static_cast<ptrdiff_t>(firstChunk_));
+    firstChunk_ = 0;
   }
   result.bytes = n;
   co_return result;
@@ -189,6 +218,9 @@ H2Connection::H2Connection(std::unique_ptr<TlsStream> tls, H2Role role, H2Settin
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, onFrameRecv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, onDataChunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, onStreamClose);
+  // DATA payloads go from the relay's buffer straight into the TLS batch (readData says
+  // how much, sendData copies it once), not through nghttp2's frame buffer.
+  nghttp2_session_callbacks_set_send_data_callback(callbacks, sendData);
   nghttp2_option* option = nullptr;
   nghttp2_option_new(&option);
   nghttp2_option_set_no_auto_window_update(option, 1);
@@ -222,6 +254,14 @@ bool H2Connection::canOpen() const {
 
 void H2Connection::wakeWriter() {
   writeWake_.cancel();
+}
+
+void H2Connection::resumeBatchDeferred() {
+  auto ids = std::move(batchDeferred_);
+  batchDeferred_.clear();
+  for (int32_t id : ids) {
+    if (!closed_ && streams_.contains(id)) nghttp2_session_resume_data(session_, id);
+  }
 }
 
 void H2Connection::drain() {
@@ -348,11 +388,12 @@ awaitable<void> H2Connection::writeLoop() {
     }
     afterCallbacks();
     if (closed_) break;
-    if (!out_.empty()) {
+    if (!out_.empty() || tls_->queuedBytes()) {
       if (auto ec = co_await tls_->writeAll(out_)) {
         close("write:" + ec.message());
         break;
       }
+      resumeBatchDeferred();
       continue;
     }
     if (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) {
@@ -468,12 +509,7 @@ int H2Connection::onDataChunk(nghttp2_session* session, uint8_t, int32_t streamI
     self->connectionConsume_ += length;
     return 0;
   }
-  // Compact before growing, so the buffer never exceeds the window it answers to.
-  if (stream->receivedOffset_ > 0 && stream->received_.size() + length > stream->received_.capacity()) {
-    stream->received_.erase(stream->received_.begin(), stream->received_.begin() + stream->receivedOffset_);
-    stream->receivedOffset_ = 0;
-  }
-  stream->received_.insert(stream->received_.end(), data, data + length);
+  stream->append(data, length);
   stream->bytesReceived_ += length;
   if (stream->readWake_) stream->readWake_->cancel();
   return 0;
@@ -488,9 +524,8 @@ int H2Connection::onStreamClose(nghttp2_session*, int32_t streamId, uint32_t err
   stream->closed_ = true;
   if (errorCode != NGHTTP2_NO_ERROR || !stream->eof_) {
     // RST_STREAM either way: the bytes not yet relayed are dropped, as a TCP reset drops them.
-    self->connectionConsume_ += stream->received_.size() - stream->receivedOffset_ + stream->handedOut_;
-    stream->received_.clear();
-    stream->receivedOffset_ = 0;
+    self->connectionConsume_ += stream->receivedBytes_ + stream->handedOut_;
+    stream->dropReceived();
     stream->handedOut_ = 0;
     stream->fail(errorCode == NGHTTP2_REFUSED_STREAM ? "refused-stream"
                                                      : std::string("stream-reset:") + nghttp2_http2_strerror(errorCode),
@@ -501,24 +536,38 @@ int H2Connection::onStreamClose(nghttp2_session*, int32_t streamId, uint32_t err
   return 0;
 }
 
-ssize_t H2Connection::readData(nghttp2_session*, int32_t, uint8_t* buffer, size_t length, uint32_t* flags,
-                               nghttp2_data_source* source, void*) {
+ssize_t H2Connection::readData(nghttp2_session*, int32_t streamId, uint8_t*, size_t length, uint32_t* flags,
+                               nghttp2_data_source* source, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
   auto* stream = static_cast<TunnelStream*>(source->ptr);
-  size_t n = std::min(length, stream->sending_.size());
-  if (n > 0) {
-    std::memcpy(buffer, stream->sending_.data(), n);
-    stream->sending_ = stream->sending_.subspan(n);
-    if (stream->sending_.empty() && stream->writeWake_) stream->writeWake_->cancel();
-  }
-  if (stream->sending_.empty() && stream->sendEof_) {
-    *flags |= NGHTTP2_DATA_FLAG_EOF;
-    return static_cast<ssize_t>(n);
-  }
-  if (n == 0) {
-    stream->deferred_ = true;
+  const size_t n = std::min(length, stream->sending_.size());
+  if (n == 0 && !stream->sendEof_) {
+    stream->deferred_ = true;  // writeAll or shutdownSend resumes it
     return NGHTTP2_ERR_DEFERRED;
   }
+  // One TLS write takes one batch; this stream's next frame waits for the next batch.
+  if (self->out_.size() >= kWriteBatch) {
+    self->batchDeferred_.push_back(streamId);
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+  if (n == stream->sending_.size() && stream->sendEof_) *flags |= NGHTTP2_DATA_FLAG_EOF;
   return static_cast<ssize_t>(n);
+}
+
+int H2Connection::sendData(nghttp2_session*, nghttp2_frame* frame, const uint8_t* frameHeader, size_t length,
+                           nghttp2_data_source* source, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  auto* stream = static_cast<TunnelStream*>(source->ptr);
+  // Called right after readData for the same frame, in the same mem_send: the bytes are
+  // still the writer's. No padding is ever asked for.
+  if (frame->data.padlen != 0 || length > stream->sending_.size()) return NGHTTP2_ERR_CALLBACK_FAILURE;
+  constexpr size_t kFrameHeaderBytes = 9;
+  self->out_.insert(self->out_.end(), frameHeader, frameHeader + kFrameHeaderBytes);
+  self->out_.insert(self->out_.end(), stream->sending_.data(), stream->sending_.data() + length);
+  stream->sending_ = stream->sending_.subspan(length);
+  if (stream->sending_.empty() && stream->writeWake_) stream->writeWake_->cancel();
+  return 0;
 }
 
 }  // namespace sluice

@@ -26,6 +26,7 @@
 
 #include "async.h"
 #include "byte_stream.h"
+#include "relay.h"
 
 namespace sluice {
 
@@ -100,10 +101,19 @@ class TunnelStream {
   int32_t id_;
   std::unique_ptr<asio::steady_timer> readWake_;  // created on first wait
   std::unique_ptr<asio::steady_timer> writeWake_;
-  // Received, not yet read by the relay. Bounded by the stream window: the peer may not
-  // send more than we gave back.
-  std::vector<uint8_t> received_;
-  size_t receivedOffset_ = 0;
+  // Received, not yet read by the relay: pooled 64 KiB chunks, appended at the back,
+  // read from the front (no byte is moved twice; none held once read). Bounded by the
+  // stream window: the peer may not send more than we gave back.
+  struct Chunk {
+    BufferPool::Lease buffer;
+    size_t begin = 0;
+    size_t end = 0;
+  };
+  std::vector<Chunk> received_;
+  size_t firstChunk_ = 0;     // received_[0, firstChunk_) are read
+  size_t receivedBytes_ = 0;  // unread bytes in received_
+  void append(const uint8_t* data, size_t length);
+  void dropReceived();
   size_t handedOut_ = 0;  // read by the relay, window not yet given back
   uint64_t bytesReceived_ = 0;
   // What writeAll offers nghttp2; the caller's memory, valid while writeAll waits.
@@ -168,6 +178,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   static int onDataChunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
   static int onStreamClose(nghttp2_session*, int32_t, uint32_t, void*);
   static ssize_t readData(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*, nghttp2_data_source*, void*);
+  static int sendData(nghttp2_session*, nghttp2_frame*, const uint8_t*, size_t, nghttp2_data_source*, void*);
+  void resumeBatchDeferred();  // streams readData held back because the batch was full
 
   std::unique_ptr<TlsStream> tls_;
   H2Role role_;
@@ -180,6 +192,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   asio::steady_timer writeWake_;
   asio::steady_timer pingTimer_;
   std::vector<uint8_t> out_;  // one batch of frames for one TLS write
+  std::vector<int32_t> batchDeferred_;
   bool closed_ = false;
   bool goaway_ = false;
   bool draining_ = false;

@@ -41,7 +41,14 @@ class BufferPool {
   class Lease {
    public:
     explicit Lease(std::unique_ptr<uint8_t[]> buffer) : buffer_(std::move(buffer)) {}
-    Lease(Lease&&) = default;
+    Lease(Lease&&) noexcept = default;
+    Lease& operator=(Lease&& other) noexcept {
+      if (this != &other) {
+        if (buffer_) local().give(std::move(buffer_));
+        buffer_ = std::move(other.buffer_);
+      }
+      return *this;
+    }
     ~Lease() {
       if (buffer_) local().give(std::move(buffer_));
     }

@@ -55,6 +55,11 @@ SslCtxPtr makeMeshTlsContext(const TlsFiles& files, TlsRole role) {
   requireOnePeerUriSan(ctx.get(), verify);
   // Tunnels are few and busy: keep their record buffers rather than free them per record.
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // Read ahead into a 64 KiB buffer: one read() takes several records, instead of two
+  // read()s (header, then body) per 16 KiB record. TlsStream asks SSL_has_pending, which
+  // counts what was read ahead.
+  SSL_CTX_set_read_ahead(ctx.get(), 1);
+  SSL_CTX_set_default_read_buffer_len(ctx.get(), kTlsReadAheadBytes);
   SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
   return ctx;
 }

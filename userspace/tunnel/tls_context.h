@@ -26,6 +26,9 @@ using SslPtr = std::unique_ptr<SSL, SslFree>;
 
 enum class TlsRole { Client, Server };
 
+// What one read() of a tunnel's socket may take (several TLS records at once).
+inline constexpr size_t kTlsReadAheadBytes = 64 * 1024;
+
 // TLS 1.3 only, peer verification against `files.ca` (and exactly one URI SAN on the
 // peer's certificate), our chain and key from `files`.
 // A server also requires a client certificate. No session resumption: tunnels are few
