@@ -341,8 +341,9 @@ if want failover; then
   wait $loadgen || true
   sed -i "/^$gw gateway$/d" "$SL_RUN_DIR/pids"
   r=$(cat "$SL_RUN_DIR/failover.out")
-  R[failover,attempted]=$(($(field conns "$r") + $(field errors "$r")))
-  R[failover,ok]=$(field conns "$r")
+  conns=$(field conns "$r") errors=$(field errors "$r")
+  R[failover,attempted]=$((${conns:-0} + ${errors:-0}))
+  R[failover,ok]=${conns:-0}
   R[failover,before]=$(field failed_before_byte "$r")
   R[failover,after]=$(field failed_after_byte "$r")
   R[failover,retries]=$(($(grep -c 'retry gateway=' "$SL_RUN_DIR/agent.log" || true) - retries0))

@@ -302,9 +302,9 @@ sl_second_gateway() {
   sl_spawn gateway-b egress "$SL_BUILD/userspace/sluice-gateway" --config "$SL_RUN_DIR/rules-b.yaml" \
     --admin-address 127.0.0.1:15022
   local i
-  for ((i = 0; i < 100; i++)); do
-    sl_host_exec egress ss -Hltn "( src $SL_GATEWAY_B_ADDR or src [$SL_GATEWAY_B_ADDR6] ) and sport = :$SL_GATEWAY_PORT" |
-      grep -c . | grep -qx 2 && return 0
+  for ((i = 0; i < 100; i++)); do # a listener on each address (one per worker loop)
+    sl_host_exec egress ss -Hltn "src $SL_GATEWAY_B_ADDR and sport = :$SL_GATEWAY_PORT" | grep -q . &&
+      sl_host_exec egress ss -Hltn "src [$SL_GATEWAY_B_ADDR6] and sport = :$SL_GATEWAY_PORT" | grep -q . && return 0
     sleep 0.05
   done
   echo "gateway B does not listen on $SL_GATEWAY_B_ADDR and [$SL_GATEWAY_B_ADDR6]:$SL_GATEWAY_PORT" >&2

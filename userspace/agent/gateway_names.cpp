@@ -52,7 +52,8 @@ awaitable<void> GatewayNames::loop() {
 
 awaitable<void> GatewayNames::resolveAll() {
   auto executor = co_await asio::this_coro::executor;
-  for (const std::string name : std::vector<std::string>(names_)) {
+  const std::vector<std::string> names = names_;  // setTargets may change names_ while we wait
+  for (const auto& name : names) {
     tcp::resolver resolver(executor);
     error_code ec;
     auto results = co_await resolver.async_resolve(name, "", asio::redirect_error(use_awaitable, ec));
