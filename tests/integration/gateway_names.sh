@@ -35,6 +35,12 @@ check_contains "an allowed request goes through the gateway named by its name" "
 check "the agent's flow went to the resolved address" wait_for_log agent \
   "flow .*result=ok .*gateway=$SL_EGRESS_ADDR:15443 "
 
+# Readiness follows the resolved address too: past a probe (every 2 s) with no flow
+# running, the agent still reports its gateway reachable.
+sleep 2.5
+ready=$(sl_host_exec node curl -s -o /dev/null -w '%{http_code}' -m 5 http://127.0.0.1:15020/readyz)
+check_contains "the agent is ready with its gateway given only as a name" "$ready" "^200$"
+
 # The name moves to another address: the bypass follows, all at once.
 printf '127.0.0.1 localhost\n198.18.3.9 %s\n' $NAME > "$hosts"
 for _ in $(seq 50); do bypass | grep -q ' 198.18.3.9/32' && break; sleep 0.1; done

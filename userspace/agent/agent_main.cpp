@@ -134,9 +134,17 @@ int run(const po::variables_map& options) {
   // Gateways given as names: their addresses join the kernel's bypass as they resolve
   // (every agent.gateway.resolveIntervalMs, as the tunnel pools ask), all or nothing like
   // a reload.
+  // With only names listed, the readiness probe has no address until they resolve.
+  GatewayHealth* probeOfNames = nullptr;
   GatewayNames gatewayNames(io, [&](const GatewayAddresses& resolved) {
     try {
       enrolled = installRules(datapath, pins, *rules, rulesVersion, resolved);
+      if (probeOfNames && rules->agent.gatewayAddress.addressBe == 0 && !resolved.v4.empty() &&
+          !rules->agent.gateways.empty()) {
+        probeOfNames->setTarget(
+            tcp::endpoint(asio::ip::address_v4(ntohl(*resolved.v4.begin())), rules->agent.gateways.front().port),
+            options.count("test-no-socket-mark") ? 0 : rules->agent.socketMark);
+      }
       return true;
     } catch (const std::exception& e) {
       spdlog::error("gateway names: the bypass of the resolved gateway addresses was not applied: {}", e.what());
@@ -160,6 +168,7 @@ int run(const po::variables_map& options) {
   MetricsRegistry registry;
   AgentMetrics metrics(registry);
   GatewayHealth health(io, gatewayEndpoint(rules->agent), markSockets ? rules->agent.socketMark : 0);
+  probeOfNames = &health;
   if (!markSockets) {
     spdlog::warn(
         "--test-no-socket-mark: the agent's sockets carry no mark; only its unenrolled cgroup guards "
