@@ -26,7 +26,10 @@ cmake -S "$root" -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C
 cmake --build "$asan" -j "$(nproc)" --target sluice-agent sluice-gateway sluicectl sl-probe > "$asan.build.log" 2>&1 ||
   fail "build the sanitized daemons in $asan" "$asan.build.log"
 echo "# sanitized daemons built in $(($(date +%s) - start)) s ($asan)"
-nm -C "$asan/userspace/sluice-agent" 2> /dev/null | grep -q __asan_init ||
-  fail "the agent in $asan is built with AddressSanitizer" ""
+for daemon in sluice-agent sluice-gateway; do
+  libs=$(ldd "$asan/userspace/$daemon" 2>&1)
+  grep -q libasan <<< "$libs" && grep -q libubsan <<< "$libs" ||
+    fail "$daemon in $asan is built with AddressSanitizer and UBSan" ""
+done
 export SL_BUILD=$asan SL_PROBE=$asan/tests/sl-probe SL_SANITIZED=1
 exec bash "$root/tests/fault/soak.sh"

@@ -104,13 +104,15 @@ check "every garbage hello was reset ($garbage_ok/$garbage)" test $garbage_ok -e
 [ $reloads -gt 0 ] && check "the daemons took the SIGHUP reloads ($reloads)" wait_for_log agent "rules reloaded \(SIGHUP\)" 5
 
 # Slopes (least squares) over the samples, per minute.
-slope() { # COLUMN
-  awk -v c="$1" '{x=$1/60; y=$c; n++; sx+=x; sy+=y; sxx+=x*x; sxy+=x*y}
+# The first minute apart as well: the daemons hand back their start-up memory then.
+slope() { # COLUMN [FROM-SECONDS]
+  awk -v c="$1" -v from="${2:-0}" '$1 >= from {x=$1/60; y=$c; n++; sx+=x; sy+=y; sxx+=x*x; sxy+=x*y}
     END {d=n*sxx-sx*sx; if (n<2 || d==0) print "n/a"; else printf "%.1f", (n*sxy-sx*sy)/d}' "$samples"
 }
-echo "# samples ($(grep -c . "$samples"), every ${SAMPLE_S}s): first $(head -1 "$samples"), last $(tail -1 "$samples")"
-echo "# agent:   RSS slope $(slope 2) KiB/min, descriptors slope $(slope 3) fds/min"
-echo "# gateway: RSS slope $(slope 4) KiB/min, descriptors slope $(slope 5) fds/min"
+echo "# samples ($(grep -c . "$samples"), every ${SAMPLE_S}s; seconds agent_rss_kib agent_fds gateway_rss_kib gateway_fds):"
+awk 'NR % 12 == 1' "$samples" | sed 's/^/#   /'
+echo "# agent:   RSS slope $(slope 2) KiB/min ($(slope 2 60) after the first minute), descriptors $(slope 3) fds/min"
+echo "# gateway: RSS slope $(slope 4) KiB/min ($(slope 4 60) after the first minute), descriptors $(slope 5) fds/min"
 
 # Back to the baseline.
 for _ in $(seq 100); do

@@ -1,6 +1,7 @@
 #include "fd_limits.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -86,8 +87,10 @@ void AcceptGuard::shedWaiting(tcp::acceptor& acceptor) {
   if (!reserve_.held() && !reserve_.retake()) return;
   // Every client waiting now (up to a bound per pause), each on the reserved number:
   // none of them could be served before descriptors free up, so none is left hanging.
-  // The listener is non-blocking (Asio made it so): an empty queue ends the loop.
+  // An empty queue ends the loop.
   for (int i = 0; i < kMaxShedPerPause; ++i) {
+    pollfd waiting{acceptor.native_handle(), POLLIN, 0};
+    if (::poll(&waiting, 1, 0) != 1) break;  // also safe on a blocking listener
     reserve_.release();
     int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {

@@ -17,16 +17,17 @@ constexpr size_t kReadBatch = 64 * 1024;
 constexpr size_t kFirstReadBatch = 4 * 1024;
 constexpr size_t kWriteBatch = 64 * 1024;
 
-nghttp2_nv header(const char* name, const std::string& value) {
-  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name)),
-                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), std::strlen(name), value.size(),
-                    NGHTTP2_NV_FLAG_NONE};
-}
-// A literal value: without this overload a literal became a temporary std::string whose
-// buffer was gone by the time nghttp2 copied it (ASan: stack-use-after-scope).
+// A literal value gets its own overload: through `const std::string&` it would point into
+// a temporary string gone before nghttp2 reads it (ASan: stack-use-after-scope).
 nghttp2_nv header(const char* name, const char* value) {
   return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name)),
                     reinterpret_cast<uint8_t*>(const_cast<char*>(value)), std::strlen(name), std::strlen(value),
+                    NGHTTP2_NV_FLAG_NONE};
+}
+
+nghttp2_nv header(const char* name, const std::string& value) {
+  return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name)),
+                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), std::strlen(name), value.size(),
                     NGHTTP2_NV_FLAG_NONE};
 }
 
