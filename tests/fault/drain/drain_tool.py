@@ -19,10 +19,12 @@ import errno
 import hashlib
 import os
 import socket
-import ssl
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from tls_hello import client_hello  # noqa: E402
 
 SIZE = int(os.environ.get("DRAIN_SIZE", "524288"))
 SECONDS = float(os.environ.get("DRAIN_SECONDS", "5"))
@@ -36,19 +38,6 @@ def payload(size):
         out += hashlib.sha256(i.to_bytes(8, "big")).digest() * 256  # 8 KiB per block
         i += 1
     return bytes(out[:size])
-
-
-def client_hello(host):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=host)
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
 
 
 # ---- origin ----

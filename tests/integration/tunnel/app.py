@@ -14,21 +14,11 @@ import ssl
 import struct
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+from tls_hello import client_hello  # noqa: E402
+
 addr, host, action = sys.argv[1], sys.argv[2], sys.argv[3]
 timeout = float(os.environ.get("APP_TIMEOUT", "8"))
-
-
-def client_hello():
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=host)
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
 
 
 def read_to_end(s):
@@ -102,7 +92,7 @@ if action == "tls":
     sys.exit(0)
 
 s = socket.create_connection((addr, 443), timeout=timeout)
-s.sendall(client_hello())
+s.sendall(client_hello(host))
 if action == "read":
     n, end = read_to_end(s)
     print(f"recv={n} end={end}")
