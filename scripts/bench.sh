@@ -47,9 +47,10 @@ phases=" ${BENCH_PHASES:-latency cores throughput memory connect gateways failov
 want() { [[ $phases == *" $1 "* ]]; }
 
 export SL_PREFIX=${SL_PREFIX:-slb$$}
-# The origins' names get a 300 s TTL, as real records have (and as the pair's nginx
-# resolver keeps them, valid=300s): not one DNS query per connection.
-export SL_DNS_TTL=${SL_DNS_TTL:-300}
+# The origins' names keep dnsmasq's TTL of 0 unless SL_DNS_TTL says otherwise: the gateway
+# reuses such an answer for gateway.dnsMinCacheMs (1 s by default), the pair's nginx for its
+# resolver's valid=300s.
+export SL_DNS_TTL=${SL_DNS_TTL:-0}
 export SL_RUN_DIR=/tmp/sluice-bench-$SL_PREFIX
 export SL_PIN_DIR=/sys/fs/bpf/sluice-bench-$SL_PREFIX
 PLAIN_HOST=plain.bench.example PLAIN_ADDR=198.18.100.30

@@ -132,6 +132,10 @@ TEST_F(ConfigTest, InvalidFilesNameThePlaceAndTheProblem) {
       {"bad echPolicy",
        replaced("  clientHelloTimeoutMs: 5000\n", "  clientHelloTimeoutMs: 5000\n  echPolicy: sometimes\n"),
        ":[0-9]+:14: 'agent.echPolicy' must be allow or deny, got 'sometimes'"},
+      {"dns floor above the cap", gatewayWith("  dnsCacheMs: 2000\n  dnsMinCacheMs: 3000\n"),
+       ":43:18: 'gateway.dnsMinCacheMs' \\(3000\\) must not exceed 'gateway.dnsCacheMs' \\(2000\\)"},
+      {"dns floor above the default cap", gatewayWith("  dnsMinCacheMs: 6000\n"),
+       "'gateway.dnsMinCacheMs' \\(6000\\) must not exceed 'gateway.dnsCacheMs' \\(5000\\)"},
       {"cut short", example_.substr(0, example_.size() - 20), ":[0-9]+:[0-9]+: the file ends inside a line"},
   };
   for (const auto& row : rows) {

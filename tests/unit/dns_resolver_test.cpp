@@ -154,6 +154,20 @@ TEST_F(DnsResolverTest, CachesWithinTheRecordTtlOnly) {
   EXPECT_EQ(text(third.addresses), "198.18.100.11");
 }
 
+TEST_F(DnsResolverTest, AShortTtlIsRaisedToTheFloor) {
+  asio::io_context io;
+  DnsCacheLimits limits{60'000ms, 1000ms, 100};
+  limits.minPositive = 3000ms;
+  DnsResolver resolver(io, options(2000ms, limits));
+  EXPECT_FALSE(run(io, resolver, "v4.test").cached);
+  // Past the record's TTL of 1 s, within the floor of 3 s: no second query.
+  usleep(1'200'000);
+  auto second = run(io, resolver, "v4.test");
+  EXPECT_TRUE(second.cached);
+  EXPECT_EQ(resolver.queriesSent(), 1u);
+  EXPECT_EQ(text(second.addresses), "198.18.100.11");
+}
+
 TEST_F(DnsResolverTest, ConcurrentLookupsOfOneNameShareOneQuery) {
   asio::io_context io;
   DnsResolver resolver(io, options(2000ms, DnsCacheLimits{0ms, 0ms, 100}));  // no cache: only single flight
@@ -254,6 +268,25 @@ TEST(DnsCacheTest, TtlCappedByTheRulesAndZeroDisables) {
   DnsCache ttl0(DnsCacheLimits{5000ms, 1000ms, 10});
   ttl0.putAnswer("a", {a}, 0s, now);
   EXPECT_FALSE(ttl0.find("a", now));
+}
+
+TEST(DnsCacheTest, TtlRaisedToTheFloorWhichTheCapBounds) {
+  auto now = DnsCache::Clock::now();
+  auto a = IpAddress::fromV4(htonl(0x01020304));
+  DnsCache floored(DnsCacheLimits{5000ms, 1000ms, 10, 1000ms});
+  floored.putAnswer("zero", {a}, 0s, now);
+  floored.putAnswer("long", {a}, 3s, now);
+  EXPECT_TRUE(floored.find("zero", now + 999ms));
+  EXPECT_FALSE(floored.find("zero", now + 1001ms));
+  EXPECT_TRUE(floored.find("long", now + 2900ms));  // a TTL above the floor is kept as it is
+  EXPECT_FALSE(floored.find("long", now + 3001ms));
+  DnsCache capped(DnsCacheLimits{500ms, 1000ms, 10, 1000ms});
+  capped.putAnswer("zero", {a}, 0s, now);
+  EXPECT_TRUE(capped.find("zero", now + 499ms));
+  EXPECT_FALSE(capped.find("zero", now + 501ms));
+  DnsCache off(DnsCacheLimits{0ms, 1000ms, 10, 1000ms});
+  off.putAnswer("zero", {a}, 0s, now);
+  EXPECT_FALSE(off.find("zero", now));
 }
 
 TEST(HappyEyeballsOrderTest, InterleavesFamiliesStartingWithIpv6) {

@@ -1,5 +1,5 @@
 // Recent DNS answers of the gateway, positive and negative, each kept as long as its
-// record TTL allows (capped by the rules), in a bounded LRU: without it every connection
+// record TTL allows (raised to a floor and capped by the rules), in a bounded LRU: without it every connection
 // would pay a round trip to the DNS server. A full cache evicts the least recently used
 // name, never everything. One per resolver (one per worker): no locking.
 #pragma once
@@ -21,6 +21,10 @@ struct DnsCacheLimits {
   std::chrono::milliseconds maxPositive{5000};  // upper bound on a record TTL; 0: no cache
   std::chrono::milliseconds negative{1000};     // how long a failure is remembered; 0: never
   size_t maxEntries = 10000;
+  // Lower bound on a record TTL (at most maxPositive): a TTL of 0 or 1 s would otherwise
+  // cost a query per connection, as Envoy's dns_min_refresh_rate also prevents.
+  std::chrono::milliseconds minPositive{0};
+  bool operator==(const DnsCacheLimits&) const = default;
 };
 
 class DnsCache {
@@ -49,7 +53,8 @@ class DnsCache {
   // `ttl`: the smallest TTL of the answer's records (CNAMEs included).
   void putAnswer(const std::string& host, std::vector<IpAddress> addresses, std::chrono::seconds ttl,
                  Clock::time_point now = Clock::now()) {
-    auto lifetime = std::min<std::chrono::milliseconds>(ttl, limits_.maxPositive);
+    auto floor = std::min(limits_.minPositive, limits_.maxPositive);
+    auto lifetime = std::clamp<std::chrono::milliseconds>(ttl, floor, limits_.maxPositive);
     if (addresses.empty() || lifetime.count() <= 0) return;
     insert(host, std::move(addresses), {}, now + lifetime);
   }

@@ -52,6 +52,7 @@ ordered_json configJson(const GatewayAdminContext& c) {
           {"listen", formatEndpoint(gateway.listen)},
           {"dns", formatEndpoint(gateway.dnsServer)},
           {"dnsCacheMs", gateway.dnsCacheLifetime.count()},
+          {"dnsMinCacheMs", std::min(gateway.dnsMinCacheLifetime, gateway.dnsCacheLifetime).count()},
           {"allowedClients", gateway.allowedClients},
           {"denyCidrs", cidrs(gateway.denyCidrs)},
           {"allowPrivateCidrs", cidrs(gateway.allowPrivateCidrs)},

@@ -120,6 +120,7 @@ DnsResolverOptions dnsOptions(const GatewayConfig& gateway) {
   options.timeout = gateway.dnsTimeout;
   options.cache.maxPositive = gateway.dnsCacheLifetime;
   options.cache.negative = gateway.dnsNegativeCacheLifetime;
+  options.cache.minPositive = gateway.dnsMinCacheLifetime;
   options.cache.maxEntries = gateway.dnsCacheSize;
   return options;
 }

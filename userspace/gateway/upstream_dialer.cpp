@@ -1,10 +1,9 @@
 #include "upstream_dialer.h"
 
-#include <mutex>
-
 #include <spdlog/spdlog.h>
 
 #include <memory>
+#include <mutex>
 
 #include "asio_address.h"
 #include "marked_socket.h"
@@ -65,9 +64,8 @@ std::vector<IpAddress> interleaveFamilies(const std::vector<IpAddress>& addresse
 void UpstreamDialer::useDns(const DnsResolverOptions& options) {
   if (resolver_) {
     const auto& now = resolver_->options();
-    if (now.server == options.server && now.timeout == options.timeout &&
-        now.cache.maxPositive == options.cache.maxPositive && now.cache.negative == options.cache.negative &&
-        now.cache.maxEntries == options.cache.maxEntries && now.maxInFlight == options.maxInFlight) {
+    if (now.server == options.server && now.timeout == options.timeout && now.cache == options.cache &&
+        now.maxInFlight == options.maxInFlight) {
       return;  // the same DNS: keep the cache warm across a reload
     }
   }

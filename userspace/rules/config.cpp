@@ -160,6 +160,7 @@ GatewayConfig readGateway(const YamlReader& r, const YAML::Node& node) {
                 "pingIntervalMs",
                 "pingTimeoutMs",
                 "dnsNegativeCacheMs",
+                "dnsMinCacheMs",
                 "dnsCacheSize",
                 "maxPendingHandshakes",
                 "maxPendingHandshakesPerAddress",
@@ -182,6 +183,14 @@ GatewayConfig readGateway(const YamlReader& r, const YAML::Node& node) {
   if (node["dnsCacheMs"]) {
     gateway.dnsCacheLifetime =
         std::chrono::milliseconds(r.number(node["dnsCacheMs"], "gateway.dnsCacheMs", 0, 3'600'000));
+  }
+  if (node["dnsMinCacheMs"]) {
+    gateway.dnsMinCacheLifetime =
+        std::chrono::milliseconds(r.number(node["dnsMinCacheMs"], "gateway.dnsMinCacheMs", 0, 3'600'000));
+    if (gateway.dnsMinCacheLifetime > gateway.dnsCacheLifetime)
+      r.fail(node["dnsMinCacheMs"], "'gateway.dnsMinCacheMs' (" + std::to_string(gateway.dnsMinCacheLifetime.count()) +
+                                        ") must not exceed 'gateway.dnsCacheMs' (" +
+                                        std::to_string(gateway.dnsCacheLifetime.count()) + ")");
   }
   if (node["dnsNegativeCacheMs"]) {
     gateway.dnsNegativeCacheLifetime =

@@ -118,6 +118,7 @@ struct GatewayConfig {
   std::chrono::milliseconds dnsTimeout{3000};
   std::chrono::milliseconds dnsCacheLifetime{5000};          // upper bound on a record's TTL; 0: ask every time
   std::chrono::milliseconds dnsNegativeCacheLifetime{1000};  // a failed lookup is remembered; 0: never
+  std::chrono::milliseconds dnsMinCacheLifetime{1000};       // lower bound on a record's TTL (at most dnsCacheLifetime)
   uint32_t dnsCacheSize = 10000;                             // names kept (least recently used go first)
   std::chrono::milliseconds upstreamConnectTimeout{5000};
   std::chrono::milliseconds handshakeTimeout{5000};
