@@ -25,7 +25,19 @@ row() { # LABEL FIGURE DIGITS
   for p in "${paths[@]}"; do printf ' %s |' "$(cell "$2" "$p" "${3:-0}")"; done
   printf ' %s | %s | %s |\n' "$(ratio "$2" sluice pair)" "$(ratio "$2" sluice plain)" "$(ratio "$2" sluice direct)"
 }
-verdict() { [ "$(echo "$1" | bc -l)" = 1 ] && echo "met" || echo "not met"; }
+# minus FIGURE A B: A's median less B's, whole units, or "–" when either was not measured
+# (a run of some phases only: BENCH_PHASES).
+minus() {
+  local a b
+  a=$(med "$1" "$2") b=$(med "$1" "$3")
+  [ -n "$a" ] && [ -n "$b" ] && printf %.0f "$(echo "$a - $b" | bc -l)" || echo "–"
+}
+one_decimal() { local v; v=$(med "$1" "$2"); [ -n "$v" ] && printf %.1f "$v" || echo "–"; }
+# verdict "VALUE OP BOUND": met / not met, or "not measured" for a missing value.
+verdict() {
+  case "$1" in *–*) echo "not measured"; return ;; esac
+  [ "$(echo "$1" | bc -l)" = 1 ] && echo "met" || echo "not met"
+}
 
 {
   echo "# sluice benchmark report"
@@ -83,9 +95,9 @@ verdict() { [ "$(echo "$1" | bc -l)" = 1 ] && echo "met" || echo "not met"; }
   row "node KiB per idle connection" mem_node 1
   row "gateway KiB per idle connection" mem_gw 1
   echo
-  echo "Added latency over direct (path-only, 1 client, p50): sluice $(printf %.0f "$(echo "$(med p50_path_1 sluice) - $(med p50_path_1 direct)" | bc -l)") µs,"
-  echo "pair $(printf %.0f "$(echo "$(med p50_path_1 pair) - $(med p50_path_1 direct)" | bc -l)") µs,"
-  echo "plain $(printf %.0f "$(echo "$(med p50_path_1 plain) - $(med p50_path_1 direct)" | bc -l)") µs."
+  echo "Added latency over direct (path-only, 1 client, p50): sluice $(minus p50_path_1 sluice direct) µs,"
+  echo "pair $(minus p50_path_1 pair direct) µs,"
+  echo "plain $(minus p50_path_1 plain direct) µs."
   echo
   echo "### New connections per second against the agent's cores"
   echo
@@ -139,14 +151,14 @@ verdict() { [ "$(echo "$1" | bc -l)" = 1 ] && echo "met" || echo "not met"; }
   v=$(ratio cps_path_16 sluice pair); echo "| path-only conn/s ≥ 5× pair (16 clients) | $v | $(verdict "$v >= 5") |"
   v=$(ratio cps_path_16 sluice plain); echo "| path-only conn/s ≥ 0.7× plain (16 clients) | $v | $(verdict "$v >= 0.7") |"
   v=$(ratio cps_tls_16 sluice direct); echo "| realistic conn/s ≥ 0.75× direct (16 clients) | $v | $(verdict "$v >= 0.75") |"
-  v=$(printf %.0f "$(echo "$(med p50_path_1 sluice) - $(med p50_path_1 direct)" | bc -l)")
+  v=$(minus p50_path_1 sluice direct)
   echo "| added p50 ≤ 100 µs over direct (path-only) | $v µs | $(verdict "$v <= 100") |"
   v=$(ratio mibs_1 sluice pair); echo "| 1-stream throughput ≥ 1.2× pair | $v | $(verdict "$v >= 1.2") |"
-  v=$(printf %.1f "$(med mem_node sluice)"); echo "| node memory ≤ 8 KiB per idle connection | $v KiB | $(verdict "$v <= 8") |"
-  v=$(printf %.1f "$(med mem_gw sluice)"); echo "| gateway memory ≤ 8 KiB per idle connection | $v KiB | $(verdict "$v <= 8") |"
+  v=$(one_decimal mem_node sluice); echo "| node memory ≤ 8 KiB per idle connection | $v KiB | $(verdict "$v <= 8") |"
+  v=$(one_decimal mem_gw sluice); echo "| gateway memory ≤ 8 KiB per idle connection | $v KiB | $(verdict "$v <= 8") |"
   v=$(ratio cpu_node_1 sluice pair); echo "| node CPU per GiB ≤ pair's (1 stream) | $v | $(verdict "$v <= 1") |"
   v=$(ratio cpu_gw_1 sluice pair); echo "| gateway CPU per GiB ≤ pair's (1 stream) | $v | $(verdict "$v <= 1") |"
-  v=$(printf %.0f "$(echo "$(med connect sluice) - $(med connect none)" | bc -l)")
+  v=$(minus connect sluice none)
   echo "| connect() overhead ≤ 1 µs over no program | $v ns | $(verdict "$v <= 1000") |"
   v2=$(ratio connect sluice iptables); echo "| connect() below iptables REDIRECT | $v2 | $(verdict "$v2 < 1") |"
   v=${R[failover,before]:-}

@@ -32,6 +32,13 @@ using namespace sluice;
 
 namespace {
 
+// "a:15443,gw.example:15443": names as configured (they resolve later, see gateway_names).
+std::string gatewayList(const std::vector<GatewayTarget>& gateways) {
+  std::string out;
+  for (const auto& g : gateways) out += (out.empty() ? "" : ",") + formatGatewayTarget(g);
+  return out;
+}
+
 // Each relayed connection holds two descriptors (the app's and the tunnel's): the cap on
 // connections is never more than the open-file limit leaves room for, so the cap, not
 // EMFILE, is what refuses first.
@@ -265,7 +272,7 @@ int run(const po::variables_map& options) {
       "agent ready listen={} admin={} gateway={} hosts={} outbound={} rules_version={} pin_dir={} "
       "socket_mark={:#x} node_netns_cookie={} workers={} drain_timeout_ms={}",
       formatEndpoint(rules->agent.listen), options["admin-address"].as<std::string>(),
-      formatEndpoint(rules->agent.gatewayAddress), rules->hosts.size(), toString(rules->outbound), reloader.version(),
+      gatewayList(rules->agent.gateways), rules->hosts.size(), toString(rules->outbound), reloader.version(),
       pins.dir.string(), rules->agent.socketMark, datapath.nodeNetnsCookie(), workers.size(),
       drainTimeout(options).count());
   trimMemoryPeriodically(io);
