@@ -47,11 +47,17 @@ for _ in $(seq 50); do bypass | grep -q ' 198.18.3.9/32' && break; sleep 0.1; do
 status=$(bypass)
 check_contains "the new address is bypassed" "$status" " 198.18.3.9/32( |$)"
 check_not_contains "the old address is no longer bypassed" "$status" " $SL_EGRESS_ADDR/32( |$)"
+# The pools take the new address from the same answer, once the bypass holds it (one
+# resolver for both: nobody listens there, so their dials fail and say so).
+check "the tunnel pools dial the name's new address" wait_for_log agent "tunnel gateway=198.18.3.9:15443 result="
 
 # The name stops resolving: the last addresses stay (a resolver outage must not let the
 # tunnels' addresses fall into the redirect, nor shrink the bypass back and forth).
 printf '127.0.0.1 localhost\n' > "$hosts"
 check "a failed resolution is logged" wait_for_log agent "gateway name=$NAME result=resolve-failed:.* kept=1"
+sleep 1.5  # past another round of asking (every second)
+check "the name is asked once per round, not also by each worker's pool" \
+  test "$(grep -c 'tunnel gateway=.*resolve-failed' "$SL_RUN_DIR/agent.log")" -eq 0
 check_contains "the last address stays bypassed" "$(bypass)" " 198.18.3.9/32( |$)"
 check "the rules version did not move" test "$("$SL_BUILD/userspace/sluicectl" --pin-dir "$SL_PIN_DIR" status |
   sed -n 's/^rules version: //p')" = 1

@@ -139,8 +139,8 @@ int run(const po::variables_map& options) {
   std::vector<std::filesystem::path> enrolled = installRules(datapath, pins, *rules, 1, {});
   uint32_t rulesVersion = 1;
   // Gateways given as names: their addresses join the kernel's bypass as they resolve
-  // (every agent.gateway.resolveIntervalMs, as the tunnel pools ask), all or nothing like
-  // a reload.
+  // (every agent.gateway.resolveIntervalMs), all or nothing like a reload, and then go to
+  // every worker's tunnel pool (below).
   // With only names listed, the readiness probe has no address until they resolve.
   GatewayHealth* probeOfNames = nullptr;
   GatewayNames gatewayNames(io, [&](const GatewayAddresses& resolved) {
@@ -236,6 +236,11 @@ int run(const po::variables_map& options) {
                                              [&enrolled] { return enrolled; }, &drainStatus});
   admin.start();
   health.start();
+  gatewayNames.onResolved([&](const TunnelPool::ResolvedNames& names) {
+    for (size_t i = 0; i < forwarders.size(); ++i) {
+      asio::post(workers.io(i), [forwarder = forwarders[i].get(), names] { forwarder->setResolvedGateways(names); });
+    }
+  });
   gatewayNames.start();
 
   // SIGTERM: the listeners close (the pinned programs stay: pods' connects to redirected

@@ -289,8 +289,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   if (active.resetByDrain()) flow.reason = "drain-deadline";
   if (stream->status() != 0 && stream->status() != 200) {
     flow.decision = FlowDecision::Failed;
-    flow.reason =
-        "gateway-refused:" + (stream->result().empty() ? std::to_string(stream->status()) : stream->result());
+    flow.reason = "gateway-refused:" + (stream->result().empty() ? std::to_string(stream->status()) : stream->result());
   }
   flow.up = have + relayed.bytesAtoB;
   flow.down = relayed.bytesBtoA;
@@ -316,7 +315,6 @@ void Forwarder::configurePool() {
   settings.socketMark = socketMark_ ? agent.socketMark : 0;
   settings.connectionsPerGateway = agent.gatewayConnections;
   settings.connectTimeout = agent.gatewayConnectTimeout;
-  settings.resolveInterval = agent.gatewayResolveInterval;
   settings.h2.pingInterval = agent.gatewayPingInterval;
   settings.h2.pingTimeout = agent.gatewayPingTimeout;
   pool_.configure(settings);

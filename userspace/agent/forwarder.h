@@ -60,6 +60,9 @@ class Forwarder {
     flows_ = flows;
     pool_.trackConnections(tunnels);
   }
+  // What the gateways given as names resolve to now (from the agent's GatewayNames, once
+  // the kernel's bypass holds them). On this forwarder's loop.
+  void setResolvedGateways(TunnelPool::ResolvedNames names) { pool_.setResolvedNames(std::move(names)); }
   // The drain's last flow has ended: the tunnels say GOAWAY and close.
   void closeTunnels() { pool_.closeConnections(); }
   // Tests of the loop guards only: the agent's sockets then carry no SO_MARK, leaving the

@@ -85,11 +85,25 @@ awaitable<void> GatewayNames::resolveAll() {
     all.v4.insert(addresses.v4.begin(), addresses.v4.end());
     all.v6.insert(addresses.v6.begin(), addresses.v6.end());
   }
-  if (all == current_) co_return;
-  if (changed_(all)) {
+  if (all != current_) {
+    if (!changed_(all)) co_return;  // the pools keep the addresses the bypass still holds
     current_ = std::move(all);
     spdlog::info("gateway names={} bypass_v4={} bypass_v6={} result=applied", names_.size(), current_.v4.size(),
                  current_.v6.size());
+  }
+  std::map<std::string, std::vector<asio::ip::address>> byName;
+  for (const auto& [name, addresses] : byName_) {
+    auto& out = byName[name];
+    for (uint32_t v4 : addresses.v4) out.push_back(asio::ip::address_v4(ntohl(v4)));
+    for (const auto& v6 : addresses.v6) {
+      asio::ip::address_v6::bytes_type bytes;
+      std::memcpy(bytes.data(), v6.data(), 16);
+      out.push_back(asio::ip::address_v6(bytes));
+    }
+  }
+  if (byName != handedOut_ && resolved_) {
+    handedOut_ = std::move(byName);
+    resolved_(handedOut_);
   }
 }
 

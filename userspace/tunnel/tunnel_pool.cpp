@@ -39,8 +39,7 @@ void TunnelPool::configure(const TunnelPoolSettings& settings) {
   if (started_ && settings == settings_) return;
   settings_ = settings;
   ++generation_;
-  resolvedAt_ = {};
-  resolveTargets();
+  applyEndpoints();
   if (!started_) {
     started_ = true;
     asio::co_spawn(io_, maintain(), logEscapedException("tunnel pool"));
@@ -72,53 +71,10 @@ bool isName(const GatewayTarget& target) {
   return bool(ec);
 }
 
-std::string key(const GatewayTarget& target) {
-  return target.host + ":" + std::to_string(target.port);
-}
-
 }  // namespace
 
-// Addresses as written are gateways at once; a name is asked of the system resolver
-// (a headless Service answers with every ready gateway) now and every resolveInterval,
-// off the loop (getaddrinfo blocks), keeping its last answer until a new one comes.
-void TunnelPool::resolveTargets() {
-  std::erase_if(resolvedNames_, [&](auto& entry) {
-    return std::none_of(settings_.gateways.begin(), settings_.gateways.end(),
-                        [&](const GatewayTarget& t) { return isName(t) && key(t) == entry.first; });
-  });
-  applyEndpoints();
-  resolvedAt_ = Clock::now();
-  if (std::any_of(settings_.gateways.begin(), settings_.gateways.end(), isName) && !resolving_) {
-    resolving_ = true;
-    asio::co_spawn(io_, resolveNames(generation_), logEscapedException("tunnel resolve"));
-  }
-}
-
-awaitable<void> TunnelPool::resolveNames(uint64_t generation) {
-  auto alive = alive_;
-  const std::vector<GatewayTarget> targets = settings_.gateways;
-  for (const auto& target : targets) {
-    if (!isName(target)) continue;
-    tcp::resolver resolver(io_);
-    error_code ec;
-    auto results = co_await resolver.async_resolve(target.host, std::to_string(target.port),
-                                                   asio::redirect_error(use_awaitable, ec));
-    if (!*alive) co_return;
-    if (ec || results.empty()) {
-      spdlog::warn("tunnel gateway={} result=resolve-failed:{}", key(target), ec ? ec.message() : "no addresses");
-      continue;
-    }
-    if (generation != generation_) continue;  // reconfigured meanwhile: a new ask follows
-    std::vector<tcp::endpoint> endpoints;
-    for (const auto& entry : results) endpoints.push_back(entry.endpoint());
-    resolvedNames_[key(target)] = std::move(endpoints);
-  }
-  resolving_ = false;
-  resolvedAt_ = Clock::now();
-  if (generation != generation_) {
-    resolveTargets();  // the settings changed while asking: ask for the new ones
-    co_return;
-  }
+void TunnelPool::setResolvedNames(ResolvedNames names) {
+  resolvedNames_ = std::move(names);
   applyEndpoints();
 }
 
@@ -129,8 +85,9 @@ void TunnelPool::applyEndpoints() {
       endpoints.emplace_back(asio::ip::make_address(target.host), target.port);
       continue;
     }
-    auto it = resolvedNames_.find(key(target));
-    if (it != resolvedNames_.end()) endpoints.insert(endpoints.end(), it->second.begin(), it->second.end());
+    auto it = resolvedNames_.find(target.host);
+    if (it == resolvedNames_.end()) continue;
+    for (const auto& address : it->second) endpoints.emplace_back(address, target.port);
   }
   for (auto& gateway : gateways_) gateway->listed = false;
   for (const auto& endpoint : endpoints) {
@@ -165,8 +122,6 @@ size_t TunnelPool::healthyGateways(const std::set<std::string>& exclude) const {
 
 void TunnelPool::tick() {
   const auto now = Clock::now();
-  const bool hasNames = std::any_of(settings_.gateways.begin(), settings_.gateways.end(), isName);
-  if (hasNames && !resolving_ && now - resolvedAt_ >= settings_.resolveInterval) resolveTargets();
   const std::shared_ptr<SSL_CTX> current = context_();
   for (auto& gateway : gateways_) {
     auto& connections = gateway->connections;
@@ -337,7 +292,10 @@ awaitable<TunnelPool::Opened> TunnelPool::open(const std::string& authority, con
     // None up. Wait while a gateway not known to be failing is being connected; fail at
     // once when every one's last attempt failed (the app is reset rather than left
     // hanging; the pool keeps trying in the background).
-    bool pending = (resolving_ && gateways_.empty()) || std::any_of(gateways_.begin(), gateways_.end(), [](auto& g) {
+    // A name not answered yet (the agent has just started) counts as being connected.
+    const bool awaitingNames = std::any_of(settings_.gateways.begin(), settings_.gateways.end(),
+                                           [&](auto& t) { return isName(t) && !resolvedNames_.contains(t.host); });
+    bool pending = (awaitingNames && gateways_.empty()) || std::any_of(gateways_.begin(), gateways_.end(), [](auto& g) {
                      return g->listed && g->failures == 0;
                    });
     if (!pending || Clock::now() >= deadline || stopped_) {

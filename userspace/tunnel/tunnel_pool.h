@@ -1,6 +1,7 @@
 // The agent's end of the tunnel: a few long-lived mTLS + HTTP/2 connections to each
 // gateway, on which every app connection becomes one CONNECT stream. Gateways are
-// addresses or names (each address a name resolves to is one gateway); streams go to
+// addresses or names (each address a name resolves to is one gateway; the agent's one
+// resolver hands the answers to every pool, see setResolvedNames); streams go to
 // healthy ones in turn; a connection that fails is re-made with exponential backoff and
 // jitter. One pool per Forwarder (per event loop): nothing here is shared across threads.
 #pragma once
@@ -31,7 +32,6 @@ struct TunnelPoolSettings {
   std::chrono::milliseconds connectTimeout{5000};
   std::chrono::milliseconds backoffMin{100};
   std::chrono::milliseconds backoffMax{10000};
-  std::chrono::milliseconds resolveInterval{30000};  // names are asked again this often
   H2Settings h2;
   bool operator==(const TunnelPoolSettings&) const = default;
 };
@@ -45,6 +45,11 @@ class TunnelPool {
   // Takes new settings; connections to gateways no longer listed, or made with other
   // settings, drain. The first call starts the pool.
   void configure(const TunnelPoolSettings& settings);
+  // What the gateways given as names resolve to (name -> its addresses, the last good
+  // answer): the pool dials these and nothing else for a name, so it never dials an
+  // address the kernel's bypass does not hold yet.
+  using ResolvedNames = std::map<std::string, std::vector<asio::ip::address>>;
+  void setResolvedNames(ResolvedNames names);
   void stop();
   // Drain of the agent: no new connection is made; those up keep carrying streams.
   void drain() { draining_ = true; }
@@ -83,10 +88,6 @@ class TunnelPool {
   awaitable<void> maintain();
   awaitable<void> connect(std::shared_ptr<Gateway> gateway, uint64_t generation);
   awaitable<void> runConnection(std::shared_ptr<H2Connection> connection);
-  // Addresses as written count at once; names are asked asynchronously (never blocking
-  // the loop) at configure and every resolveInterval, each keeping its last answer.
-  void resolveTargets();
-  awaitable<void> resolveNames(uint64_t generation);
   void applyEndpoints();
   void tick();
   std::shared_ptr<H2Connection> usable(Gateway& gateway) const;
@@ -107,9 +108,7 @@ class TunnelPool {
   std::vector<std::shared_ptr<Gateway>> gateways_;
   size_t next_ = 0;  // round robin over gateways
   asio::steady_timer tickTimer_;
-  std::chrono::steady_clock::time_point resolvedAt_{};
-  bool resolving_ = false;
-  std::map<std::string, std::vector<tcp::endpoint>> resolvedNames_;  // "name:port" -> its last answer
+  ResolvedNames resolvedNames_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::mt19937 random_{std::random_device{}()};
   // The context and generation each connection was made with (the context kept alive).
