@@ -126,21 +126,8 @@ void Forwarder::stop() {
 }
 
 awaitable<void> Forwarder::acceptLoop(tcp::acceptor& acceptor) {
-  boost::system::error_code ignored;
-  AcceptGuard guard(formatEndpoint(acceptor.local_endpoint(ignored)));
-  while (acceptor.is_open()) {
-    boost::system::error_code ec;
-    tcp::socket client = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
-    if (ec == asio::error::operation_aborted) break;
-    if (ec) {
-      // EMFILE and friends: the waiting client is reset, the loop pauses (growing).
-      asio::steady_timer pause(io_, guard.failed(acceptor, ec));
-      co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
-      continue;
-    }
-    guard.succeeded();
-    asio::co_spawn(io_, handle(std::move(client)), logEscapedException("agent connection"));
-  }
+  return acceptConnections(
+      acceptor, [this](tcp::socket client) { return handle(std::move(client)); }, "agent connection");
 }
 
 awaitable<void> Forwarder::handle(tcp::socket client) {

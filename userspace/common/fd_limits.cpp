@@ -11,6 +11,9 @@
 #include <cstring>
 #include <filesystem>
 
+#include "asio_address.h"
+#include "spawn.h"
+
 namespace sluice {
 
 OpenFileLimit raiseOpenFileLimit(const char* daemon) {
@@ -119,6 +122,26 @@ std::chrono::milliseconds AcceptGuard::failed(tcp::acceptor& acceptor, const boo
     failuresLogged_ = failures_;
   }
   return pause_;
+}
+
+awaitable<void> acceptConnections(tcp::acceptor& acceptor, std::function<awaitable<void>(tcp::socket)> serve,
+                                  const char* what) {
+  auto executor = co_await asio::this_coro::executor;
+  boost::system::error_code ignored;
+  AcceptGuard guard(formatEndpoint(acceptor.local_endpoint(ignored)));
+  while (acceptor.is_open()) {
+    boost::system::error_code ec;
+    tcp::socket client = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::operation_aborted) break;
+    if (ec) {
+      // The waiting client is reset, the loop pauses (growing).
+      asio::steady_timer pause(executor, guard.failed(acceptor, ec));
+      co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
+      continue;
+    }
+    guard.succeeded();
+    asio::co_spawn(executor, serve(std::move(client)), logEscapedException(what));
+  }
 }
 
 }  // namespace sluice

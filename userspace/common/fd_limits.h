@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "async.h"
@@ -72,5 +73,11 @@ class AcceptGuard {
   uint64_t shed_ = 0;
   std::chrono::steady_clock::time_point lastLog_{};
 };
+
+// The daemons' accept loop: until `acceptor` closes, each connection is spawned on the
+// loop as `serve(socket)` (`what` names it in an escaped exception's log line), and a
+// failed accept (EMFILE and friends) goes through an AcceptGuard.
+awaitable<void> acceptConnections(tcp::acceptor& acceptor, std::function<awaitable<void>(tcp::socket)> serve,
+                                  const char* what);
 
 }  // namespace sluice

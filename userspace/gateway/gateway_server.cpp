@@ -192,21 +192,8 @@ awaitable<void> GatewayServer::acceptLoop() {
 }
 
 awaitable<void> GatewayServer::acceptOn(tcp::acceptor& acceptor) {
-  boost::system::error_code ignored;
-  AcceptGuard guard(formatEndpoint(acceptor.local_endpoint(ignored)));
-  while (acceptor.is_open()) {
-    boost::system::error_code ec;
-    tcp::socket agent = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
-    if (ec == asio::error::operation_aborted) break;
-    if (ec) {
-      // EMFILE and friends: the waiting client is reset, the loop pauses (growing).
-      asio::steady_timer pause(io_, guard.failed(acceptor, ec));
-      co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
-      continue;
-    }
-    guard.succeeded();
-    asio::co_spawn(io_, handle(std::move(agent)), logEscapedException("gateway connection"));
-  }
+  return acceptConnections(
+      acceptor, [this](tcp::socket agent) { return handle(std::move(agent)); }, "gateway connection");
 }
 
 awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {
