@@ -31,6 +31,17 @@ SECONDS = float(os.environ.get("DRAIN_SECONDS", "5"))
 CHUNK = 8192
 
 
+def failure(e):
+    """How a connection attempt ended, from the exception that ended it."""
+    if isinstance(e, ConnectionRefusedError):
+        return "refused"
+    if isinstance(e, ConnectionResetError):
+        return "reset"
+    if isinstance(e, socket.timeout):
+        return "timeout"
+    return "error:" + str(e)
+
+
 def payload(size):
     out = bytearray()
     i = 0
@@ -111,14 +122,8 @@ def streams(addr, host, n):
                     first.release()
                 got += len(b)
                 h.update(b)
-        except ConnectionRefusedError:
-            outcome = "refused"
-        except ConnectionResetError:
-            outcome = "reset"
-        except socket.timeout:
-            outcome = "timeout"
         except OSError as e:
-            outcome = "error:" + str(e)
+            outcome = failure(e)
         if not firstseen:
             first.release()
         if outcome == "eof" and got == SIZE and h.hexdigest() == expected:
@@ -169,14 +174,8 @@ def loop(addr, host, stopfile):
             s.close()
             if got != b"ok":
                 outcome = "short"
-        except ConnectionRefusedError:
-            outcome = "refused"
-        except ConnectionResetError:
-            outcome = "reset"
-        except socket.timeout:
-            outcome = "timeout"
         except OSError as e:
-            outcome = "error"
+            outcome = failure(e).split(":")[0]
         now = time.monotonic()
         if outcome == "ok":
             ok += 1
