@@ -113,6 +113,12 @@ sl_start_agent --drain-timeout 2 || { not_ok "agent restarts"; exit 1; }
 run_streams streams2 198.18.100.42 forever.drain.test 20
 apps=$(pid_of streams2)
 check "20 endless streams are open" wait_for_log streams2 "^opened 20" 30
+# And one app that connected but has not sent its ClientHello yet (the agent's hello
+# timeout, 5 s, is past the drain deadline).
+sl_pod_exec pod-a "$SL_PROBE" connect 198.18.100.42:443 --timeout-ms 8000 --read > "$SL_RUN_DIR/silent.out" 2>&1 &
+silent=$!
+echo "$silent silent" >> "$SL_RUN_DIR/pids"
+sleep 0.5
 agent=$(pid_of agent)
 start=$(date +%s%N)
 kill -TERM "$agent"
@@ -127,10 +133,15 @@ ms=$((($(date +%s%N) - start) / 1000000))
 forget "$agent" agent
 echo "# $(grep -E 'drain deadline|drained in' "$SL_RUN_DIR/agent.log" | tr '\n' ' ')"
 check "the agent exited 0 (rc=$rc) after the 2 s deadline (${ms} ms)" test "$rc" -eq 0 -a "$ms" -ge 2000
-check "the agent logs the resets at the deadline" grep -q "drain deadline: resetting 20 flows" "$SL_RUN_DIR/agent.log"
-check "the agent reports 20 flows reset" grep -q "drained in [0-9]* ms (.*): flows_reset=20" "$SL_RUN_DIR/agent.log"
+wait_pid "$silent" 10
+forget "$silent" silent
+check_contains "the app still waiting for its hello is reset too" "$(cat "$SL_RUN_DIR/silent.out")" "read=ECONNRESET"
+check "the agent logs the resets at the deadline" grep -q "drain deadline: resetting 21 flows" "$SL_RUN_DIR/agent.log"
+check "the agent reports 21 flows reset" grep -q "drained in [0-9]* ms (.*): flows_reset=21" "$SL_RUN_DIR/agent.log"
 check "20 flow records say result=drain-deadline" \
   test "$(grep -c 'flow .*sni=forever.drain.test .*result=drain-deadline' "$SL_RUN_DIR/agent.log")" -eq 20
+check "the flow still waiting for its hello is recorded as reason=drain-deadline" \
+  test "$(grep -c 'deny .*reason=drain-deadline' "$SL_RUN_DIR/agent.log")" -eq 1
 mv "$SL_RUN_DIR/agent.log" "$SL_RUN_DIR/agent-2.log"
 
 # ---- 2b. a second SIGTERM during the drain stops at once (resets the rest) ----

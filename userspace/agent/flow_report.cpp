@@ -44,7 +44,8 @@ constexpr const char* kDenyReasons[] = {"no-original-destination",
                                         "ech-refused",
                                         "host-not-allowed",
                                         "connection-limit",
-                                        "pod-connection-limit"};
+                                        "pod-connection-limit",
+                                        "drain-deadline"};
 constexpr const char* kGuardReasons[] = {"unspecified", "loopback",  "link-local", "multicast", "broadcast",
                                          "reserved",    "deny-cidr", "private",    "self"};
 constexpr const char* kFailures[] = {"local-socket-error", "no-gateway-available", "gateway-refused",

@@ -197,7 +197,8 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
                                             asio::redirect_error(use_awaitable, ec));
       }
       if (ec) {
-        deny(deadline.expired()       ? "client-hello-timeout"
+        deny(active.resetByDrain()    ? "drain-deadline"
+             : deadline.expired()     ? "client-hello-timeout"
              : ec == asio::error::eof ? "client-closed-before-hello"
                                       : "client-read-error:" + ec.message());
         co_return;
