@@ -127,31 +127,24 @@ void Forwarder::stop() {
 
 awaitable<void> Forwarder::acceptLoop(tcp::acceptor& acceptor) {
   return acceptConnections(
-      acceptor, [this](tcp::socket client) { return handle(std::move(client)); }, "agent connection");
+      acceptor, [this](tcp::socket client) { return handle(TcpStream(std::move(client))); }, "agent connection");
 }
 
-awaitable<void> Forwarder::handle(tcp::socket client) {
-  const std::shared_ptr<const AgentRules> rules = rules_;
-  const AgentConfig& agent = rules->agent;
-  auto executor = co_await asio::this_coro::executor;
-  FlowReport flow;
-  flow.connectionId = newConnectionId();
-  reporter_.started();
-  // Until it ends, a drain waits for this flow; at the drain deadline it is reset.
-  ActiveFlows::Flow active = flows_ ? flows_->track(executor) : ActiveFlows::Flow();
-  active.onReset([&client] { resetAndClose(client); });
-  // Every way out of this function: reset the app (unless relayed cleanly), report once.
-  auto deny = [&](std::string reason) {
-    flow.decision = FlowDecision::Denied;
-    flow.reason = std::move(reason);
-    resetAndClose(client);
-    reporter_.report(flow);
-  };
+void Forwarder::deny(tcp::socket& client, FlowReport& flow, std::string reason) {
+  flow.decision = FlowDecision::Denied;
+  flow.reason = std::move(reason);
+  resetAndClose(client);
+  reporter_.report(flow);
+}
+
+// Steps 1 and the caps, without waiting: no coroutine frame of its own. Denies (and
+// reports) itself when the flow may not go on.
+ConnectionLimits::Slot Forwarder::admitPeer(tcp::socket& client, FlowReport& flow) {
   boost::system::error_code ec;
   const tcp::endpoint peer = client.remote_endpoint(ec);
   if (ec) {
-    deny("client-read-error:" + ec.message());
-    co_return;
+    deny(client, flow, "client-read-error:" + ec.message());
+    return {};
   }
   flow.client = peer;
   client.set_option(tcp::no_delay(true), ec);
@@ -161,8 +154,8 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   if (!original) {
     // Not redirected by us (someone dialled the agent directly), or the hand-off map
     // was full: there is nowhere safe to send it.
-    deny("no-original-destination");
-    co_return;
+    deny(client, flow, "no-original-destination");
+    return {};
   }
   flow.destination = fromKernel(original->dst);
   flow.cgroupId = original->cgroup_id;
@@ -170,16 +163,27 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   // Caps: in all, and per pod (cgroup), so one pod cannot take the node's capacity.
   auto slot = limits_->acquire(std::to_string(flow.cgroupId));
   if (!slot.admitted()) {
-    deny(slot.verdict() == ConnectionLimits::Verdict::OverKey ? "pod-connection-limit" : "connection-limit");
-    co_return;
+    deny(client, flow,
+         slot.verdict() == ConnectionLimits::Verdict::OverKey ? "pod-connection-limit" : "connection-limit");
   }
+  return slot;
+}
 
+// Steps 2 and 3 in a coroutine of their own, so that their locals (the parser's result,
+// the deadline, the read loop's temporaries) are freed before the flow is relayed: only
+// handle()'s frame lives as long as the connection.
+awaitable<Forwarder::Admission> Forwarder::readHello(tcp::socket& client, const AgentRules& rules, FlowReport& flow,
+                                                     const ActiveFlows::Flow& active) {
+  const AgentConfig& agent = rules.agent;
+  auto executor = co_await asio::this_coro::executor;
+  Admission out;
   // 2. Read the ClientHello (possibly several segments and records) under a deadline.
   //    Nothing is allocated until the first bytes arrive.
-  std::vector<uint8_t> peeked;
+  std::vector<uint8_t>& peeked = out.hello;
   size_t have = 0;
   HelloResult hello;
   {
+    boost::system::error_code ec;
     Deadline deadline(executor, agent.clientHelloTimeout, [&client] {
       boost::system::error_code ignored;
       client.cancel(ignored);
@@ -197,61 +201,93 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
                                             asio::redirect_error(use_awaitable, ec));
       }
       if (ec) {
-        deny(active.resetByDrain()    ? "drain-deadline"
+        deny(client, flow,
+             active.resetByDrain()    ? "drain-deadline"
              : deadline.expired()     ? "client-hello-timeout"
              : ec == asio::error::eof ? "client-closed-before-hello"
                                       : "client-read-error:" + ec.message());
-        co_return;
+        co_return out;
       }
       have += n;
       hello = parseClientHello(std::span<const uint8_t>(peeked.data(), have), agent.maxClientHelloBytes);
     }
   }
+  peeked.resize(have);  // from here on, size() is the count of bytes read
   flow.clientHelloWait = FlowReport::Clock::now() - flow.started;
   if (hello.status != HelloStatus::Done) {
-    deny(std::string(hello.status == HelloStatus::NotTls ? "not-tls" : "bad-client-hello") + ":" + hello.error);
-    co_return;
+    deny(client, flow,
+         std::string(hello.status == HelloStatus::NotTls ? "not-tls" : "bad-client-hello") + ":" + hello.error);
+    co_return out;
   }
   // ECH: the name in the clear is only the outer, public one; the host the app reaches
   // is encrypted. Refused unless the rules say to decide by the outer name.
   if (hello.encryptedClientHello && agent.echPolicy == EchPolicy::Deny) {
     if (hello.serverName) flow.sni = *hello.serverName;
-    deny("ech-refused");
-    co_return;
+    deny(client, flow, "ech-refused");
+    co_return out;
   }
   if (!hello.serverName) {
-    deny("no-sni");
-    co_return;
+    deny(client, flow, "no-sni");
+    co_return out;
   }
   flow.sni = *hello.serverName;
 
   // 3. Policy: deny by default.
   auto host = normalizeHostName(flow.sni);
   if (!host) {
-    deny("invalid-sni");
-    co_return;
+    deny(client, flow, "invalid-sni");
+    co_return out;
   }
-  auto rule = rules->hosts.match(*host, flow.destination.port());
+  auto rule = rules.hosts.match(*host, flow.destination.port());
   if (!rule) {
-    if (rules->outbound == OutboundPolicy::AllowAny) {
-      co_await passDirect(std::move(client), std::move(peeked), have, rules, std::move(flow), active);
-      co_return;
+    if (rules.outbound == OutboundPolicy::AllowAny) {
+      out.next = Admission::Next::Direct;
+      co_return out;
     }
-    deny("host-not-allowed");
+    deny(client, flow, "host-not-allowed");
+    co_return out;
+  }
+  flow.rule = *rule;
+  // :authority = host:port (the gateway dials the name, never the app's address).
+  out.authority = *host + ":" + std::to_string(flow.destination.port());
+  out.next = Admission::Next::Tunnel;
+  co_return out;
+}
+
+// One connection from accept to its report. Its frame is what an idle relayed flow
+// holds for its whole life (with relayBoth's): keep its locals few and small, and do
+// the inspection in readHello().
+awaitable<void> Forwarder::handle(TcpStream app) {
+  tcp::socket& client = app.socket();
+  const std::shared_ptr<const AgentRules> rules = rules_;
+  FlowReport flow;
+  flow.connectionId = newConnectionId();
+  reporter_.started();
+  // Until it ends, a drain waits for this flow; at the drain deadline it is reset.
+  ActiveFlows::Flow active = flows_ ? flows_->track(client.get_executor()) : ActiveFlows::Flow();
+  active.onReset([&app] { resetAndClose(app.socket()); });
+  // Every way out of this function: reset the app (unless relayed cleanly), report once.
+  const ConnectionLimits::Slot slot = admitPeer(client, flow);
+  if (!slot.admitted()) co_return;
+  Admission admission = co_await readHello(client, *rules, flow, active);
+  if (admission.next == Admission::Next::Direct) {
+    co_await passDirect(app, admission.hello, *rules, flow, active);
     co_return;
   }
+  if (admission.next != Admission::Next::Tunnel) co_return;
 
-  // 4. A CONNECT stream on a pooled tunnel to a gateway: :authority = host:port (the
-  //    gateway dials the name, never the app's address); the hello rides right behind.
-  flow.rule = *rule;
+  // 4. A CONNECT stream on a pooled tunnel to a gateway; the hello rides right behind.
   flow.decision = FlowDecision::Failed;
   std::string failure;
   int retries = 0;
   const auto opening = FlowReport::Clock::now();
-  std::shared_ptr<TunnelStream> stream =
-      co_await openTunnel(client, *rules, *host + ":" + std::to_string(flow.destination.port()), flow.connectionId,
-                          std::span<const uint8_t>(peeked.data(), have), flow.gateway, failure, retries);
-  peeked = {};
+  const uint64_t helloBytes = admission.hello.size();
+  std::shared_ptr<TunnelStream> stream = co_await openTunnel(client, *rules, admission.authority, flow.connectionId,
+                                                             admission.hello, flow.gateway, failure, retries);
+  // Sent: the hello's buffer and the authority go now, not at the end of the flow (swap:
+  // assigning an empty one would keep the capacity).
+  std::vector<uint8_t>().swap(admission.hello);
+  std::string().swap(admission.authority);
   flow.retries = retries;
   if (health_) health_->recordTunnel(stream != nullptr || failure.starts_with("gateway-refused"), failure);
   if (!stream) {
@@ -265,12 +301,11 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   flow.tunnel = "h2";
 
   // 5. The app's bytes, unchanged, both ways; FIN as END_STREAM, RST as RST_STREAM.
-  TcpStream app(std::move(client));
   active.onReset([&app, &stream] {
     resetAndClose(app.socket());
     stream->abort();
   });
-  RelayResult relayed = co_await relayBoth(app, *stream, agent.idleTimeout);
+  RelayResult relayed = co_await relayBoth(app, *stream, rules->agent.idleTimeout);
   active.onReset(nullptr);
   flow.reason = relayed.outcome();
   if (stream->isReset() && !relayed.idleTimeout) flow.reason = "reset:" + stream->resetReason();
@@ -279,7 +314,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
     flow.decision = FlowDecision::Failed;
     flow.reason = "gateway-refused:" + (stream->result().empty() ? std::to_string(stream->status()) : stream->result());
   }
-  flow.up = have + relayed.bytesAtoB;
+  flow.up = helloBytes + relayed.bytesAtoB;
   flow.down = relayed.bytesBtoA;
   if (relayed.bytesBtoA) flow.firstByte = relayed.firstByteBtoA - flow.started;
   if (!relayed.clean()) {
@@ -412,13 +447,14 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::tryGateways(const AgentRules
   co_return nullptr;
 }
 
-awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have,
-                                      std::shared_ptr<const AgentRules> rules, FlowReport flow,
-                                      ActiveFlows::Flow& active) {
+awaitable<void> Forwarder::passDirect(TcpStream& app, std::vector<uint8_t>& peeked, const AgentRules& rules,
+                                      FlowReport& flow, ActiveFlows::Flow& active) {
+  tcp::socket& client = app.socket();
+  const size_t have = peeked.size();
   // The agent dials from the node's network namespace: the node's own addresses, its
   // loopback or the metadata service must not become reachable through a pass-through.
   const tcp::endpoint destination = flow.destination;
-  if (auto refusal = rules->directGuard.check(fromAsio(destination.address()))) {
+  if (auto refusal = rules.directGuard.check(fromAsio(destination.address()))) {
     flow.decision = FlowDecision::Denied;
     flow.reason = std::string("destination-refused:") + toString(*refusal);
     resetAndClose(client);
@@ -432,12 +468,12 @@ awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> p
     resetAndClose(client);
     resetAndClose(upstream);
   });
-  ec = openMarkedSocket(upstream, destination.protocol(), socketMark_ ? rules->agent.socketMark : 0);
+  ec = openMarkedSocket(upstream, destination.protocol(), socketMark_ ? rules.agent.socketMark : 0);
   std::string failure;
   if (ec) {
     failure = "local-socket-error:" + ec.message();
   } else {
-    Deadline deadline(executor, rules->agent.directConnectTimeout, [&upstream] {
+    Deadline deadline(executor, rules.agent.directConnectTimeout, [&upstream] {
       boost::system::error_code ignored;
       upstream.cancel(ignored);
     });
@@ -452,16 +488,15 @@ awaitable<void> Forwarder::passDirect(tcp::socket client, std::vector<uint8_t> p
     co_return;
   }
   upstream.set_option(tcp::no_delay(true), ec);
-  TcpStream app(std::move(client));
   TcpStream origin(std::move(upstream));
   active.onReset([&app, &origin] {
     resetAndClose(app.socket());
     origin.abort();
   });
   ec = co_await origin.writeAll(std::span<const uint8_t>(peeked.data(), have));
-  peeked = {};
+  std::vector<uint8_t>().swap(peeked);
   RelayResult relayed;
-  if (!ec) relayed = co_await relayBoth(app, origin, rules->agent.idleTimeout);
+  if (!ec) relayed = co_await relayBoth(app, origin, rules.agent.idleTimeout);
   active.onReset(nullptr);
   flow.reason = ec ? "write:" + ec.message() : relayed.outcome();
   if (active.resetByDrain()) flow.reason = "drain-deadline";

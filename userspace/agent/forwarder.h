@@ -6,11 +6,14 @@
 #include <memory>
 #include <random>
 #include <span>
+#include <string>
+#include <vector>
 
 #include "active_flows.h"
 #include "address_guard.h"
 #include "async.h"
 #include "bpf_datapath.h"
+#include "byte_stream.h"
 #include "certificate_reloader.h"
 #include "config.h"
 #include "connection_limits.h"
@@ -80,10 +83,22 @@ class Forwarder {
   }
 
  private:
-  awaitable<void> handle(tcp::socket client);
+  // What the inspection (steps 2 and 3) hands to the rest of the flow.
+  struct Admission {
+    enum class Next { Done, Tunnel, Direct } next = Next::Done;  // Done: denied and reported
+    std::vector<uint8_t> hello;                                  // the bytes read, ClientHello first
+    std::string authority;                                       // Tunnel: host:port
+  };
+  awaitable<void> handle(TcpStream app);
+  ConnectionLimits::Slot admitPeer(tcp::socket& client, FlowReport& flow);
+  // `active`: says whether a drain's deadline reset the app while it was read.
+  awaitable<Admission> readHello(tcp::socket& client, const AgentRules& rules, FlowReport& flow,
+                                 const ActiveFlows::Flow& active);
+  void deny(tcp::socket& client, FlowReport& flow, std::string reason);
   // ALLOW_ANY: an unknown host goes to its original destination, not via the gateway.
-  awaitable<void> passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have,
-                             std::shared_ptr<const AgentRules> rules, FlowReport flow, ActiveFlows::Flow& active);
+  // `peeked`: the bytes read so far (the ClientHello), freed once sent.
+  awaitable<void> passDirect(TcpStream& app, std::vector<uint8_t>& peeked, const AgentRules& rules, FlowReport& flow,
+                             ActiveFlows::Flow& active);
 
   // Step 4: a CONNECT stream to a gateway, retried on another one while no byte has
   // come back from the origin. Null with `failure` set when every try failed.
