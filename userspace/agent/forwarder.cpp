@@ -98,6 +98,8 @@ static void bindAndListen(tcp::acceptor& acceptor, const tcp::endpoint& endpoint
   // Every worker binds the same address; the kernel spreads new connections over them.
   acceptor.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true));
   if (endpoint.address().is_v6()) acceptor.set_option(asio::ip::v6_only(true));
+  // Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per flow.
+  acceptor.set_option(tcp::no_delay(true));
   boost::system::error_code ec;
   acceptor.bind(endpoint, ec);
   if (ec) throw std::runtime_error("binding " + formatEndpoint(endpoint) + ": " + ec.message());
@@ -130,7 +132,8 @@ awaitable<void> Forwarder::acceptLoop(tcp::acceptor& acceptor) {
   AcceptGuard guard(formatEndpoint(acceptor.local_endpoint(ignored)));
   while (acceptor.is_open()) {
     boost::system::error_code ec;
-    tcp::socket client = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
+    tcp::endpoint peer;  // from accept4 itself: no getpeername per flow
+    tcp::socket client = co_await acceptor.async_accept(peer, asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted) break;
     if (ec) {
       // EMFILE and friends: the waiting client is reset, the loop pauses (growing).
@@ -139,11 +142,11 @@ awaitable<void> Forwarder::acceptLoop(tcp::acceptor& acceptor) {
       continue;
     }
     guard.succeeded();
-    asio::co_spawn(io_, handle(std::move(client)), logEscapedException("agent connection"));
+    asio::co_spawn(io_, handle(std::move(client), peer), logEscapedException("agent connection"));
   }
 }
 
-awaitable<void> Forwarder::handle(tcp::socket client) {
+awaitable<void> Forwarder::handle(tcp::socket client, tcp::endpoint peer) {
   const std::shared_ptr<const AgentRules> rules = rules_;
   const AgentConfig& agent = rules->agent;
   auto executor = co_await asio::this_coro::executor;
@@ -161,13 +164,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
     reporter_.report(flow);
   };
   boost::system::error_code ec;
-  const tcp::endpoint peer = client.remote_endpoint(ec);
-  if (ec) {
-    deny("client-read-error:" + ec.message());
-    co_return;
-  }
   flow.client = peer;
-  client.set_option(tcp::no_delay(true), ec);
 
   // 1. Where did the app want to go? Published by sockops, keyed by the app's source.
   std::optional<sl_orig_dst> original = datapath_.takeOriginalDestination(kernelKey(peer));
@@ -289,8 +286,7 @@ awaitable<void> Forwarder::handle(tcp::socket client) {
   if (active.resetByDrain()) flow.reason = "drain-deadline";
   if (stream->status() != 0 && stream->status() != 200) {
     flow.decision = FlowDecision::Failed;
-    flow.reason =
-        "gateway-refused:" + (stream->result().empty() ? std::to_string(stream->status()) : stream->result());
+    flow.reason = "gateway-refused:" + (stream->result().empty() ? std::to_string(stream->status()) : stream->result());
   }
   flow.up = have + relayed.bytesAtoB;
   flow.down = relayed.bytesBtoA;

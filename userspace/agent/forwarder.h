@@ -77,7 +77,7 @@ class Forwarder {
   }
 
  private:
-  awaitable<void> handle(tcp::socket client);
+  awaitable<void> handle(tcp::socket client, tcp::endpoint peer);
   // ALLOW_ANY: an unknown host goes to its original destination, not via the gateway.
   awaitable<void> passDirect(tcp::socket client, std::vector<uint8_t> peeked, size_t have,
                              std::shared_ptr<const AgentRules> rules, FlowReport flow, ActiveFlows::Flow& active);
