@@ -1,6 +1,7 @@
 #include "logging.h"
 
-#include <spdlog/sinks/base_sink.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <unistd.h>
 
@@ -21,11 +22,29 @@ namespace {
 // when a line arrives while it sleeps idle: lines that come while it writes wait for its
 // next turn, so a burst of records costs one wake-up and one write per turn, not one
 // each. (A linger to gather more was measured: at 1 client it only added wake-ups.)
-class BatchingStderrSink final : public spdlog::sinks::base_sink<std::mutex> {
+class BatchingStderrSink final : public spdlog::sinks::sink {
  public:
   static constexpr size_t kWriteBytes = 256 * 1024;
 
   explicit BatchingStderrSink(size_t capacityLines) : ring_(capacityLines) {}
+
+  // The writer is woken after the lock is let go, so it never wakes into a held mutex.
+  void log(const spdlog::details::log_msg& msg) override {
+    bool wake = false;
+    {
+      std::lock_guard lock(mutex_);
+      wake = push(msg);
+    }
+    if (wake) wake_.notify_one();
+  }
+  void flush() override {}  // the writer writes as soon as it is woken
+  void set_pattern(const std::string& pattern) override {
+    set_formatter(std::make_unique<spdlog::pattern_formatter>(pattern));
+  }
+  void set_formatter(std::unique_ptr<spdlog::formatter> formatter) override {
+    std::lock_guard lock(mutex_);
+    formatter_ = std::move(formatter);
+  }
 
   void start() {
     writer_ = std::thread([this] { run(); });
@@ -42,29 +61,27 @@ class BatchingStderrSink final : public spdlog::sinks::base_sink<std::mutex> {
   }
   uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
- protected:
-  // Called with mutex_ held.
-  void sink_it_(const spdlog::details::log_msg& msg) override {
+ private:
+  // With mutex_ held; true when the writer must be woken.
+  bool push(const spdlog::details::log_msg& msg) {
     spdlog::memory_buf_t formatted;
     formatter_->format(msg, formatted);
     if (stopping_) {  // the writer is gone (or going): write at once
       writeAll(formatted.data(), formatted.size());
-      return;
+      return false;
     }
     // The lines the writer holds count against the bound, as lines in the ring do.
     if (count_ + inFlight_ >= ring_.size()) {
       dropped_.fetch_add(1, std::memory_order_relaxed);
-      if (count_ == 0) return;             // all held by the writer: the new line is the one dropped
+      if (count_ == 0) return false;       // all held by the writer: the new line is the one dropped
       head_ = (head_ + 1) % ring_.size();  // drop the oldest waiting line
       --count_;
     }
     ring_[(head_ + count_) % ring_.size()].assign(formatted.data(), formatted.size());
     ++count_;
-    if (idle_ && count_ == 1) wake_.notify_one();
+    return idle_ && count_ == 1;
   }
-  void flush_() override {}  // the writer writes as soon as it is woken
 
- private:
   void run() {
     std::string out;
     std::unique_lock lock(mutex_);
@@ -102,6 +119,8 @@ class BatchingStderrSink final : public spdlog::sinks::base_sink<std::mutex> {
     }
   }
 
+  std::mutex mutex_;
+  std::unique_ptr<spdlog::formatter> formatter_ = std::make_unique<spdlog::pattern_formatter>();
   std::vector<std::string> ring_;
   size_t head_ = 0;
   size_t count_ = 0;
