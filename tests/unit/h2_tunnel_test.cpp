@@ -363,6 +363,75 @@ TEST_F(H2TunnelTest, SlowReaderStallsOnlyItsOwnStream) {
   EXPECT_EQ(slowWritten, kTotal);
 }
 
+// The gateway side of the relay test: the stream relayed to a loopback TCP "origin".
+awaitable<void> relayToOrigin(std::shared_ptr<TunnelStream> stream, tcp::socket upstream, RelayResult& result,
+                              bool& done) {
+  stream->respond(200, "");
+  TcpStream origin(std::move(upstream));
+  result = co_await relayBoth(*stream, origin, std::chrono::milliseconds(20000));
+  done = true;
+}
+
+// The origin: reads to end of stream, answers `reply` and closes.
+awaitable<void> originReadAll(tcp::socket& socket, std::string& got, std::string reply) {
+  std::vector<char> buffer(100000);
+  error_code ec;
+  while (!ec) {
+    size_t n = co_await socket.async_read_some(asio::buffer(buffer), asio::redirect_error(use_awaitable, ec));
+    got.append(buffer.data(), n);
+  }
+  EXPECT_EQ(ec, asio::error::eof) << ec.message();
+  co_await asio::async_write(socket, asio::buffer(reply), asio::redirect_error(use_awaitable, ec));
+  EXPECT_FALSE(ec) << ec.message();
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+}
+
+// Received DATA reaches a socket straight from the stream's chunks (pumpChunks): every
+// byte in order across many chunks and window updates (4x the stream window), then
+// END_STREAM as the origin's EOF, and the origin's answer back.
+TEST_F(H2TunnelTest, RelayWritesReceivedChunksToTheSocketInOrder) {
+  H2Settings settings;
+  settings.streamWindow = 256 * 1024;
+  constexpr size_t kTotal = 1u << 20;
+  std::string payload(kTotal, '\0');
+  for (size_t i = 0; i < kTotal; ++i) payload[i] = static_cast<char>(i % 251);
+  std::string originGot;
+  RelayResult relayed;
+  bool relayDone = false;
+  auto test = [&]() -> awaitable<void> {
+    auto executor = co_await asio::this_coro::executor;
+    tcp::acceptor acceptor(executor, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    tcp::socket gatewaySide(executor);
+    co_await gatewaySide.async_connect(acceptor.local_endpoint(), use_awaitable);
+    tcp::socket originSide = co_await acceptor.async_accept(use_awaitable);
+    co_await connect(settings, [&](std::shared_ptr<TunnelStream> s) {
+      asio::co_spawn(io_, relayToOrigin(s, std::move(gatewaySide), relayed, relayDone), asio::detached);
+    });
+    EXPECT_STREQ(SSL_get_cipher_name(client_->tls().ssl()), "TLS_AES_128_GCM_SHA256");
+    Signal originDone(executor);
+    asio::co_spawn(executor, signalAfter(originReadAll(originSide, originGot, "answer"), originDone), asio::detached);
+    auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+    EXPECT_FALSE(co_await writeString(*stream, payload, true));
+    co_await stream->waitResponse();
+    EXPECT_EQ(stream->status(), 200);
+    auto [bytes, error] = co_await readAll(*stream);
+    EXPECT_FALSE(error) << error.message();
+    EXPECT_EQ(bytes, "answer");
+    co_await originDone.wait();
+    for (int i = 0; i < 100 && !relayDone; ++i) {
+      asio::steady_timer t(io_, std::chrono::milliseconds(10));
+      co_await t.async_wait(use_awaitable);
+    }
+  };
+  run(test, std::chrono::seconds(30));
+  EXPECT_EQ(originGot.size(), kTotal);
+  EXPECT_TRUE(originGot == payload) << "bytes differ or are out of order";
+  EXPECT_TRUE(relayDone);
+  EXPECT_TRUE(relayed.clean()) << relayed.outcome();
+  EXPECT_EQ(relayed.bytesAtoB, kTotal);
+  EXPECT_EQ(relayed.bytesBtoA, 6u);
+}
+
 TEST_F(H2TunnelTest, PingTimeoutResetsEveryStreamOnTheTunnel) {
   H2Settings settings;
   settings.pingInterval = std::chrono::milliseconds(100);

@@ -98,6 +98,8 @@ static void bindAndListen(tcp::acceptor& acceptor, const tcp::endpoint& endpoint
   // Every worker binds the same address; the kernel spreads new connections over them.
   acceptor.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true));
   if (endpoint.address().is_v6()) acceptor.set_option(asio::ip::v6_only(true));
+  // Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per flow.
+  acceptor.set_option(tcp::no_delay(true));
   boost::system::error_code ec;
   acceptor.bind(endpoint, ec);
   if (ec) throw std::runtime_error("binding " + formatEndpoint(endpoint) + ": " + ec.message());
@@ -127,7 +129,8 @@ void Forwarder::stop() {
 
 awaitable<void> Forwarder::acceptLoop(tcp::acceptor& acceptor) {
   return acceptConnections(
-      acceptor, [this](tcp::socket client) { return handle(TcpStream(std::move(client))); }, "agent connection");
+      acceptor, [this](tcp::socket client, tcp::endpoint peer) { return handle(TcpStream(std::move(client)), peer); },
+      "agent connection");
 }
 
 void Forwarder::deny(tcp::socket& client, FlowReport& flow, std::string reason) {
@@ -139,15 +142,9 @@ void Forwarder::deny(tcp::socket& client, FlowReport& flow, std::string reason) 
 
 // Steps 1 and the caps, without waiting: no coroutine frame of its own. Denies (and
 // reports) itself when the flow may not go on.
-ConnectionLimits::Slot Forwarder::admitPeer(tcp::socket& client, FlowReport& flow) {
-  boost::system::error_code ec;
-  const tcp::endpoint peer = client.remote_endpoint(ec);
-  if (ec) {
-    deny(client, flow, "client-read-error:" + ec.message());
-    return {};
-  }
+// `peer`: from accept4 itself, no getpeername per flow.
+ConnectionLimits::Slot Forwarder::admitPeer(tcp::socket& client, FlowReport& flow, const tcp::endpoint& peer) {
   flow.client = peer;
-  client.set_option(tcp::no_delay(true), ec);
 
   // 1. Where did the app want to go? Published by sockops, keyed by the app's source.
   std::optional<sl_orig_dst> original = datapath_.takeOriginalDestination(kernelKey(peer));
@@ -257,7 +254,7 @@ awaitable<Forwarder::Admission> Forwarder::readHello(tcp::socket& client, const 
 // One connection from accept to its report. Its frame is what an idle relayed flow
 // holds for its whole life (with relayBoth's): keep its locals few and small, and do
 // the inspection in readHello().
-awaitable<void> Forwarder::handle(TcpStream app) {
+awaitable<void> Forwarder::handle(TcpStream app, tcp::endpoint peer) {
   tcp::socket& client = app.socket();
   const std::shared_ptr<const AgentRules> rules = rules_;
   FlowReport flow;
@@ -267,7 +264,7 @@ awaitable<void> Forwarder::handle(TcpStream app) {
   ActiveFlows::Flow active = flows_ ? flows_->track(client.get_executor()) : ActiveFlows::Flow();
   active.onReset([&app] { resetAndClose(app.socket()); });
   // Every way out of this function: reset the app (unless relayed cleanly), report once.
-  const ConnectionLimits::Slot slot = admitPeer(client, flow);
+  const ConnectionLimits::Slot slot = admitPeer(client, flow, peer);
   if (!slot.admitted()) co_return;
   Admission admission = co_await readHello(client, *rules, flow, active);
   if (admission.next == Admission::Next::Direct) {

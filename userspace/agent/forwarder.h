@@ -89,8 +89,8 @@ class Forwarder {
     std::vector<uint8_t> hello;                                  // the bytes read, ClientHello first
     std::string authority;                                       // Tunnel: host:port
   };
-  awaitable<void> handle(TcpStream app);
-  ConnectionLimits::Slot admitPeer(tcp::socket& client, FlowReport& flow);
+  awaitable<void> handle(TcpStream app, tcp::endpoint peer);
+  ConnectionLimits::Slot admitPeer(tcp::socket& client, FlowReport& flow, const tcp::endpoint& peer);
   // `active`: says whether a drain's deadline reset the app while it was read.
   awaitable<Admission> readHello(tcp::socket& client, const AgentRules& rules, FlowReport& flow,
                                  const ActiveFlows::Flow& active);

@@ -124,14 +124,15 @@ std::chrono::milliseconds AcceptGuard::failed(tcp::acceptor& acceptor, const boo
   return pause_;
 }
 
-awaitable<void> acceptConnections(tcp::acceptor& acceptor, std::function<awaitable<void>(tcp::socket)> serve,
-                                  const char* what) {
+awaitable<void> acceptConnections(tcp::acceptor& acceptor,
+                                  std::function<awaitable<void>(tcp::socket, tcp::endpoint)> serve, const char* what) {
   auto executor = co_await asio::this_coro::executor;
   boost::system::error_code ignored;
   AcceptGuard guard(formatEndpoint(acceptor.local_endpoint(ignored)));
   while (acceptor.is_open()) {
     boost::system::error_code ec;
-    tcp::socket client = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
+    tcp::endpoint peer;
+    tcp::socket client = co_await acceptor.async_accept(peer, asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted) break;
     if (ec) {
       // The waiting client is reset, the loop pauses (growing).
@@ -140,7 +141,7 @@ awaitable<void> acceptConnections(tcp::acceptor& acceptor, std::function<awaitab
       continue;
     }
     guard.succeeded();
-    asio::co_spawn(executor, serve(std::move(client)), logEscapedException(what));
+    asio::co_spawn(executor, serve(std::move(client), peer), logEscapedException(what));
   }
 }
 

@@ -193,7 +193,7 @@ awaitable<void> GatewayServer::acceptLoop() {
 
 awaitable<void> GatewayServer::acceptOn(tcp::acceptor& acceptor) {
   return acceptConnections(
-      acceptor, [this](tcp::socket agent) { return handle(std::move(agent)); }, "gateway connection");
+      acceptor, [this](tcp::socket agent, tcp::endpoint) { return handle(std::move(agent)); }, "gateway connection");
 }
 
 awaitable<void> GatewayServer::handle(tcp::socket agentSocket) {

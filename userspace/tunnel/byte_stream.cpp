@@ -30,6 +30,12 @@ awaitable<error_code> TcpStream::writeAll(std::span<const uint8_t> data) {
   co_return ec;
 }
 
+awaitable<error_code> TcpStream::writeGathered(const std::vector<asio::const_buffer>& data) {
+  error_code ec;
+  co_await asio::async_write(socket_, data, asio::redirect_error(use_awaitable, ec));
+  co_return ec;
+}
+
 awaitable<error_code> TcpStream::shutdownSend() {
   error_code ec;
   socket_.shutdown(tcp::socket::shutdown_send, ec);

@@ -28,6 +28,8 @@ class TcpStream {
   awaitable<boost::system::error_code> waitReadable();
   awaitable<IoResult> readSome(std::span<uint8_t> buffer);
   awaitable<boost::system::error_code> writeAll(std::span<const uint8_t> data);
+  // writeAll of several buffers with one sendmsg.
+  awaitable<boost::system::error_code> writeGathered(const std::vector<asio::const_buffer>& data);
   // Half-close: sends FIN, keeps reading.
   awaitable<boost::system::error_code> shutdownSend();
   // Ends the connection at once; pending operations complete with an error.

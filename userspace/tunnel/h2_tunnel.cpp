@@ -99,21 +99,31 @@ awaitable<error_code> TunnelStream::waitReadable() {
   co_return error_code{};
 }
 
+awaitable<error_code> TunnelStream::waitBytes() {
+  if (auto ec = co_await waitReadable()) co_return ec;
+  // A refused CONNECT ends with END_STREAM after its error status: not an origin's FIN.
+  if (connection_->role_ == H2Role::Client && status_ != 200) co_return asio::error::connection_refused;
+  if (receivedBytes_ == 0) co_return asio::error::eof;
+  co_return error_code{};
+}
+
+awaitable<IoResult> TunnelStream::takeReceived(std::vector<ReceivedChunk>& out) {
+  IoResult result;
+  if ((result.error = co_await waitBytes())) co_return result;
+  if (firstChunk_ > 0) {
+    received_.erase(received_.begin(), received_.begin() + static_cast<ptrdiff_t>(firstChunk_));
+    firstChunk_ = 0;
+  }
+  out.swap(received_);  // `out` came empty: the stream holds no buffer now
+  result.bytes = receivedBytes_;
+  handedOut_ += receivedBytes_;  // the window comes back once the relay wrote them
+  receivedBytes_ = 0;
+  co_return result;
+}
+
 awaitable<IoResult> TunnelStream::readSome(std::span<uint8_t> buffer) {
   IoResult result;
-  if (auto ec = co_await waitReadable()) {
-    result.error = ec;
-    co_return result;
-  }
-  // A refused CONNECT ends with END_STREAM after its error status: not an origin's FIN.
-  if (connection_->role_ == H2Role::Client && status_ != 200) {
-    result.error = asio::error::connection_refused;
-    co_return result;
-  }
-  if (receivedBytes_ == 0) {
-    result.error = asio::error::eof;
-    co_return result;
-  }
+  if ((result.error = co_await waitBytes())) co_return result;
   size_t n = 0;
   while (n < buffer.size() && firstChunk_ < received_.size()) {
     Chunk& chunk = received_[firstChunk_];
@@ -571,4 +581,9 @@ int H2Connection::sendData(nghttp2_session*, nghttp2_frame* frame, const uint8_t
   return 0;
 }
 
+}  // namespace sluice
+
+namespace sluice {
+// The relay writes received DATA to a socket straight from the stream's chunks.
+static_assert(HandsOverChunks<TunnelStream, TcpStream>);
 }  // namespace sluice

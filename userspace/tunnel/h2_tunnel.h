@@ -57,6 +57,9 @@ class TunnelStream {
   // The byte-stream interface relayBoth uses (as TcpStream, TlsStream).
   awaitable<boost::system::error_code> waitReadable();
   awaitable<IoResult> readSome(std::span<uint8_t> buffer);
+  // readSome without the copy: moves every unread chunk into `out` (empty on entry);
+  // the relay writes from them (see pumpChunks).
+  awaitable<IoResult> takeReceived(std::vector<ReceivedChunk>& out);
   awaitable<boost::system::error_code> writeAll(std::span<const uint8_t> data);
   awaitable<boost::system::error_code> shutdownSend();  // END_STREAM after what was written
   void abort();                                         // RST_STREAM (CANCEL), if still open
@@ -94,6 +97,9 @@ class TunnelStream {
   friend class H2Connection;
   awaitable<void> waitChange(asio::steady_timer& timer);
   void wakeAll();
+  // What readSome and takeReceived do before taking bytes: waits, then an error, eof or
+  // nothing (bytes to take).
+  awaitable<boost::system::error_code> waitBytes();
   void giveBackWindow();  // consumes what the relay took since the last call
   void fail(const std::string& reason, bool tunnelLost);
 
@@ -104,11 +110,7 @@ class TunnelStream {
   // Received, not yet read by the relay: pooled 64 KiB chunks, appended at the back,
   // read from the front (no byte is moved twice; none held once read). Bounded by the
   // stream window: the peer may not send more than we gave back.
-  struct Chunk {
-    BufferPool::Lease buffer;
-    size_t begin = 0;
-    size_t end = 0;
-  };
+  using Chunk = ReceivedChunk;
   std::vector<Chunk> received_;
   size_t firstChunk_ = 0;     // received_[0, firstChunk_) are read
   size_t receivedBytes_ = 0;  // unread bytes in received_

@@ -76,10 +76,51 @@ class BufferPool {
   std::vector<std::unique_ptr<uint8_t[]>> free_;
 };
 
+// Received bytes a stream hands over whole (TunnelStream::takeReceived): pooled chunks,
+// [begin, end) unread. The relay writes them from there with one gathered write and
+// drops them: no copy into a relay buffer.
+struct ReceivedChunk {
+  BufferPool::Lease buffer;
+  size_t begin = 0;
+  size_t end = 0;
+};
+
+template <class From, class To>
+concept HandsOverChunks = requires(From& from, To& to, std::vector<ReceivedChunk>& chunks,
+                                   std::vector<asio::const_buffer>& gather) {
+  from.takeReceived(chunks);
+  to.writeGathered(gather);
+};
+
+// The zero-copy form of pumpBytes for a source that hands over its chunks.
+template <class From, class To>
+awaitable<boost::system::error_code> pumpChunks(From& from, To& to, uint64_t& count,
+                                                std::chrono::steady_clock::time_point* lastActivity,
+                                                std::chrono::steady_clock::time_point* firstByte) {
+  std::vector<ReceivedChunk> chunks;
+  std::vector<asio::const_buffer> gather;
+  while (true) {
+    IoResult read = co_await from.takeReceived(chunks);
+    if (read.error == asio::error::eof) co_return co_await to.shutdownSend();
+    if (read.error) co_return read.error;
+    if (firstByte && count == 0) *firstByte = std::chrono::steady_clock::now();
+    gather.clear();
+    for (auto& chunk : chunks) gather.emplace_back(chunk.buffer.span().data() + chunk.begin, chunk.end - chunk.begin);
+    auto error = co_await to.writeGathered(gather);
+    chunks.clear();  // the buffers go back to the pool
+    if (error) co_return error;
+    count += read.bytes;
+    *lastActivity = std::chrono::steady_clock::now();
+  }
+}
+
 template <class From, class To>
 awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& count,
                                                std::chrono::steady_clock::time_point* lastActivity,
                                                std::chrono::steady_clock::time_point* firstByte = nullptr) {
+  if constexpr (HandsOverChunks<From, To>) {
+    co_return co_await pumpChunks(from, to, count, lastActivity, firstByte);
+  }
   while (true) {
     // Wait with no buffer; borrow one only to move the bytes that are there.
     if (auto waited = co_await from.waitReadable()) co_return waited;

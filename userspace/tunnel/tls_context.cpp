@@ -31,6 +31,11 @@ SslCtxPtr makeMeshTlsContext(const TlsFiles& files, TlsRole role) {
   SslCtxPtr ctx(SSL_CTX_new(role == TlsRole::Client ? TLS_client_method() : TLS_server_method()));
   if (!ctx) throw std::runtime_error("SSL_CTX_new: " + takeOpensslErrors());
   check(SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION), "TLS 1.3 minimum");
+  // AES-128-GCM first (OpenSSL's default puts AES-256 first): ~8% less crypto per byte
+  // (openssl speed, 16 KiB records, AES-NI); both ends set it, so tunnels negotiate it.
+  check(
+      SSL_CTX_set_ciphersuites(ctx.get(), "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"),
+      "TLS 1.3 cipher suites");
   check(SSL_CTX_use_certificate_chain_file(ctx.get(), files.cert.c_str()),
         "loading certificate chain " + files.cert.string());
   const std::string mismatch = "private key " + files.key.string() + " does not match " + files.cert.string();
