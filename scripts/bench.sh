@@ -256,6 +256,9 @@ fi
 
 # ---------------------------------------------------------------- memory per idle connection
 if want memory; then
+# The daemons settle first (sluice hands a burst's memory back within ~2 s), so earlier
+# phases' pages are not there for the held connections to reuse.
+sleep 6
 for p in sluice pair plain; do
   n0=$(rss_kib ${node_cg[$p]}) g0=$(rss_kib ${gw_cg[$p]})
   client $p hold $PLAIN_ADDR:443 --sni $PLAIN_HOST --concurrency $idle --duration-ms 4000 > "$SL_RUN_DIR/hold.out" &

@@ -20,8 +20,9 @@ packages=(
   prometheus-cpp-dev nlohmann-json3-dev prometheus
   # test topology: namespaces, firewall, DNS server, HTTPS origins, real clients
   iproute2 iptables dnsmasq-base nginx-light curl openssl procps psmisc bc
-  # benchmarks: nginx stream proxies (the sidecar-style alternative) and the report chart
-  libnginx-mod-stream gnuplot-nox
+  # benchmarks: nginx stream proxies (the sidecar-style alternative), the report chart, and
+  # gdb for bench/idle_heap.sh (reads jemalloc's counters inside the daemons)
+  libnginx-mod-stream gnuplot-nox gdb
   # sluicectl validate: the public suffix list, for warnings on wildcards over public zones
   publicsuffix
   # vm tier: a second kernel under qemu (TCG), a busybox initramfs, depmod/modprobe for

@@ -75,8 +75,9 @@ class AcceptGuard {
 };
 
 // The daemons' accept loop: until `acceptor` closes, each connection is spawned on the
-// loop as `serve(socket, peer)` (the peer address from accept4 itself: no getpeername; `what` names it in an escaped
-// exception's log line), and a failed accept (EMFILE and friends) goes through an AcceptGuard.
+// loop as `serve(socket, peer)`, the peer address coming from accept4 itself (no
+// getpeername per connection); `what` names it in an escaped exception's log line. A
+// failed accept (EMFILE and friends) goes through an AcceptGuard.
 awaitable<void> acceptConnections(tcp::acceptor& acceptor,
                                   std::function<awaitable<void>(tcp::socket, tcp::endpoint)> serve, const char* what);
 
