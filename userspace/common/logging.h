@@ -1,11 +1,12 @@
 // One log format for the daemons and the CLI: time, level, message (key=value fields).
 //
 // Off the hot path: lines go through a bounded queue to one writer thread, so a slow or
-// blocked stderr never stalls traffic. The writer is woken only when it is idle and
-// writes every waiting line with one write(): under load one wake-up and one write per
-// batch, not per line. When the queue is full the oldest waiting line is dropped (never the
-// caller blocked); drops are counted and reported by a line of their own ("log: dropped
-// N lines") at most every few seconds. shutdownLogging() writes every waiting line.
+// blocked stderr never stalls traffic. The writer writes every waiting line with one
+// write(), then lingers 5 ms while lines gather: under load one wake-up and one write per
+// 5 ms, not per line; a line after a quiet spell, a warning or an error is written at
+// once. When the queue is full the oldest waiting line is dropped (never the caller
+// blocked); drops are counted and reported by a line of their own ("log: dropped N
+// lines") at most every few seconds. shutdownLogging() writes every waiting line.
 #pragma once
 
 #include <spdlog/spdlog.h>
