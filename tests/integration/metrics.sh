@@ -76,6 +76,9 @@ check_contains "agent: one connect-to-first-byte observed" \
   "$(delta sluice_agent_connect_to_first_byte_seconds_count "$a0" "$a1")" "^1$"
 check_contains "agent: one ClientHello wait observed" "$(delta sluice_agent_client_hello_wait_seconds_count "$a0" "$a1")" "^1$"
 check_contains "gateway: one DNS lookup timed" "$(delta sluice_gateway_dns_seconds_count "$g0" "$g1")" "^1$"
+# What sluice adds to a connect is a few hundred µs: the latency histograms resolve it.
+check_contains "agent: latency buckets start at 100 µs" "$a1" '^sluice_agent_connect_to_first_byte_seconds_bucket\{le="0.0001"\} '
+check_contains "gateway: latency buckets start at 100 µs" "$g1" '^sluice_gateway_upstream_connect_seconds_bucket\{le="0.0001"\} '
 check_contains "agent: no flow left active" "$(value "$a1" sluice_agent_active_flows)" "^0$"
 
 # 2. A denied flow: the agent refuses it, the gateway never sees it.

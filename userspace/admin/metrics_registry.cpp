@@ -54,7 +54,7 @@ void addSample(prometheus::MetricFamily& family, std::map<std::string, std::stri
 }
 
 prometheus::Histogram::BucketBoundaries latencyBuckets() {
-  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
 }
 
 prometheus::Histogram::BucketBoundaries durationBuckets() {
