@@ -74,7 +74,9 @@ TEST(LogWriterTest, EveryLineIsWrittenOnceInOrderOrCountedAsDropped) {
       const int thread = std::stoi(m[1]);
       const int number = std::stoi(m[2]);
       auto last = lastLine.find(thread);
-      if (last != lastLine.end()) EXPECT_GT(number, last->second) << "thread " << thread << " out of order: " << line;
+      if (last != lastLine.end()) {
+        EXPECT_GT(number, last->second) << "thread " << thread << " out of order: " << line;
+      }
       lastLine[thread] = number;
       ++written;
     } else if (line.ends_with(" warning writer-test last")) {
