@@ -61,8 +61,19 @@ TEST(LogWriterTest, EveryLineIsWrittenOnceInOrderOrCountedAsDropped) {
     });
   }
   for (auto& thread : threads) thread.join();
+  // A line after a quiet spell (longer than the linger) is written without waiting for
+  // another line or for shutdown: it wakes the writer.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  spdlog::info("writer-test after-quiet");
+  bool sawAfterQuiet = false;
+  for (int i = 0; i < 500 && !sawAfterQuiet; ++i) {  // at most 5 s
+    for (const auto& line : captured.lines()) sawAfterQuiet |= line.ends_with(" info writer-test after-quiet");
+    if (!sawAfterQuiet) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(sawAfterQuiet) << "a line after a quiet spell stayed queued";
   spdlog::warn("writer-test last");
   shutdownLogging();
+  setupLogging("info", 0);  // spdlog::shutdown() dropped the default logger; later tests log
 
   const std::regex shape(R"(^\S+ info writer-test thread=(\d) line=(\d+)$)");
   std::map<int, int> lastLine;
@@ -81,6 +92,7 @@ TEST(LogWriterTest, EveryLineIsWrittenOnceInOrderOrCountedAsDropped) {
       ++written;
     } else if (line.ends_with(" warning writer-test last")) {
       sawLast = true;
+    } else if (line.ends_with(" info writer-test after-quiet")) {
     } else {
       // The only other line there may be: the drop reporter's.
       EXPECT_NE(line.find("log: dropped"), std::string::npos) << "a line not whole: " << line;

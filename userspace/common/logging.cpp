@@ -109,11 +109,13 @@ class BatchingStderrSink final : public spdlog::sinks::sink {
         ++taken;
       }
       inFlight_ = taken;
+      const bool drained = count_ == 0;
       lock.unlock();
       writeAll(out.data(), out.size());
       lock.lock();
       inFlight_ = 0;
-      if (count_ < ring_.size() / 2) {
+      // A batch cut at kWriteBytes leaves lines waiting: write them now, not after a linger.
+      if (drained && count_ < ring_.size() / 2) {
         wake_.wait_for(lock, kLinger, [this] { return stopping_ || urgent_ || count_ >= ring_.size() / 2; });
       }
     }
