@@ -53,7 +53,8 @@ verdict() {
   echo "- $(nproc) cores: $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo); $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
   echo "- Linux $(uname -r), Debian $(cat /etc/debian_version)"
   echo "- $(openssl version), $(nginx -v 2>&1 | sed 's/.*: //'), $(g++ --version | head -1)"
-  echo "- Each figure: median of the runs with (min–max); the paths run one after the other per figure."
+  echo "- Each figure: median of the runs with (min–max); the connection and latency figures (5 runs) take
+  the paths in turns, run by run (drift falls on all alike); the others run one path after the other."
   echo "- Every namespace: \`net.ipv4.tcp_tw_reuse=1\`, ports 1024–65000 (thousands of short connections per second)."
   echo "- The origins' names resolve with a ${SL_DNS_TTL:-0} s TTL (dnsmasq \`--local-ttl\`); sluice's gateway keeps an answer at least \`gateway.dnsMinCacheMs\` (default 1 s), the pair's nginx 300 s."
   echo "- sluice built as $(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "${SL_BUILD:-$root/build-release}/CMakeCache.txt" 2>/dev/null || echo '?'); load average when the report was written: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine slows every path)."

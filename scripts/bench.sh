@@ -38,9 +38,10 @@ fi
 export SL_BUILD=${SL_BUILD:-$root/build-release}
 
 if [ $smoke = 1 ]; then
-  runs=1 seconds=1 stream_bytes=$((64 << 20)) idle=100 connects=2000
+  runs=1 lat_runs=1 seconds=1 stream_bytes=$((64 << 20)) idle=100 connects=2000
 else
-  runs=3 seconds=2 stream_bytes=$((1 << 30)) idle=1000 connects=20000
+  # lat_runs: the connection and latency figures, the noisiest here, take 5 turns each.
+  runs=3 lat_runs=5 seconds=2 stream_bytes=$((1 << 30)) idle=1000 connects=20000
 fi
 
 phases=" ${BENCH_PHASES:-latency cores throughput memory connect gateways failover} "
@@ -183,20 +184,28 @@ declare -A R  # results: R[figure,path] = "median min max"
 if want latency; then
 for mode in path tls; do
   for c in 1 16; do
-    for p in "${paths[@]}"; do
-      cps=() p50=() p99=()
-      for ((i = 0; i < runs; i++)); do
+    # The paths take turns run by run (direct sluice pair plain, direct sluice ...): this
+    # shared machine drifts by tens of percent over a minute, and a drift then falls on
+    # every path alike instead of on whichever ran last.
+    declare -A cps=() p50=() p99=()
+    for ((i = 0; i < lat_runs; i++)); do
+      for p in "${paths[@]}"; do
         if [ $mode = path ]; then
           r=$(client $p path $PLAIN_ADDR:443 --sni $PLAIN_HOST --concurrency $c --duration-ms $((seconds * 1000)))
         else
           r=$(client $p tls $SL_ALLOWED_ADDR:443 --sni $SL_ALLOWED_HOST --ca "$pki/public-ca.pem" \
             --concurrency $c --duration-ms $((seconds * 1000)))
         fi
-        cps+=("$(field cps "$r")") p50+=("$(field p50_us "$r")") p99+=("$(field p99_us "$r")")
+        cps[$p]+="$(field cps "$r") " p50[$p]+="$(field p50_us "$r") " p99[$p]+="$(field p99_us "$r") "
       done
-      R[cps_${mode}_$c,$p]=$(stats "${cps[@]}")
-      R[p50_${mode}_$c,$p]=$(stats "${p50[@]}")
-      R[p99_${mode}_$c,$p]=$(stats "${p99[@]}")
+    done
+    for p in "${paths[@]}"; do
+      # shellcheck disable=SC2086
+      R[cps_${mode}_$c,$p]=$(stats ${cps[$p]})
+      # shellcheck disable=SC2086
+      R[p50_${mode}_$c,$p]=$(stats ${p50[$p]})
+      # shellcheck disable=SC2086
+      R[p99_${mode}_$c,$p]=$(stats ${p99[$p]})
       log "$mode c=$c $p: cps ${R[cps_${mode}_$c,$p]} p50 ${R[p50_${mode}_$c,$p]} p99 ${R[p99_${mode}_$c,$p]}"
     done
   done
