@@ -20,6 +20,11 @@ ratio() { # A / B of medians, 2 decimals
   a=$(med "$1" "$2") b=$(med "$1" "$3")
   [ -n "$a" ] && [ -n "$b" ] && [ "$(echo "$b != 0" | bc)" = 1 ] && printf "%.2f" "$(echo "$a / $b" | bc -l)" || echo "–"
 }
+quotient() { # FIGURE_A FIGURE_B KEY: medians A / B at the same key, 2 decimals
+  local a b
+  a=$(med "$1" "$3") b=$(med "$2" "$3")
+  [ -n "$a" ] && [ -n "$b" ] && [ "$(echo "$b != 0" | bc)" = 1 ] && printf "%.2f" "$(echo "$a / $b" | bc -l)" || echo "–"
+}
 row() { # LABEL FIGURE DIGITS
   printf '| %s |' "$1"
   for p in "${paths[@]}"; do printf ' %s |' "$(cell "$2" "$p" "${3:-0}")"; done
@@ -108,6 +113,15 @@ verdict() {
   echo "|---|---|---|"
   for t in ${R[cores,list]:-}; do
     printf '| %s | %s | %s |\n' "$t" "$(cell cps_cores "$t")" "$(ratio cps_cores "$t" 1)"
+  done
+  echo
+  echo "Realistic, 16 clients, both daemons started with \`--threads N\`; direct takes turns with sluice, run by run."
+  echo
+  echo "| worker loops (agent and gateway) | sluice conn/s | direct conn/s | sluice/direct |"
+  echo "|---|---|---|---|"
+  for t in ${R[cores,list]:-}; do
+    printf '| %s | %s | %s | %s |\n' "$t" "$(cell cps_loops_tls "$t")" "$(cell cps_loops_tls_direct "$t")" \
+      "$(quotient cps_loops_tls cps_loops_tls_direct "$t")"
   done
   echo
   echo "### One gateway and two"

@@ -231,8 +231,35 @@ for ((t = 1; t <= $(nproc); t++)); do
   log "agent threads=$t: cps ${R[cps_cores,$t]}"
 done
 R[cores,list]="${cores[*]}"
-sl_stop agent
-sl_start_agent
+# Realistic connections (16 clients) with both daemons on N loops, direct taking turns
+# with sluice: on a machine the apps and the origin already keep busy, more loops mean
+# fewer events per wake-up.
+restart_sluice() { # ARGS for both daemons
+  local args
+  sl_stop agent
+  sl_stop gateway
+  mapfile -t args < <(sl_config_args)
+  sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" "${args[@]}" "$@"
+  sl_wait_listen egress $SL_GATEWAY_PORT
+  sl_start_agent "$@"
+}
+for t in "${cores[@]}"; do
+  restart_sluice --threads $t
+  declare -A loops=()
+  for ((i = 0; i < lat_runs; i++)); do
+    for p in direct sluice; do
+      r=$(client $p tls $SL_ALLOWED_ADDR:443 --sni $SL_ALLOWED_HOST --ca "$pki/public-ca.pem" --concurrency 16 \
+        --duration-ms $((seconds * 1000)))
+      loops[$p]+="$(field cps "$r") "
+    done
+  done
+  # shellcheck disable=SC2086
+  R[cps_loops_tls,$t]=$(stats ${loops[sluice]})
+  # shellcheck disable=SC2086
+  R[cps_loops_tls_direct,$t]=$(stats ${loops[direct]})
+  log "both daemons threads=$t: realistic cps ${R[cps_loops_tls,$t]} (direct ${R[cps_loops_tls_direct,$t]})"
+done
+restart_sluice
 
 fi
 
