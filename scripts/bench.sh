@@ -168,7 +168,11 @@ rss_kib() { # sum of VmRSS over a cgroup's processes
   echo $total
 }
 # stats VALUES...: "median min max" of numbers
-stats() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END{printf "%s %s %s\n", v[int((NR+1)/2)], v[1], v[NR]}'; }
+# Nothing (the figure reads "–" in the report) when no run gave a number.
+stats() {
+  printf '%s\n' "$@" | { grep -E '^-?[0-9.]+$' || true; } | sort -g |
+    awk '{v[NR]=$1} END{if (NR) printf "%s %s %s\n", v[int((NR+1)/2)], v[1], v[NR]}'
+}
 
 # Sanity before measuring: each path reaches both kinds of origin.
 for p in "${paths[@]}"; do
@@ -187,7 +191,7 @@ for mode in path tls; do
     # The paths take turns run by run (direct sluice pair plain, direct sluice ...): this
     # shared machine drifts by tens of percent over a minute, and a drift then falls on
     # every path alike instead of on whichever ran last.
-    declare -A cps=() p50=() p99=()
+    declare -A turn_cps=() turn_p50=() turn_p99=()
     for ((i = 0; i < lat_runs; i++)); do
       for p in "${paths[@]}"; do
         if [ $mode = path ]; then
@@ -196,16 +200,16 @@ for mode in path tls; do
           r=$(client $p tls $SL_ALLOWED_ADDR:443 --sni $SL_ALLOWED_HOST --ca "$pki/public-ca.pem" \
             --concurrency $c --duration-ms $((seconds * 1000)))
         fi
-        cps[$p]+="$(field cps "$r") " p50[$p]+="$(field p50_us "$r") " p99[$p]+="$(field p99_us "$r") "
+        turn_cps[$p]+="$(field cps "$r") " turn_p50[$p]+="$(field p50_us "$r") " turn_p99[$p]+="$(field p99_us "$r") "
       done
     done
     for p in "${paths[@]}"; do
       # shellcheck disable=SC2086
-      R[cps_${mode}_$c,$p]=$(stats ${cps[$p]})
+      R[cps_${mode}_$c,$p]=$(stats ${turn_cps[$p]})
       # shellcheck disable=SC2086
-      R[p50_${mode}_$c,$p]=$(stats ${p50[$p]})
+      R[p50_${mode}_$c,$p]=$(stats ${turn_p50[$p]})
       # shellcheck disable=SC2086
-      R[p99_${mode}_$c,$p]=$(stats ${p99[$p]})
+      R[p99_${mode}_$c,$p]=$(stats ${turn_p99[$p]})
       log "$mode c=$c $p: cps ${R[cps_${mode}_$c,$p]} p50 ${R[p50_${mode}_$c,$p]} p99 ${R[p99_${mode}_$c,$p]}"
     done
   done
@@ -245,18 +249,18 @@ restart_sluice() { # ARGS for both daemons
 }
 for t in "${cores[@]}"; do
   restart_sluice --threads $t
-  declare -A loops=()
+  declare -A turn_loops=()
   for ((i = 0; i < lat_runs; i++)); do
     for p in direct sluice; do
       r=$(client $p tls $SL_ALLOWED_ADDR:443 --sni $SL_ALLOWED_HOST --ca "$pki/public-ca.pem" --concurrency 16 \
         --duration-ms $((seconds * 1000)))
-      loops[$p]+="$(field cps "$r") "
+      turn_loops[$p]+="$(field cps "$r") "
     done
   done
   # shellcheck disable=SC2086
-  R[cps_loops_tls,$t]=$(stats ${loops[sluice]})
+  R[cps_loops_tls,$t]=$(stats ${turn_loops[sluice]})
   # shellcheck disable=SC2086
-  R[cps_loops_tls_direct,$t]=$(stats ${loops[direct]})
+  R[cps_loops_tls_direct,$t]=$(stats ${turn_loops[direct]})
   log "both daemons threads=$t: realistic cps ${R[cps_loops_tls,$t]} (direct ${R[cps_loops_tls_direct,$t]})"
 done
 restart_sluice
