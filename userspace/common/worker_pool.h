@@ -10,14 +10,15 @@
 #include <vector>
 
 #include "async.h"
+#include "cpu_budget.h"
 
 namespace sluice {
 
 class WorkerPool {
  public:
-  // `count` 0: one worker per core the process may run on.
+  // `count` 0: one worker per core the process may use (usableCpus).
   explicit WorkerPool(unsigned count) {
-    if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
+    if (count == 0) count = usableCpus();
     for (unsigned i = 0; i < count; ++i) {
       contexts_.push_back(std::make_unique<asio::io_context>(1));
       guards_.emplace_back(asio::make_work_guard(*contexts_.back()));
