@@ -58,7 +58,7 @@ verdict() {
   echo "- $(nproc) cores: $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo); $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
   echo "- Linux $(uname -r), Debian $(cat /etc/debian_version)"
   echo "- $(openssl version), $(nginx -v 2>&1 | sed 's/.*: //'), $(g++ --version | head -1)"
-  echo "- Each figure: median of the runs with (min–max); the connection and latency figures (5 runs) take
+  echo "- Each figure: median of the runs with (min–max); the connection and latency figures ($([ "$smoke" = 1 ] && echo 1 || echo 5) runs) take
   the paths in turns, run by run (drift falls on all alike); the others run one path after the other."
   echo "- Every namespace: \`net.ipv4.tcp_tw_reuse=1\`, ports 1024–65000 (thousands of short connections per second)."
   echo "- The origins' names resolve with a ${SL_DNS_TTL:-0} s TTL (dnsmasq \`--local-ttl\`); sluice's gateway keeps an answer at least \`gateway.dnsMinCacheMs\` (default 1 s), the pair's nginx 300 s."
@@ -119,7 +119,7 @@ verdict() {
   echo
   echo "| worker loops (agent and gateway) | sluice conn/s | direct conn/s | sluice/direct |"
   echo "|---|---|---|---|"
-  for t in ${R[cores,list]:-}; do
+  for t in ${R[loops,list]:-}; do
     printf '| %s | %s | %s | %s |\n' "$t" "$(cell cps_loops_tls "$t")" "$(cell cps_loops_tls_direct "$t")" \
       "$(quotient cps_loops_tls cps_loops_tls_direct "$t")"
   done

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # sluice against what users would run instead, side by side, in one run on the netns
 # topology, and bench/REPORT.md (with charts) from it. As root, on a fresh Debian 12:
-#   sudo scripts/bench.sh            the full run (about 6 minutes)
+#   sudo scripts/bench.sh            the full run (about 15 minutes after the build)
 #   sudo scripts/bench.sh --smoke    a few seconds per figure: every path and figure works
 #   --out DIR                        where REPORT.md and the charts go (default bench/)
 #   BENCH_PHASES="gateways failover" only those phases (default: all of latency cores
-#                                    throughput memory connect gateways failover)
+#                                    throughput memory connect loops gateways failover)
 #
 # Paths, each from its own pod namespace to the same origins:
 #   direct   pod-b: routed straight to the origin (the floor; the bench opens this route)
@@ -44,7 +44,7 @@ else
   runs=3 lat_runs=5 seconds=2 stream_bytes=$((1 << 30)) idle=1000 connects=20000
 fi
 
-phases=" ${BENCH_PHASES:-latency cores throughput memory connect gateways failover} "
+phases=" ${BENCH_PHASES:-latency cores throughput memory connect loops gateways failover} "
 want() { [[ $phases == *" $1 "* ]]; }
 
 export SL_PREFIX=${SL_PREFIX:-slb$$}
@@ -195,11 +195,12 @@ for mode in path tls; do
     for ((i = 0; i < lat_runs; i++)); do
       for p in "${paths[@]}"; do
         if [ $mode = path ]; then
-          r=$(client $p path $PLAIN_ADDR:443 --sni $PLAIN_HOST --concurrency $c --duration-ms $((seconds * 1000)))
+          r=$(client $p path $PLAIN_ADDR:443 --sni $PLAIN_HOST --concurrency $c --duration-ms $((seconds * 1000))) || r=
         else
           r=$(client $p tls $SL_ALLOWED_ADDR:443 --sni $SL_ALLOWED_HOST --ca "$pki/public-ca.pem" \
-            --concurrency $c --duration-ms $((seconds * 1000)))
+            --concurrency $c --duration-ms $((seconds * 1000))) || r=
         fi
+        # A run with no connection (r empty) leaves no number: the figure shows it as fewer runs, or "–".
         turn_cps[$p]+="$(field cps "$r") " turn_p50[$p]+="$(field p50_us "$r") " turn_p99[$p]+="$(field p99_us "$r") "
       done
     done
@@ -235,35 +236,8 @@ for ((t = 1; t <= $(nproc); t++)); do
   log "agent threads=$t: cps ${R[cps_cores,$t]}"
 done
 R[cores,list]="${cores[*]}"
-# Realistic connections (16 clients) with both daemons on N loops, direct taking turns
-# with sluice: on a machine the apps and the origin already keep busy, more loops mean
-# fewer events per wake-up.
-restart_sluice() { # ARGS for both daemons
-  local args
-  sl_stop agent
-  sl_stop gateway
-  mapfile -t args < <(sl_config_args)
-  sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" "${args[@]}" "$@"
-  sl_wait_listen egress $SL_GATEWAY_PORT
-  sl_start_agent "$@"
-}
-for t in "${cores[@]}"; do
-  restart_sluice --threads $t
-  declare -A turn_loops=()
-  for ((i = 0; i < lat_runs; i++)); do
-    for p in direct sluice; do
-      r=$(client $p tls $SL_ALLOWED_ADDR:443 --sni $SL_ALLOWED_HOST --ca "$pki/public-ca.pem" --concurrency 16 \
-        --duration-ms $((seconds * 1000)))
-      turn_loops[$p]+="$(field cps "$r") "
-    done
-  done
-  # shellcheck disable=SC2086
-  R[cps_loops_tls,$t]=$(stats ${turn_loops[sluice]})
-  # shellcheck disable=SC2086
-  R[cps_loops_tls_direct,$t]=$(stats ${turn_loops[direct]})
-  log "both daemons threads=$t: realistic cps ${R[cps_loops_tls,$t]} (direct ${R[cps_loops_tls_direct,$t]})"
-done
-restart_sluice
+sl_stop agent
+sl_start_agent
 
 fi
 
@@ -332,6 +306,41 @@ for k in none sluice iptables; do
   # shellcheck disable=SC2086
   R[connect,$k]=$(stats ${cc[$k]})
 done
+
+fi
+
+# ---------------------------------------------------------------- worker loops, realistic
+if want loops; then
+# Realistic connections (16 clients) with both daemons on N loops, direct taking turns
+# with sluice: on a machine the apps and the origin already keep busy, more loops mean
+# fewer events per wake-up.
+restart_sluice() { # ARGS for both daemons
+  local args
+  sl_stop agent
+  sl_stop gateway
+  mapfile -t args < <(sl_config_args)
+  sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" "${args[@]}" "$@"
+  sl_wait_listen egress $SL_GATEWAY_PORT
+  sl_start_agent "$@"
+}
+for ((t = 1; t <= $(nproc); t++)); do
+  restart_sluice --threads $t
+  declare -A turn_loops=()
+  for ((i = 0; i < lat_runs; i++)); do
+    for p in direct sluice; do
+      r=$(client $p tls $SL_ALLOWED_ADDR:443 --sni $SL_ALLOWED_HOST --ca "$pki/public-ca.pem" --concurrency 16 \
+        --duration-ms $((seconds * 1000))) || r=
+      turn_loops[$p]+="$(field cps "$r") "
+    done
+  done
+  # shellcheck disable=SC2086
+  R[cps_loops_tls,$t]=$(stats ${turn_loops[sluice]})
+  # shellcheck disable=SC2086
+  R[cps_loops_tls_direct,$t]=$(stats ${turn_loops[direct]})
+  log "both daemons threads=$t: realistic cps ${R[cps_loops_tls,$t]} (direct ${R[cps_loops_tls_direct,$t]})"
+done
+restart_sluice
+R[loops,list]=$(seq -s ' ' "$(nproc)")
 
 fi
 

@@ -35,7 +35,8 @@ int runDaemon(int argc, char** argv, const DaemonSpec& spec) {
       "allow-empty-rules",
       "accept a reload that leaves no allowed host (refused by default: a file cut short looks so)")(
       "threads", po::value<unsigned>()->default_value(0),
-      "worker event loops, each with its own listener (0: one per core)")(
+      "worker event loops, each with its own listener (0: one per core the process may use: its CPU affinity, "
+      "capped by a cgroup v2 cpu.max)")(
       "drain-timeout", po::value<double>()->default_value(static_cast<double>(spec.defaultDrainSeconds)),
       "seconds SIGTERM lets flows finish after closing the listeners; then the rest are reset (0: at once; "
       "a second SIGTERM also resets at once)")(
