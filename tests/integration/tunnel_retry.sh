@@ -97,7 +97,16 @@ for _ in $(seq 12); do
   pids+=($!)
   sleep 0.05
 done
-sleep 1.5
+# Until each of the 12 apps has finished (via B) or holds its connection at the agent
+# (waiting on A): starting 12 Python clients took over 4 s on a busy 2-core machine, and A
+# must not be killed before their streams reach it. Then a moment for the agent to write
+# those streams to A.
+for _ in $(seq 100); do
+  held=$(sl_host_exec node ss -Htn state established "( sport = :$SL_AGENT_PORT )" | grep -c .)
+  [ $((held + $(grep -c . "$SL_RUN_DIR/phase3.txt"))) -ge 12 ] && break
+  sleep 0.1
+done
+sleep 0.5
 # Streams wait on A (its tunnels still look healthy: PING overdue only after 5 s + 5 s).
 inflight=$(sl_host_exec egress ss -Htn state established "( sport = :15443 and src $SL_EGRESS_ADDR )" | awk '$1>0' | grep -c .)
 echo "# phase 3: tunnel connections with bytes the stopped gateway A has not read: $inflight"
