@@ -92,8 +92,9 @@ gets0=$(origin_gets)
 kill -STOP "$gw"
 : > "$SL_RUN_DIR/phase3.txt"
 pids=()
-for _ in $(seq 12); do
-  app_tls >> "$SL_RUN_DIR/phase3.txt" &
+for i in $(seq 12); do
+  # One file per app: appends from 12 processes to one file interleaved their lines.
+  app_tls > "$SL_RUN_DIR/phase3.$i.txt" &
   pids+=($!)
   sleep 0.05
 done
@@ -103,7 +104,7 @@ done
 # those streams to A.
 for _ in $(seq 100); do
   held=$(sl_host_exec node ss -Htn state established "( sport = :$SL_AGENT_PORT )" | grep -c .)
-  [ $((held + $(grep -c . "$SL_RUN_DIR/phase3.txt"))) -ge 12 ] && break
+  [ $((held + $(cat "$SL_RUN_DIR"/phase3.*.txt | grep -c .))) -ge 12 ] && break
   sleep 0.1
 done
 sleep 0.5
@@ -113,6 +114,7 @@ echo "# phase 3: tunnel connections with bytes the stopped gateway A has not rea
 kill -KILL "$gw"
 sed -i "/^$gw gateway$/d" "$SL_RUN_DIR/pids"
 wait "${pids[@]}"
+cat "$SL_RUN_DIR"/phase3.*.txt > "$SL_RUN_DIR/phase3.txt"
 check "12 connections opened while A was stopped, then killed, all succeed ($(sort "$SL_RUN_DIR/phase3.txt" | uniq -c | tr '\n' ' '))" \
   test "$(grep -c '^ok ' "$SL_RUN_DIR/phase3.txt")" -eq 12
 mapfile -t ids3 < <(retried_ids "$A" tunnel)
