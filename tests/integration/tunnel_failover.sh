@@ -37,12 +37,16 @@ for _ in 1 2 3 4; do
   storm &
   pids+=($!)
 done
-sleep 2
+# Until some connections finished before the kill (not a fixed time: Python clients start
+# slowly on a busy 2-core machine); at most 15 s.
+for _ in $(seq 150); do [ "$(grep -c . "$results")" -ge 4 ] && break; sleep 0.1; done
 gw=$(awk '$2=="gateway"{print $1}' "$SL_RUN_DIR/pids" | tail -1)
 before=$(grep -c . "$results")
 kill -KILL "$gw"
 sed -i "/^$gw gateway$/d" "$SL_RUN_DIR/pids"
+# At least 4 s of storm after the kill, and until 10 more connections finished (at most 20 s).
 sleep 4
+for _ in $(seq 160); do [ $(($(grep -c . "$results") - before)) -ge 10 ] && break; sleep 0.1; done
 touch "$SL_RUN_DIR/stop-storm"
 wait "${pids[@]}"
 total=$(grep -c . "$results")
