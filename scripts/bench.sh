@@ -315,12 +315,9 @@ if want loops; then
 # with sluice: on a machine the apps and the origin already keep busy, more loops mean
 # fewer events per wake-up.
 restart_sluice() { # ARGS for both daemons
-  local args
   sl_stop agent
   sl_stop gateway
-  mapfile -t args < <(sl_config_args)
-  sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" "${args[@]}" "$@"
-  sl_wait_listen egress $SL_GATEWAY_PORT
+  sl_start_gateway "$@"
   sl_start_agent "$@"
 }
 for ((t = 1; t <= $(nproc); t++)); do

@@ -258,11 +258,16 @@ sl_config_args() {
 # sl_write_rules) and waits until both listen.
 sl_start_sluice() {
   [ "${#SL_RULE_FILES[@]}" -gt 0 ] || sl_write_rules
+  sl_start_gateway
+  sl_start_agent
+}
+
+# sl_start_gateway [EXTRA ARGS...]: (re)starts only gateway A and waits for its listener.
+sl_start_gateway() {
   local args
   mapfile -t args < <(sl_config_args)
-  sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" "${args[@]}"
+  sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" "${args[@]}" "$@"
   sl_wait_listen egress $SL_GATEWAY_PORT
-  sl_start_agent
 }
 
 # sl_start_agent [EXTRA ARGS...]: (re)starts only the agent and waits for its listener.
