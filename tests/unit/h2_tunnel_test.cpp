@@ -1,6 +1,7 @@
 // The HTTP/2 CONNECT tunnel over real mTLS on loopback: stream semantics (half-close,
 // reset both ways, refusal), flow control (a slow reader stalls only its own stream) and
-// the PING timeout.
+// the PING timeout; below it, the TLS stream's reads (inbox, then the socket) and the
+// relay's reads from a plain socket (every size, the end, a reset).
 #include "h2_tunnel.h"
 
 #include <gtest/gtest.h>
@@ -453,6 +454,183 @@ TEST_F(H2TunnelTest, PingTimeoutResetsEveryStreamOnTheTunnel) {
     EXPECT_FALSE(client_->openConnect("www.example.com:443", "0123456789abcdef")) << "no new stream on a dead tunnel";
   };
   run(test);
+}
+
+// Bytes 0..n of a pattern that shows any reordering, loss or duplication.
+std::string pattern(size_t n, size_t seed) {
+  std::string out(n, '\0');
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<char>((i * 7 + seed) % 253);
+  return out;
+}
+
+awaitable<void> tlsWritePieces(TlsStream& stream, std::vector<std::string> pieces, bool closeNotify) {
+  auto executor = co_await asio::this_coro::executor;
+  for (const auto& piece : pieces) {
+    EXPECT_FALSE(co_await stream.writeAll(
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(piece.data()), piece.size())))
+        << stream.lastError();
+    // Apart in time: each piece is its own read on the other side.
+    asio::steady_timer gap(executor, std::chrono::milliseconds(5));
+    co_await gap.async_wait(use_awaitable);
+  }
+  if (closeNotify) {
+    EXPECT_FALSE(co_await stream.shutdownSend());
+  } else {
+    stream.abort();  // FIN with no close_notify: a truncation attack looks like this
+  }
+}
+
+awaitable<std::pair<std::string, error_code>> tlsReadAll(TlsStream& stream) {
+  std::string out;
+  std::vector<uint8_t> buffer(50000);
+  while (true) {
+    if (auto waited = co_await stream.waitReadable()) co_return std::make_pair(out, waited);
+    IoResult r = co_await stream.readSome(buffer);
+    if (r.error == asio::error::eof) co_return std::make_pair(out, error_code{});
+    if (r.error) co_return std::make_pair(out, r.error);
+    out.append(reinterpret_cast<char*>(buffer.data()), r.bytes);
+  }
+}
+
+// Pieces smaller than, as large as and far larger than what one read into the inbox
+// takes (16.5 KiB): small records come from the inbox, a burst goes on from the socket.
+// Every byte arrives in order, close_notify is the end, and the half-closed peer still
+// answers.
+TEST_F(H2TunnelTest, TlsStreamDeliversSmallAndBulkRecordsInOrderThenCloseNotify) {
+  const std::vector<std::string> pieces = {pattern(1, 1),        pattern(16 * 1024 + 512, 2), pattern(200, 3),
+                                           pattern(1u << 20, 4), pattern(16 * 1024, 5),       pattern(3, 6)};
+  std::string expected;
+  for (const auto& piece : pieces) expected += piece;
+  auto test = [&]() -> awaitable<void> {
+    auto executor = co_await asio::this_coro::executor;
+    std::unique_ptr<TlsStream> client, server;
+    co_await tlsPair(client, server);
+    Signal written(executor);
+    asio::co_spawn(executor, signalAfter(tlsWritePieces(*client, pieces, true), written), asio::detached);
+    auto request = co_await tlsReadAll(*server);
+    EXPECT_FALSE(request.second) << request.second.message() << " " << server->lastError();
+    EXPECT_EQ(request.first.size(), expected.size());
+    EXPECT_TRUE(request.first == expected) << "bytes differ or are out of order";
+    co_await written.wait();
+    // Named: g++ 12 cannot keep an initializer list's array across a co_await.
+    std::vector<std::string> reply(1, "answer");
+    co_await tlsWritePieces(*server, reply, true);
+    auto answer = co_await tlsReadAll(*client);
+    EXPECT_FALSE(answer.second) << answer.second.message();
+    EXPECT_EQ(answer.first, std::string("answer"));
+  };
+  run(test, std::chrono::seconds(30));
+}
+
+// An end of the TCP stream without close_notify is not a clean end: the reader gets the
+// bytes before it and then an error, never eof.
+TEST_F(H2TunnelTest, TlsStreamEndWithoutCloseNotifyIsAnError) {
+  auto test = [&]() -> awaitable<void> {
+    auto executor = co_await asio::this_coro::executor;
+    std::unique_ptr<TlsStream> client, server;
+    co_await tlsPair(client, server);
+    Signal written(executor);
+    std::vector<std::string> pieces;
+    pieces.push_back("partial");
+    pieces.push_back(pattern(40000, 7));
+    asio::co_spawn(executor, signalAfter(tlsWritePieces(*client, pieces, false), written), asio::detached);
+    auto read = co_await tlsReadAll(*server);
+    EXPECT_EQ(read.first, "partial" + pattern(40000, 7));
+    EXPECT_TRUE(read.second);
+    EXPECT_NE(read.second, asio::error::eof);
+    EXPECT_FALSE(server->lastError().empty());
+    co_await written.wait();
+  };
+  run(test);
+}
+
+// The origin's answer in pieces, apart in time so each is its own read, then its end
+// (FIN, or a reset right behind the last piece).
+awaitable<void> originAnswerInPieces(tcp::socket& socket, std::vector<std::string> pieces, bool reset) {
+  auto executor = co_await asio::this_coro::executor;
+  std::vector<char> buffer(4096);
+  error_code ec;
+  while (!ec) co_await socket.async_read_some(asio::buffer(buffer), asio::redirect_error(use_awaitable, ec));
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    co_await asio::async_write(socket, asio::buffer(pieces[i]), asio::redirect_error(use_awaitable, ec));
+    EXPECT_FALSE(ec) << ec.message();
+    if (i + 1 == pieces.size()) break;  // the end follows the last piece at once
+    asio::steady_timer gap(executor, std::chrono::milliseconds(5));
+    co_await gap.async_wait(use_awaitable);
+  }
+  if (reset) {
+    socket.set_option(asio::socket_base::linger(true, 0), ec);
+    socket.close(ec);
+  } else {
+    socket.shutdown(tcp::socket::shutdown_send, ec);
+  }
+}
+
+class RelayFromSocketTest : public H2TunnelTest {
+ protected:
+  // The agent sends "go" and its end; the origin answers `pieces` through the gateway's
+  // relay, then ends (FIN, or a reset). What the agent's stream got, and how it ended.
+  void relayAnswer(std::vector<std::string> pieces, bool reset) {
+    auto test = [&]() -> awaitable<void> {
+      auto executor = co_await asio::this_coro::executor;
+      tcp::acceptor acceptor(executor, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+      tcp::socket gatewaySide(executor);
+      co_await gatewaySide.async_connect(acceptor.local_endpoint(), use_awaitable);
+      tcp::socket originSide = co_await acceptor.async_accept(use_awaitable);
+      co_await connect({}, [&](std::shared_ptr<TunnelStream> s) {
+        asio::co_spawn(io_, relayToOrigin(s, std::move(gatewaySide), relayed_, relayDone_), asio::detached);
+      });
+      Signal originDone(executor);
+      asio::co_spawn(executor, signalAfter(originAnswerInPieces(originSide, pieces, reset), originDone),
+                     asio::detached);
+      auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+      EXPECT_FALSE(co_await writeString(*stream, "go", true));
+      std::tie(got_, error_) = co_await readAll(*stream);
+      co_await originDone.wait();
+      for (int i = 0; i < 100 && !relayDone_; ++i) {
+        asio::steady_timer t(io_, std::chrono::milliseconds(10));
+        co_await t.async_wait(use_awaitable);
+      }
+    };
+    run(test, std::chrono::seconds(30));
+  }
+  RelayResult relayed_;
+  bool relayDone_ = false;
+  std::string got_;
+  error_code error_;
+};
+
+TEST_F(RelayFromSocketTest, EveryByteOfPiecesLargeAndSmallThenTheEnd) {
+  // Around one relay buffer (64 KiB), and far more.
+  const std::vector<std::string> pieces = {pattern(255, 1), pattern(65536, 2),  pattern(65537, 3),
+                                           pattern(1, 4),   pattern(300000, 5), pattern(256, 6)};
+  std::string expected;
+  for (const auto& piece : pieces) expected += piece;
+  relayAnswer(pieces, false);
+  EXPECT_FALSE(error_) << error_.message();
+  EXPECT_EQ(got_.size(), expected.size());
+  EXPECT_TRUE(got_ == expected) << "bytes differ or are out of order";
+  EXPECT_TRUE(relayDone_);
+  EXPECT_TRUE(relayed_.clean()) << relayed_.outcome();
+  EXPECT_EQ(relayed_.bytesBtoA, expected.size());
+}
+
+// A reset behind a burst larger than one relay buffer is passed on as a reset.
+TEST_F(RelayFromSocketTest, OriginResetRightBehindItsBytesReachesTheAgentAsReset) {
+  // The reset is in the socket with the bytes before it: the socket reports it once,
+  // and the relay must pass it on, not read an end of stream after it.
+  relayAnswer({pattern(256, 1)}, true);
+  EXPECT_EQ(error_, asio::error::connection_reset) << error_.message();
+  EXPECT_TRUE(relayDone_);
+  EXPECT_FALSE(relayed_.clean());
+}
+
+TEST_F(RelayFromSocketTest, OriginResetBehindABurstReachesTheAgentAsReset) {
+  relayAnswer({pattern(256, 1), pattern(100000, 2)}, true);  // more than one relay buffer
+  EXPECT_EQ(error_, asio::error::connection_reset) << error_.message();
+  EXPECT_LE(got_.size(), 256u + 100000u);
+  EXPECT_TRUE(relayDone_);
+  EXPECT_FALSE(relayed_.clean());
 }
 
 }  // namespace

@@ -92,6 +92,53 @@ long cipherControl(BIO* bio, int command, long, void*) {
   }
 }
 
+// Ciphertext for OpenSSL: from the inbox, then (only while the last read filled the
+// inbox, so more is likely there) from the socket itself. A read that would block sets
+// retry: OpenSSL reports WANT_READ and TlsStream fills the inbox with a pending read.
+int inboxRead(BIO* bio, char* out, size_t length, size_t* taken) {
+  auto* inbox = static_cast<TlsStream::CipherInbox*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  *taken = 0;
+  if (inbox->begin < inbox->end) {
+    const size_t n = std::min(length, inbox->end - inbox->begin);
+    std::memcpy(out, inbox->bytes.get() + inbox->begin, n);
+    inbox->begin += n;
+    *taken = n;
+    return 1;
+  }
+  if (inbox->eof) return 0;
+  if (!inbox->drained) {
+    ssize_t n;
+    do {
+      n = ::recv(inbox->fd, out, length, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0) {
+      *taken = static_cast<size_t>(n);
+      return 1;
+    }
+    if (n == 0) {
+      inbox->eof = true;
+      return 0;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return 0;  // errno says why (SSL_ERROR_SYSCALL)
+    inbox->drained = true;
+  }
+  BIO_set_retry_read(bio);
+  return 0;
+}
+
+long inboxControl(BIO* bio, int command, long, void*) {
+  auto* inbox = static_cast<TlsStream::CipherInbox*>(BIO_get_data(bio));
+  switch (command) {
+    case BIO_CTRL_PENDING:
+      return inbox ? static_cast<long>(inbox->end - inbox->begin) : 0;
+    case BIO_CTRL_EOF:
+      return inbox && inbox->eof && inbox->begin == inbox->end ? 1 : 0;
+    default:
+      return 0;
+  }
+}
+
 int cipherCreate(BIO* bio) {
   BIO_set_init(bio, 1);
   return 1;
@@ -109,20 +156,41 @@ const BIO_METHOD* cipherBatchMethod() {
   return method;
 }
 
+const BIO_METHOD* cipherInboxMethod() {
+  static BIO_METHOD* method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice cipher inbox");
+    if (!m || BIO_meth_set_read_ex(m, inboxRead) != 1 || BIO_meth_set_ctrl(m, inboxControl) != 1 ||
+        BIO_meth_set_create(m, cipherCreate) != 1) {
+      throw std::runtime_error("BIO_meth_new: " + takeOpensslErrors());
+    }
+    return m;
+  }();
+  return method;
+}
+
+// One TLS record and then some: what a quiet tunnel's pending read holds. A read that
+// fills it hands over to OpenSSL's own reads from the fd.
+constexpr size_t kCipherInboxBytes = 16 * 1024 + 512;
+
 }  // namespace
 
 TlsStream::TlsStream(tcp::socket socket, SSL_CTX* ctx, TlsRole role)
-    : socket_(std::move(socket)), ssl_(SSL_new(ctx)), cipher_(std::make_unique<CipherBatch>()) {
+    : socket_(std::move(socket)),
+      ssl_(SSL_new(ctx)),
+      cipher_(std::make_unique<CipherBatch>()),
+      inbox_(std::make_unique<CipherInbox>()) {
   if (!ssl_) throw std::runtime_error("SSL_new: " + takeOpensslErrors());
   socket_.non_blocking(true);
-  // Reads straight from the socket; writes into the batch that flush() sends.
-  BIO* reader = BIO_new_socket(socket_.native_handle(), BIO_NOCLOSE);
+  inbox_->fd = socket_.native_handle();
+  // Reads from the inbox fillInbox() fills; writes into the batch that flush() sends.
+  BIO* reader = BIO_new(cipherInboxMethod());
   BIO* writer = BIO_new(cipherBatchMethod());
   if (!reader || !writer) {
     BIO_free(reader);
     BIO_free(writer);
     throw std::runtime_error("BIO_new: " + takeOpensslErrors());
   }
+  BIO_set_data(reader, inbox_.get());
   BIO_set_data(writer, cipher_.get());
   SSL_set_bio(ssl_.get(), reader, writer);
   if (role == TlsRole::Client) {
@@ -151,6 +219,36 @@ bool TlsStream::sendQueued(error_code& error) {
   return true;
 }
 
+awaitable<error_code> TlsStream::fillInbox() {
+  CipherInbox& inbox = *inbox_;
+  error_code error;
+  if (inbox.begin < inbox.end || inbox.eof) co_return error;
+  if (inbox.filling) {
+    // Another coroutine's read is pending (a reader while a handshake step writes):
+    // waiting for readiness lets both go on once the bytes are in.
+    co_await socket_.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, error));
+    co_return error;
+  }
+  if (!inbox.bytes) inbox.bytes = std::make_unique_for_overwrite<uint8_t[]>(kCipherInboxBytes);
+  inbox.begin = inbox.end = 0;
+  // A read, not a readiness wait (see the class comment).
+  inbox.filling = true;
+  size_t n = co_await socket_.async_read_some(asio::buffer(inbox.bytes.get(), kCipherInboxBytes),
+                                              asio::redirect_error(use_awaitable, error));
+  inbox.filling = false;
+  if (error == asio::error::eof) {
+    inbox.eof = true;
+    co_return error_code();
+  }
+  if (error) {
+    if (error != asio::error::operation_aborted) lastError_ = "socket: " + error.message();
+    co_return error;
+  }
+  inbox.end = n;
+  inbox.drained = n < kCipherInboxBytes;
+  co_return error;
+}
+
 awaitable<error_code> TlsStream::flush() {
   error_code error;
   while (!sendQueued(error)) {
@@ -171,7 +269,7 @@ awaitable<bool> TlsStream::waitFor(int sslError, int result, int savedErrno, err
       if (queuedBytes()) {
         if ((error = co_await flush())) co_return false;
       }
-      co_await socket_.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, error));
+      error = co_await fillInbox();
       co_return !error;
     case SSL_ERROR_WANT_WRITE:
       // The batch is full: send it, then OpenSSL goes on.
@@ -215,9 +313,8 @@ awaitable<error_code> TlsStream::handshake() {
 awaitable<error_code> TlsStream::waitReadable() {
   error_code ec;
   // Decrypted or buffered record bytes are readable without the socket.
-  if (SSL_has_pending(ssl_.get())) co_return ec;
-  co_await socket_.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
-  co_return ec;
+  if (SSL_has_pending(ssl_.get()) || inbox_->begin < inbox_->end || inbox_->eof) co_return ec;
+  co_return co_await fillInbox();
 }
 
 awaitable<IoResult> TlsStream::readSome(std::span<uint8_t> buffer) {
@@ -240,8 +337,7 @@ awaitable<IoResult> TlsStream::readSome(std::span<uint8_t> buffer) {
     }
     int sslError = SSL_get_error(ssl_.get(), r);
     if (sslError == SSL_ERROR_WANT_READ) {
-      co_await socket_.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, result.error));
-      if (result.error) co_return result;
+      if ((result.error = co_await fillInbox())) co_return result;
       continue;
     }
     if (!co_await waitFor(sslError, r, savedErrno, result.error)) co_return result;

@@ -40,11 +40,17 @@ class TcpStream {
   tcp::socket socket_;
 };
 
-// TLS driven directly over the non-blocking socket: OpenSSL reads the fd and says which
-// readiness it needs; the coroutine waits for exactly that. Unlike asio::ssl::stream this
-// allows sending close_notify (half-close) without waiting for the peer's, while reads
-// continue. Records OpenSSL writes are gathered (CipherBatch) and sent with one send()
-// per call: a 64 KiB write is four records but one syscall, one large TCP segment.
+// TLS driven directly over the non-blocking socket: OpenSSL says which readiness it
+// needs; the coroutine waits for exactly that. Unlike asio::ssl::stream this allows
+// sending close_notify (half-close) without waiting for the peer's, while reads continue.
+// OpenSSL reads ciphertext from an inbox that a pending read fills: a batch of records
+// costs that read and at most one more that finds the socket empty (asio tries a read
+// before it waits). OpenSSL reading the fd itself after a readiness wait cost the read,
+// its read that found the socket empty and an epoll_ctl to re-arm the wait. After a read
+// that filled the inbox OpenSSL reads the fd itself, into its own buffer, until it is
+// empty: bulk bytes are not copied twice. Records OpenSSL writes are gathered
+// (CipherBatch) and sent with one send() per call: a 64 KiB write is four records but
+// one syscall, one large TCP segment.
 class TlsStream {
  public:
   TlsStream(tcp::socket socket, SSL_CTX* ctx, TlsRole role);
@@ -68,11 +74,23 @@ class TlsStream {
     std::vector<uint8_t> bytes;
     size_t sent = 0;  // bytes[0, sent) are out
   };
+  struct CipherInbox {
+    int fd = -1;
+    std::unique_ptr<uint8_t[]> bytes;  // allocated by the first read
+    size_t begin = 0;                  // bytes[begin, end) not yet taken by OpenSSL
+    size_t end = 0;
+    bool drained = true;  // the last read came back short: the socket had no more then
+    bool eof = false;
+    bool filling = false;  // a read into bytes is pending
+  };
 
  private:
   // Waits for the readiness OpenSSL asked for; false with `error` set otherwise.
   // `savedErrno`: errno right after the OpenSSL call.
   awaitable<bool> waitFor(int sslError, int result, int savedErrno, boost::system::error_code& error);
+  // When OpenSSL has taken every ciphertext byte: waits for more and reads it into the
+  // inbox. An end of stream is left for OpenSSL to judge (after close_notify or not).
+  awaitable<boost::system::error_code> fillInbox();
   // Sends the queued ciphertext, waiting for the socket as needed.
   awaitable<boost::system::error_code> flush();
   // Sends what the socket takes now; true when nothing is left.
@@ -81,6 +99,7 @@ class TlsStream {
   tcp::socket socket_;
   SslPtr ssl_;
   std::unique_ptr<CipherBatch> cipher_;  // OpenSSL's write BIO points at it
+  std::unique_ptr<CipherInbox> inbox_;   // its read BIO at this
   std::string lastError_;
   bool sentShutdown_ = false;
 };
