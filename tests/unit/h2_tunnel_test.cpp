@@ -493,12 +493,13 @@ awaitable<std::pair<std::string, error_code>> tlsReadAll(TlsStream& stream) {
 }
 
 // Pieces smaller than, as large as and far larger than what one read into the inbox
-// takes (16.5 KiB): small records come from the inbox, a burst goes on from the socket.
-// Every byte arrives in order, close_notify is the end, and the half-closed peer still
-// answers.
+// takes (4 KiB, then 16.5 KiB once one filled it): small records come from the inbox, a
+// burst goes on from the socket. Every byte arrives in order, close_notify is the end,
+// and the half-closed peer still answers.
 TEST_F(H2TunnelTest, TlsStreamDeliversSmallAndBulkRecordsInOrderThenCloseNotify) {
-  const std::vector<std::string> pieces = {pattern(1, 1),        pattern(16 * 1024 + 512, 2), pattern(200, 3),
-                                           pattern(1u << 20, 4), pattern(16 * 1024, 5),       pattern(3, 6)};
+  const std::vector<std::string> pieces = {pattern(1, 1),   pattern(4096, 2),     pattern(16 * 1024 + 512, 3),
+                                           pattern(200, 4), pattern(1u << 20, 5), pattern(16 * 1024, 6),
+                                           pattern(3, 7)};
   std::string expected;
   for (const auto& piece : pieces) expected += piece;
   auto test = [&]() -> awaitable<void> {

@@ -168,8 +168,10 @@ const BIO_METHOD* cipherInboxMethod() {
   return method;
 }
 
-// One TLS record and then some: what a quiet tunnel's pending read holds. A read that
-// fills it hands over to OpenSSL's own reads from the fd.
+// What a pending read holds: small at first (a handshake, an idle tunnel, a peer that
+// holds a connection open cost little), one full TLS record and then some once a read
+// filled it. A read that fills it hands over to OpenSSL's own reads from the fd.
+constexpr size_t kCipherInboxFirstBytes = 4 * 1024;
 constexpr size_t kCipherInboxBytes = 16 * 1024 + 512;
 
 }  // namespace
@@ -229,11 +231,14 @@ awaitable<error_code> TlsStream::fillInbox() {
     co_await socket_.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, error));
     co_return error;
   }
-  if (!inbox.bytes) inbox.bytes = std::make_unique_for_overwrite<uint8_t[]>(kCipherInboxBytes);
+  if (!inbox.bytes || (inbox.filled && inbox.capacity < kCipherInboxBytes)) {
+    inbox.capacity = inbox.bytes ? kCipherInboxBytes : kCipherInboxFirstBytes;
+    inbox.bytes = std::make_unique_for_overwrite<uint8_t[]>(inbox.capacity);
+  }
   inbox.begin = inbox.end = 0;
   // A read, not a readiness wait (see the class comment).
   inbox.filling = true;
-  size_t n = co_await socket_.async_read_some(asio::buffer(inbox.bytes.get(), kCipherInboxBytes),
+  size_t n = co_await socket_.async_read_some(asio::buffer(inbox.bytes.get(), inbox.capacity),
                                               asio::redirect_error(use_awaitable, error));
   inbox.filling = false;
   if (error == asio::error::eof) {
@@ -245,7 +250,8 @@ awaitable<error_code> TlsStream::fillInbox() {
     co_return error;
   }
   inbox.end = n;
-  inbox.drained = n < kCipherInboxBytes;
+  inbox.filled = n == inbox.capacity;
+  inbox.drained = !inbox.filled;
   co_return error;
 }
 

@@ -77,9 +77,11 @@ class TlsStream {
   struct CipherInbox {
     int fd = -1;
     std::unique_ptr<uint8_t[]> bytes;  // allocated by the first read
-    size_t begin = 0;                  // bytes[begin, end) not yet taken by OpenSSL
+    size_t capacity = 0;
+    size_t begin = 0;  // bytes[begin, end) not yet taken by OpenSSL
     size_t end = 0;
-    bool drained = true;  // the last read came back short: the socket had no more then
+    bool drained = true;  // the socket had no more after the last read
+    bool filled = false;  // the last fill took as much as the inbox holds
     bool eof = false;
     bool filling = false;  // a read into bytes is pending
   };
