@@ -29,26 +29,30 @@ check "gateway B's tunnel came over IPv6" grep -qE "access peer=\[2001:db8:3::1\
   "$SL_RUN_DIR/gateway-b.log"
 
 # New connections from four clients in a loop; gateway A killed (SIGKILL) in the middle.
-results=$SL_RUN_DIR/storm.txt
-: > "$results"
-storm() { while [ ! -e "$SL_RUN_DIR/stop-storm" ]; do app_tls >> "$results"; done; }
+# Each client appends to its own file: appends from several to one file can interleave
+# two results on one line.
+storm() { while [ ! -e "$SL_RUN_DIR/stop-storm" ]; do app_tls >> "$SL_RUN_DIR/storm.$1.txt"; done; }
+finished() { cat "$SL_RUN_DIR"/storm.*.txt 2> /dev/null | grep -c .; }
 pids=()
-for _ in 1 2 3 4; do
-  storm &
+for i in 1 2 3 4; do
+  : > "$SL_RUN_DIR/storm.$i.txt"
+  storm $i &
   pids+=($!)
 done
 # Until some connections finished before the kill (not a fixed time: Python clients start
 # slowly on a busy 2-core machine); at most 15 s.
-for _ in $(seq 150); do [ "$(grep -c . "$results")" -ge 4 ] && break; sleep 0.1; done
+for _ in $(seq 150); do [ "$(finished)" -ge 4 ] && break; sleep 0.1; done
 gw=$(awk '$2=="gateway"{print $1}' "$SL_RUN_DIR/pids" | tail -1)
-before=$(grep -c . "$results")
+before=$(finished)
 kill -KILL "$gw"
 sed -i "/^$gw gateway$/d" "$SL_RUN_DIR/pids"
 # At least 4 s of storm after the kill, and until 10 more connections finished (at most 20 s).
 sleep 4
-for _ in $(seq 160); do [ $(($(grep -c . "$results") - before)) -ge 10 ] && break; sleep 0.1; done
+for _ in $(seq 160); do [ $(($(finished) - before)) -ge 10 ] && break; sleep 0.1; done
 touch "$SL_RUN_DIR/stop-storm"
 wait "${pids[@]}"
+results=$SL_RUN_DIR/storm.txt
+cat "$SL_RUN_DIR"/storm.[1-4].txt > "$results"
 total=$(grep -c . "$results")
 ok=$(grep -c '^ok ' "$results")
 failed_before_byte=$(grep -c '^failed recv=0 ' "$results")
