@@ -545,6 +545,51 @@ TEST_F(H2TunnelTest, TlsStreamEndWithoutCloseNotifyIsAnError) {
   run(test);
 }
 
+awaitable<void> readOnceInto(TlsStream& stream, size_t size, std::string& got, error_code& error, bool& done) {
+  std::vector<uint8_t> buffer(size);
+  IoResult r = co_await stream.readSome(buffer);
+  got.assign(reinterpret_cast<char*>(buffer.data()), r.bytes);
+  error = r.error;
+  done = true;
+}
+
+// Two coroutines read one TLS stream (as the tunnel's reader and its writer do when
+// OpenSSL must read the rest of a post-handshake message): the first one's read into
+// the inbox empties the socket, the second must wake when that read brings the bytes,
+// with no more bytes from the peer.
+TEST_F(H2TunnelTest, TlsStreamSecondReaderWakesWhenThePendingReadBringsItsBytes) {
+  std::string first, second;
+  error_code firstError, secondError;
+  bool firstDone = false, secondDone = false;
+  auto test = [&]() -> awaitable<void> {
+    auto executor = co_await asio::this_coro::executor;
+    std::unique_ptr<TlsStream> client, server;
+    co_await tlsPair(client, server);
+    std::string hello = "hello";
+    EXPECT_FALSE(co_await client->writeAll(
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(hello.data()), hello.size())));
+    asio::steady_timer arrive(executor, std::chrono::milliseconds(50));
+    co_await arrive.async_wait(use_awaitable);  // the record is in the server's socket
+    asio::co_spawn(executor, readOnceInto(*server, 1, first, firstError, firstDone), asio::detached);
+    asio::co_spawn(executor, readOnceInto(*server, 64, second, secondError, secondDone), asio::detached);
+    for (int i = 0; i < 100 && !(firstDone && secondDone); ++i) {
+      asio::steady_timer t(executor, std::chrono::milliseconds(10));
+      co_await t.async_wait(use_awaitable);
+    }
+    server->abort();  // ends a read still waiting, so the test does not hang
+    client->abort();
+    asio::steady_timer settle(executor, std::chrono::milliseconds(10));
+    co_await settle.async_wait(use_awaitable);
+  };
+  run(test);
+  EXPECT_TRUE(firstDone);
+  EXPECT_FALSE(firstError) << firstError.message();
+  EXPECT_EQ(first, "h");
+  EXPECT_TRUE(secondDone);
+  EXPECT_FALSE(secondError) << secondError.message();
+  EXPECT_EQ(second, "ello") << "the second reader waited for bytes the first read had already taken";
+}
+
 // The origin's answer in pieces, apart in time so each is its own read, then its end
 // (FIN, or a reset right behind the last piece).
 awaitable<void> originAnswerInPieces(tcp::socket& socket, std::vector<std::string> pieces, bool reset) {

@@ -180,7 +180,8 @@ TlsStream::TlsStream(tcp::socket socket, SSL_CTX* ctx, TlsRole role)
     : socket_(std::move(socket)),
       ssl_(SSL_new(ctx)),
       cipher_(std::make_unique<CipherBatch>()),
-      inbox_(std::make_unique<CipherInbox>()) {
+      inbox_(std::make_unique<CipherInbox>()),
+      fillDone_(socket_.get_executor(), asio::steady_timer::time_point::max()) {
   if (!ssl_) throw std::runtime_error("SSL_new: " + takeOpensslErrors());
   socket_.non_blocking(true);
   inbox_->fd = socket_.native_handle();
@@ -226,32 +227,38 @@ awaitable<error_code> TlsStream::fillInbox() {
   error_code error;
   if (inbox.begin < inbox.end || inbox.eof) co_return error;
   if (inbox.filling) {
-    // Another coroutine's read is pending (a reader while a handshake step writes):
-    // waiting for readiness lets both go on once the bytes are in.
-    co_await socket_.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, error));
-    co_return error;
+    // The other coroutine's read is pending (the writer, when OpenSSL must read the
+    // rest of a post-handshake message): its bytes land in the inbox, not the socket,
+    // so wait for that read, not for the socket (which it may already have emptied).
+    error_code woken;
+    co_await fillDone_.async_wait(asio::redirect_error(use_awaitable, woken));
+    co_return inbox.fillError;
   }
   if (!inbox.bytes || (inbox.filled && inbox.capacity < kCipherInboxBytes)) {
     inbox.capacity = inbox.bytes ? kCipherInboxBytes : kCipherInboxFirstBytes;
     inbox.bytes = std::make_unique_for_overwrite<uint8_t[]>(inbox.capacity);
   }
   inbox.begin = inbox.end = 0;
-  // A read, not a readiness wait (see the class comment).
+  // While the read is pending the BIO must not read the fd itself: bytes taken then
+  // would pass the ones this read already has.
+  inbox.drained = true;
   inbox.filling = true;
+  // A read, not a readiness wait (see the class comment).
   size_t n = co_await socket_.async_read_some(asio::buffer(inbox.bytes.get(), inbox.capacity),
                                               asio::redirect_error(use_awaitable, error));
   inbox.filling = false;
   if (error == asio::error::eof) {
     inbox.eof = true;
-    co_return error_code();
-  }
-  if (error) {
+    error.clear();
+  } else if (error) {
     if (error != asio::error::operation_aborted) lastError_ = "socket: " + error.message();
-    co_return error;
+  } else {
+    inbox.end = n;
+    inbox.filled = n == inbox.capacity;
+    inbox.drained = !inbox.filled;
   }
-  inbox.end = n;
-  inbox.filled = n == inbox.capacity;
-  inbox.drained = !inbox.filled;
+  inbox.fillError = error;
+  fillDone_.cancel();  // wakes a coroutine that waited for this read
   co_return error;
 }
 
@@ -391,6 +398,9 @@ awaitable<error_code> TlsStream::shutdownSend() {
 
 void TlsStream::abort() {
   error_code ignored;
+  // The BIO must not read the fd number again: it may belong to a new socket by then.
+  inbox_->fd = -1;
+  inbox_->drained = true;
   socket_.close(ignored);
 }
 

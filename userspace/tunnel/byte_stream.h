@@ -43,12 +43,12 @@ class TcpStream {
 // TLS driven directly over the non-blocking socket: OpenSSL says which readiness it
 // needs; the coroutine waits for exactly that. Unlike asio::ssl::stream this allows
 // sending close_notify (half-close) without waiting for the peer's, while reads continue.
-// OpenSSL reads ciphertext from an inbox that a pending read fills: a batch of records
-// costs that read and at most one more that finds the socket empty (asio tries a read
-// before it waits). OpenSSL reading the fd itself after a readiness wait cost the read,
-// its read that found the socket empty and an epoll_ctl to re-arm the wait. After a read
-// that filled the inbox OpenSSL reads the fd itself, into its own buffer, until it is
-// empty: bulk bytes are not copied twice. Records OpenSSL writes are gathered
+// OpenSSL reads ciphertext from an inbox that a pending read fills: a batch of small
+// records costs that read and at most one more that finds the socket empty (asio tries a
+// read before it waits). OpenSSL reading the fd itself after a readiness wait cost the
+// read, its read that found the socket empty and an epoll_ctl to re-arm the wait. After
+// a read that filled the inbox OpenSSL reads the fd itself, into its own buffer, until
+// it is empty (one more empty read then): the rest of a burst is not copied twice. Records OpenSSL writes are gathered
 // (CipherBatch) and sent with one send() per call: a 64 KiB write is four records but
 // one syscall, one large TCP segment.
 class TlsStream {
@@ -83,7 +83,8 @@ class TlsStream {
     bool drained = true;  // the socket had no more after the last read
     bool filled = false;  // the last fill took as much as the inbox holds
     bool eof = false;
-    bool filling = false;  // a read into bytes is pending
+    bool filling = false;                 // a read into bytes is pending
+    boost::system::error_code fillError;  // how the last read ended (not eof: OpenSSL judges that)
   };
 
  private:
@@ -102,6 +103,7 @@ class TlsStream {
   SslPtr ssl_;
   std::unique_ptr<CipherBatch> cipher_;  // OpenSSL's write BIO points at it
   std::unique_ptr<CipherInbox> inbox_;   // its read BIO at this
+  asio::steady_timer fillDone_;          // never expires: cancelled when a fill ends
   std::string lastError_;
   bool sentShutdown_ = false;
 };
