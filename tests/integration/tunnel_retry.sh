@@ -18,7 +18,14 @@ sl_second_gateway "$SL_GATEWAY_B_ADDR:15443" 4178 || { not_ok "gateway B starts"
 check "gateway B marks its upstream sockets 4178" grep -q '^  socketMark: 4178$' "$SL_RUN_DIR/rules-b.yaml"
 # The agent allows one host more than the gateways: their policy refusal (403).
 REFUSED_HOST=refused.example.org
-sed "s/^hosts:/hosts:\n  - name: $REFUSED_HOST/" "$SL_RUN_DIR/rules.yaml" > "$SL_RUN_DIR/agent-rules.yaml"
+# Phase 3 needs A's tunnels to look healthy while A is stopped, until the kill: with the
+# agent's default PING (every 5 s, 5 s to answer) a PING sent just after the STOP timed
+# out before twelve slow-starting clients reached the agent (CI, 2 cores), and every
+# stream went to B with nothing to retry. A PING every 10 minutes keeps the STOP unseen.
+sed -e "s/^hosts:/hosts:\n  - name: $REFUSED_HOST/" \
+  -e "s/^    addresses: \[.*\]\$/&\n    pingIntervalMs: 600000/" \
+  "$SL_RUN_DIR/rules.yaml" > "$SL_RUN_DIR/agent-rules.yaml"
+check "the agent PINGs its gateways only every 10 minutes" grep -q '^    pingIntervalMs: 600000$' "$SL_RUN_DIR/agent-rules.yaml"
 sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" --config "$SL_RUN_DIR/rules.yaml"
 sl_wait_listen egress $SL_GATEWAY_PORT || { not_ok "gateway A starts"; exit 1; }
 SL_RULE_FILES=("$SL_RUN_DIR/agent-rules.yaml")
@@ -108,7 +115,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 sleep 0.5
-# Streams wait on A (its tunnels still look healthy: PING overdue only after 5 s + 5 s).
+# Streams wait on A (its tunnels still look healthy: no PING is due for 10 minutes).
 inflight=$(sl_host_exec egress ss -Htn state established "( sport = :15443 and src $SL_EGRESS_ADDR )" | awk '$1>0' | grep -c .)
 echo "# phase 3: tunnel connections with bytes the stopped gateway A has not read: $inflight"
 kill -KILL "$gw"
