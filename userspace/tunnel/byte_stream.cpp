@@ -325,8 +325,9 @@ awaitable<error_code> TlsStream::handshake() {
 
 awaitable<error_code> TlsStream::waitReadable() {
   error_code ec;
-  // Decrypted or buffered record bytes are readable without the socket.
-  if (SSL_has_pending(ssl_.get()) || inbox_->begin < inbox_->end || inbox_->eof) co_return ec;
+  // Decrypted or buffered record bytes are readable without the socket (and fillInbox
+  // returns at once while the inbox holds bytes or the end).
+  if (SSL_has_pending(ssl_.get())) co_return ec;
   co_return co_await fillInbox();
 }
 

@@ -48,9 +48,9 @@ class TcpStream {
 // read before it waits). OpenSSL reading the fd itself after a readiness wait cost the
 // read, its read that found the socket empty and an epoll_ctl to re-arm the wait. After
 // a read that filled the inbox OpenSSL reads the fd itself, into its own buffer, until
-// it is empty (one more empty read then): the rest of a burst is not copied twice. Records OpenSSL writes are gathered
-// (CipherBatch) and sent with one send() per call: a 64 KiB write is four records but
-// one syscall, one large TCP segment.
+// it is empty (one more empty read then): the rest of a burst is not copied twice.
+// Records OpenSSL writes are gathered (CipherBatch) and sent with one send() per call:
+// a 64 KiB write is four records but one syscall, one large TCP segment.
 class TlsStream {
  public:
   TlsStream(tcp::socket socket, SSL_CTX* ctx, TlsRole role);
