@@ -275,7 +275,7 @@ awaitable<error_code> TlsStream::flush() {
   co_return error;
 }
 
-awaitable<bool> TlsStream::waitFor(int sslError, int result, int savedErrno, error_code& error) {
+awaitable<bool> TlsStream::waitFor(int sslError, int savedErrno, error_code& error) {
   switch (sslError) {
     case SSL_ERROR_WANT_READ:
       // Whatever this step wrote (a handshake flight) must be out before we wait on the peer.
@@ -292,8 +292,10 @@ awaitable<bool> TlsStream::waitFor(int sslError, int result, int savedErrno, err
       error = asio::error::eof;
       co_return false;
     case SSL_ERROR_SYSCALL:
-      lastError_ = result == 0 || savedErrno == 0 ? "connection closed without close_notify"
-                                                  : std::string("socket: ") + std::strerror(savedErrno);
+      // The _ex calls return 0 for every failure: errno alone tells an end without
+      // close_notify (the BIO saw end of stream) from a socket error.
+      lastError_ = savedErrno == 0 ? "connection closed without close_notify"
+                                   : std::string("socket: ") + std::strerror(savedErrno);
       ERR_clear_error();
       error = savedErrno ? error_code(savedErrno, boost::system::system_category()) : asio::error::connection_reset;
       co_return false;
@@ -316,7 +318,7 @@ awaitable<error_code> TlsStream::handshake() {
     int r = SSL_do_handshake(ssl_.get());
     int savedErrno = errno;
     if (r == 1) co_return co_await flush();
-    if (!co_await waitFor(SSL_get_error(ssl_.get(), r), r, savedErrno, error)) {
+    if (!co_await waitFor(SSL_get_error(ssl_.get(), r), savedErrno, error)) {
       if (error == asio::error::eof) error = asio::error::connection_aborted;
       co_return error;
     }
@@ -354,7 +356,7 @@ awaitable<IoResult> TlsStream::readSome(std::span<uint8_t> buffer) {
       if ((result.error = co_await fillInbox())) co_return result;
       continue;
     }
-    if (!co_await waitFor(sslError, r, savedErrno, result.error)) co_return result;
+    if (!co_await waitFor(sslError, savedErrno, result.error)) co_return result;
   }
 }
 
@@ -370,7 +372,7 @@ awaitable<error_code> TlsStream::writeAll(std::span<const uint8_t> data) {
       data = data.subspan(n);
       continue;
     }
-    if (!co_await waitFor(SSL_get_error(ssl_.get(), r), r, savedErrno, error)) {
+    if (!co_await waitFor(SSL_get_error(ssl_.get(), r), savedErrno, error)) {
       if (error == asio::error::eof) error = asio::error::broken_pipe;
       co_return error;
     }
@@ -393,7 +395,7 @@ awaitable<error_code> TlsStream::shutdownSend() {
       sentShutdown_ = true;
       co_return co_await flush();
     }
-    if (!co_await waitFor(SSL_get_error(ssl_.get(), r), r, savedErrno, error)) co_return error;
+    if (!co_await waitFor(SSL_get_error(ssl_.get(), r), savedErrno, error)) co_return error;
   }
 }
 

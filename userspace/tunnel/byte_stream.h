@@ -90,7 +90,7 @@ class TlsStream {
  private:
   // Waits for the readiness OpenSSL asked for; false with `error` set otherwise.
   // `savedErrno`: errno right after the OpenSSL call.
-  awaitable<bool> waitFor(int sslError, int result, int savedErrno, boost::system::error_code& error);
+  awaitable<bool> waitFor(int sslError, int savedErrno, boost::system::error_code& error);
   // When OpenSSL has taken every ciphertext byte: waits for more and reads it into the
   // inbox. An end of stream is left for OpenSSL to judge (after close_notify or not).
   awaitable<boost::system::error_code> fillInbox();
