@@ -118,7 +118,11 @@ check "20 endless streams are open" wait_for_log streams2 "^opened 20" 30
 sl_pod_exec pod-a "$SL_PROBE" connect 198.18.100.42:443 --timeout-ms 8000 --read > "$SL_RUN_DIR/silent.out" 2>&1 &
 silent=$!
 echo "$silent silent" >> "$SL_RUN_DIR/pids"
-sleep 0.5
+# Until the agent holds it too (20 streams + 1): a drain that began first would refuse it.
+for _ in $(seq 100); do
+  [ "$(sl_host_exec node ss -Htn state established "( sport = :$SL_AGENT_PORT )" | grep -c .)" -ge 21 ] && break
+  sleep 0.05
+done
 agent=$(pid_of agent)
 start=$(date +%s%N)
 kill -TERM "$agent"
@@ -231,8 +235,12 @@ check "gateway A exited 0 after its 2 s deadline (rc=$rc)" test "$rc" -eq 0
 check "gateway A reset its endless streams at the deadline and counted them (${resets:-none})" test "${resets:-0}" -ge 1
 check "gateway A's records say drain-deadline for each" \
   test "$(grep -c 'access .*sni=forever.drain.test .*result=drain-deadline' "$SL_RUN_DIR/gateway.log")" -eq "${resets:-x}"
-sleep 0.5
-reset_at_app=$(grep -c 'flow .*sni=forever.drain.test .*result=reset' "$SL_RUN_DIR/agent.log")
+# The agent's records of those resets follow A's exit by a moment.
+for _ in $(seq 100); do
+  reset_at_app=$(grep -c 'flow .*sni=forever.drain.test .*result=reset' "$SL_RUN_DIR/agent.log")
+  [ "$reset_at_app" -ge "${resets:-0}" ] && break
+  sleep 0.05
+done
 check "the agent passed each reset on to its app (${reset_at_app} of ${resets:-?})" test "$reset_at_app" -eq "${resets:-x}"
 sl_stop streams3b
 mv "$SL_RUN_DIR/gateway.log" "$SL_RUN_DIR/gateway-2.log"

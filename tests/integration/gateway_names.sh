@@ -49,7 +49,8 @@ check_contains "the new address is bypassed" "$status" " 198.18.3.9/32( |$)"
 check_not_contains "the old address is no longer bypassed" "$status" " $SL_EGRESS_ADDR/32( |$)"
 # The pools take the new address from the same answer, once the bypass holds it (one
 # resolver for both: nobody listens there, so their dials fail and say so).
-check "the tunnel pools dial the name's new address" wait_for_log agent "tunnel gateway=198.18.3.9:15443 result="
+# (A dial there ends when ARP gives up or at the connect timeout, 5 s.)
+check "the tunnel pools dial the name's new address" wait_for_log agent "tunnel gateway=198.18.3.9:15443 result=" 15
 
 # The name stops resolving: the last addresses stay (a resolver outage must not let the
 # tunnels' addresses fall into the redirect, nor shrink the bypass back and forth).

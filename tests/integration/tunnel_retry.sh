@@ -34,7 +34,7 @@ sl_start_agent || { not_ok "agent starts"; exit 1; }
 A=$SL_EGRESS_ADDR:15443
 B=$SL_GATEWAY_B_ADDR:15443
 app_tls() {
-  sl_pod_exec pod-a env APP_TIMEOUT=8 CA="$SL_RUN_DIR/pki/public-ca.pem" python3 "$here/tunnel/app.py" \
+  sl_pod_exec pod-a env APP_TIMEOUT=${APP_TIMEOUT:-8} CA="$SL_RUN_DIR/pki/public-ca.pem" python3 "$here/tunnel/app.py" \
     $SL_ALLOWED_ADDR $SL_ALLOWED_HOST tls 2>&1
 }
 origin_gets() { grep -c "\"GET / HTTP/1.1\" 200" "$SL_RUN_DIR/origin-access.log"; }
@@ -101,7 +101,8 @@ kill -STOP "$gw"
 pids=()
 for i in $(seq 12); do
   # One file per app: appends from 12 processes to one file interleaved their lines.
-  app_tls > "$SL_RUN_DIR/phase3.$i.txt" &
+  # 30 s to read: the first apps wait while the others start, then for the kill and the retry.
+  APP_TIMEOUT=30 app_tls > "$SL_RUN_DIR/phase3.$i.txt" &
   pids+=($!)
   sleep 0.05
 done

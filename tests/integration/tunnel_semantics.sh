@@ -10,7 +10,9 @@ sl_topology_up || { not_ok "topology up"; exit 1; }
 sl_write_rules native
 rules=$SL_RUN_DIR/rules.yaml
 sed -i 's/^hosts:$/hosts:\n  - name: "*.tunnel.test"\n    ports: [443]/' "$rules"
-sed -i 's/^    address: 198.18.3.2:15443$/&\n    pingIntervalMs: 300\n    pingTimeoutMs: 500/' "$rules"
+# PING often (the PING timeout row), with 1.5 s to answer: a shorter timeout could end a
+# tunnel in the other rows whenever a busy machine stalls a daemon for a moment.
+sed -i 's/^    address: 198.18.3.2:15443$/&\n    pingIntervalMs: 300\n    pingTimeoutMs: 1500/' "$rules"
 check "the rules allow *.tunnel.test and ping the tunnel every 300 ms" grep -q "pingIntervalMs: 300" "$rules"
 for origin in fin=31 rst=32 half=33 watch=34 silent=35; do
   sl_spawn "origin-${origin%=*}" inet python3 "$here/tunnel/origin.py" 198.18.100.${origin#*=} "${origin%=*}" \
@@ -20,7 +22,7 @@ sl_start_sluice || { not_ok "sluice daemons start"; exit 1; }
 for _ in $(seq 50); do [ "$(sl_host_exec inet ss -Hltn 'sport = :443' | grep -c 198.18.100.3)" -ge 5 ] && break; sleep 0.1; done
 
 app() { # HOST ADDR ACTION: the app in pod-a
-  sl_pod_exec pod-a env APP_TIMEOUT=${APP_TIMEOUT:-8} CA="$SL_RUN_DIR/pki/public-ca.pem" python3 "$here/tunnel/app.py" \
+  sl_pod_exec pod-a env APP_TIMEOUT=${APP_TIMEOUT:-8} APP_SAY_FIRST=${APP_SAY_FIRST:-0} CA="$SL_RUN_DIR/pki/public-ca.pem" python3 "$here/tunnel/app.py" \
     "$2" "$1" "$3" 2>&1
 }
 origin_saw() { wait_for_log origin-events "$1" 5; }
@@ -60,21 +62,23 @@ check "refusal at the gateway: the gateway logs it with the agent's connection i
   "sni=unknown.tunnel.test .*result=dns-failed .*connection_id=[0-9a-f]{16}( |\$)"
 
 # The tunnel's PING timeout: the gateway freezes (SIGSTOP); an open flow (one that has
-# had bytes from the origin, so it is not retried) is reset within interval + timeout,
+# had bytes from the origin, so it is not retried) is reset once a PING goes unanswered,
 # and the pool reconnects when the gateway wakes.
 : > "$SL_RUN_DIR/origin-events.log"
-APP_TIMEOUT=15 app watch.tunnel.test 198.18.100.34 read > "$SL_RUN_DIR/app-ping.txt" &
+APP_SAY_FIRST=1 APP_TIMEOUT=15 app watch.tunnel.test 198.18.100.34 read > "$SL_RUN_DIR/app-ping.log" &
 app_pid=$!
 check "PING timeout: the flow reached the origin" origin_saw "^watch first="
-sleep 0.3
+check "PING timeout: the origin's bytes reached the app" wait_for_log app-ping "^first$"
 gw=$(gateway_pid)
 kill -STOP "$gw"
 start=$(date +%s%N)
 wait "$app_pid"
 elapsed_ms=$((($(date +%s%N) - start) / 1000000))
 kill -CONT "$gw"
-check_contains "PING timeout: the app sees a reset" "$(cat "$SL_RUN_DIR/app-ping.txt")" "^recv=12 end=reset$"
-check "PING timeout: within interval + timeout and some slack (${elapsed_ms} ms)" test "$elapsed_ms" -lt 3000
+check_contains "PING timeout: the app sees a reset" "$(cat "$SL_RUN_DIR/app-ping.log")" "^recv=12 end=reset$"
+# At worst interval + 2 x timeout (3.3 s): the STOP may come just after a PING's answer,
+# and the next PING waits for that one's window to close. Far below the app's 15 s.
+check "PING timeout: within interval + 2 x timeout and some slack (${elapsed_ms} ms)" test "$elapsed_ms" -lt 6000
 check "PING timeout: the agent says why" wait_for_log agent "tunnel gateway=198.18.3.2:15443 result=lost:ping-timeout"
 check "PING timeout: the origin's connection is reset too, once the gateway wakes" origin_saw "^watch client-reset"
 out=$(app www.googleapis.com $SL_ALLOWED_ADDR tls)
@@ -82,13 +86,13 @@ check_contains "after the PING timeout a new connection works (the pool reconnec
 
 # The gateway killed mid-stream: the open flow is reset; nothing else.
 : > "$SL_RUN_DIR/origin-events.log"
-APP_TIMEOUT=15 app watch.tunnel.test 198.18.100.34 read > "$SL_RUN_DIR/app-kill.txt" &
+APP_SAY_FIRST=1 APP_TIMEOUT=15 app watch.tunnel.test 198.18.100.34 read > "$SL_RUN_DIR/app-kill.log" &
 app_pid=$!
 check "gateway killed: the flow reached the origin" origin_saw "^watch first="
-sleep 0.3
+check "gateway killed: the origin's bytes reached the app" wait_for_log app-kill "^first$"
 kill -KILL "$(gateway_pid)"
 wait "$app_pid"
-check_contains "gateway killed: the app sees a reset" "$(cat "$SL_RUN_DIR/app-kill.txt")" "^recv=12 end=reset$"
+check_contains "gateway killed: the app sees a reset" "$(cat "$SL_RUN_DIR/app-kill.log")" "^recv=12 end=reset$"
 check "gateway killed: the agent logs the tunnel lost" wait_for_log agent "tunnel gateway=198.18.3.2:15443 result=lost:"
 
 # Gateway unreachable: a new connection is reset at once, with the reason logged.

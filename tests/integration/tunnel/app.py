@@ -2,7 +2,7 @@
 """The app side of the tunnel tests, run in a pod: connects to ADDR:443, sends a real
 ClientHello for HOST (made by Python's ssl over memory BIOs), then acts out ACTION and
 prints what it saw, one line: "recv=N end=eof|reset|timeout ...".
-  read      read until the end
+  read      read until the end ("first" as the first bytes arrive, if APP_SAY_FIRST=1)
   fin       half-close after the hello, then read until the end
   rst       wait for the first byte, then reset (SO_LINGER 0)
   sendmore  read until the end, then send "more" (allowed after the origin's FIN)
@@ -19,6 +19,8 @@ from tls_hello import client_hello  # noqa: E402
 
 addr, host, action = sys.argv[1], sys.argv[2], sys.argv[3]
 timeout = float(os.environ.get("APP_TIMEOUT", "8"))
+# APP_SAY_FIRST=1: print "first" the moment the first bytes arrive (a test waits on it).
+say_first = os.environ.get("APP_SAY_FIRST", "0") == "1"
 
 
 def read_to_end(s):
@@ -28,6 +30,8 @@ def read_to_end(s):
             data = s.recv(65536)
             if not data:
                 return total, "eof"
+            if say_first and total == 0:
+                print("first", flush=True)
             total += len(data)
     except ConnectionResetError:
         return total, "reset"
