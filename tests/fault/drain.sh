@@ -120,7 +120,7 @@ silent=$!
 echo "$silent silent" >> "$SL_RUN_DIR/pids"
 # Until the agent holds it too (20 streams + 1): a drain that began first would refuse it.
 for _ in $(seq 100); do
-  [ "$(sl_host_exec node ss -Htn state established "( sport = :$SL_AGENT_PORT )" | grep -c .)" -ge 21 ] && break
+  [ "$(agent_established)" -ge 21 ] && break
   sleep 0.05
 done
 agent=$(pid_of agent)

@@ -111,7 +111,7 @@ done
 # must not be killed before their streams reach it. Then a moment for the agent to write
 # those streams to A.
 for _ in $(seq 100); do
-  held=$(sl_host_exec node ss -Htn state established "( sport = :$SL_AGENT_PORT )" | grep -c .)
+  held=$(agent_established)
   [ $((held + $(cat "$SL_RUN_DIR"/phase3.*.txt | grep -c .))) -ge 12 ] && break
   sleep 0.1
 done
