@@ -456,6 +456,72 @@ TEST_F(H2TunnelTest, PingTimeoutResetsEveryStreamOnTheTunnel) {
   run(test);
 }
 
+awaitable<void> drainStream(std::shared_ptr<TunnelStream> stream) {
+  co_await readAll(*stream);
+}
+
+// Gateway side of the held-200 tests, in the gateway's order: a dial's time after the
+// request (whose read wakes the writer), connected; the relay takes the ClientHello and
+// waits for more (giving its window back); the origin's first bytes after `firstAfter`
+// (none when empty).
+awaitable<void> answerLater(std::shared_ptr<TunnelStream> stream, std::chrono::milliseconds firstAfter,
+                            std::string first) {
+  auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer dial(executor, std::chrono::milliseconds(20));
+  co_await dial.async_wait(use_awaitable);
+  stream->respond(200, "");
+  asio::co_spawn(executor, drainStream(stream), asio::detached);
+  asio::steady_timer t(executor, firstAfter);
+  co_await t.async_wait(use_awaitable);
+  if (!first.empty()) co_await writeString(*stream, first, false);
+}
+
+// A 200 waits for the origin's first bytes and leaves with them: one record, one wake-up
+// of the agent. A refusal is not held.
+TEST_F(H2TunnelTest, HeldResponseLeavesWithTheOriginsFirstBytes) {
+  H2Settings settings;
+  settings.responseHold = std::chrono::seconds(10);  // far beyond the test: only company sends it
+  auto test = [&]() -> awaitable<void> {
+    co_await connect(settings, [&](std::shared_ptr<TunnelStream> s) {
+      if (s->authority() == "blocked.example.net:443") {
+        s->respond(403, "host-not-allowed");
+        return;
+      }
+      asio::co_spawn(io_, answerLater(s, std::chrono::milliseconds(100), "first"), asio::detached);
+    });
+    auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+    co_await writeString(*stream, "hello", false);
+    co_await stream->waitResponse();
+    EXPECT_EQ(stream->status(), 200);
+    EXPECT_EQ(stream->bytesReceived(), 5u) << "the 200 came without the first bytes";
+    auto refused = client_->openConnect("blocked.example.net:443", "0123456789abcdef");
+    co_await writeString(*refused, "hello", false);
+    co_await refused->waitResponse();
+    EXPECT_EQ(refused->status(), 403);
+    stream->abort();
+    refused->abort();
+  };
+  run(test, std::chrono::seconds(5));  // a held 403, or a 200 held to its end, runs out of time
+}
+
+// An origin that says nothing first still gets its 200 to the agent, after the hold.
+TEST_F(H2TunnelTest, HeldResponseGoesAloneWhenTheOriginIsSilent) {
+  H2Settings settings;
+  settings.responseHold = std::chrono::milliseconds(300);
+  auto test = [&]() -> awaitable<void> {
+    co_await connect(settings, [&](std::shared_ptr<TunnelStream> s) {
+      asio::co_spawn(io_, answerLater(s, std::chrono::seconds(0), ""), asio::detached);
+    });
+    auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+    co_await writeString(*stream, "hello", false);
+    co_await stream->waitResponse();
+    EXPECT_EQ(stream->status(), 200);
+    EXPECT_EQ(stream->bytesReceived(), 0u);
+    stream->abort();
+  };
+  run(test, std::chrono::seconds(5));
+}
+
 // Bytes 0..n of a pattern that shows any reordering, loss or duplication.
 std::string pattern(size_t n, size_t seed) {
   std::string out(n, '\0');

@@ -61,12 +61,15 @@ void TunnelStream::giveBackWindow() {
   handedOut_ = 0;
   H2Connection& c = *connection_;
   if (c.closed_) return;
+  // nghttp2 queues a WINDOW_UPDATE only once enough was consumed: wake the writer for
+  // that, not for every give-back (it would also send a held 200 early).
+  const size_t queued = nghttp2_session_get_outbound_queue_size(c.session_);
   if (closed_) {
     nghttp2_session_consume_connection(c.session_, n);
   } else {
     nghttp2_session_consume(c.session_, id_, n);
   }
-  c.wakeWriter();
+  if (nghttp2_session_get_outbound_queue_size(c.session_) != queued) c.wakeWriter();
 }
 
 void TunnelStream::append(const uint8_t* data, size_t length) {
@@ -206,11 +209,12 @@ void TunnelStream::respond(int status, const std::string& result) {
     nghttp2_data_provider data = c.provider(this);
     providerAttached_ = true;
     nghttp2_submit_response(c.session_, id_, headers.data(), headers.size(), &data);
-  } else {
-    // The refusal ends our side; the client's END_STREAM or RST closes the stream.
-    sendEof_ = true;
-    nghttp2_submit_response(c.session_, id_, headers.data(), headers.size(), nullptr);
+    c.holdResponse();
+    return;
   }
+  // The refusal ends our side; the client's END_STREAM or RST closes the stream.
+  sendEof_ = true;
+  nghttp2_submit_response(c.session_, id_, headers.data(), headers.size(), nullptr);
   c.wakeWriter();
 }
 
@@ -221,7 +225,8 @@ H2Connection::H2Connection(std::unique_ptr<TlsStream> tls, H2Role role, H2Settin
       role_(role),
       settings_(settings),
       writeWake_(tls_->socket().get_executor()),
-      pingTimer_(tls_->socket().get_executor()) {
+      pingTimer_(tls_->socket().get_executor()),
+      holdTimer_(tls_->socket().get_executor()) {
   nghttp2_session_callbacks* callbacks = nullptr;
   nghttp2_session_callbacks_new(&callbacks);
   nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, onBeginHeaders);
@@ -265,6 +270,23 @@ bool H2Connection::canOpen() const {
 
 void H2Connection::wakeWriter() {
   writeWake_.cancel();
+}
+
+// One timer per connection, armed by the first held 200 and not re-armed by the ones
+// behind it: a 200 waits at most responseHold, and a busy tunnel arms it once per period.
+void H2Connection::holdResponse() {
+  if (settings_.responseHold.count() <= 0) {
+    wakeWriter();
+    return;
+  }
+  holding_ = true;
+  if (holdArmed_) return;
+  holdArmed_ = true;
+  holdTimer_.expires_after(settings_.responseHold);
+  holdTimer_.async_wait([self = shared_from_this()](const error_code&) {
+    self->holdArmed_ = false;
+    if (self->holding_) self->wakeWriter();
+  });
 }
 
 void H2Connection::resumeBatchDeferred() {
@@ -311,6 +333,7 @@ void H2Connection::close(const std::string& reason) {
   tls_->abort();
   writeWake_.cancel();
   pingTimer_.cancel();
+  holdTimer_.cancel();
 }
 
 nghttp2_data_provider H2Connection::provider(TunnelStream* stream) {
@@ -399,6 +422,7 @@ awaitable<void> H2Connection::writeLoop() {
     }
     afterCallbacks();
     if (closed_) break;
+    holding_ = false;  // whatever was queued is in out_ (or the session is past it)
     if (!out_.empty() || tls_->queuedBytes()) {
       if (auto ec = co_await tls_->writeAll(out_)) {
         close("write:" + ec.message());

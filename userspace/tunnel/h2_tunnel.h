@@ -38,6 +38,11 @@ struct H2Settings {
   uint32_t connectionWindow = 32u << 20;  // 32 MiB: bounds what one tunnel buffers in all
   std::chrono::milliseconds pingInterval{10000};
   std::chrono::milliseconds pingTimeout{5000};
+  // Server: how long a 200 may wait for the origin's first bytes, so that both leave in
+  // one TLS record and the agent wakes once, not twice (a local origin answers within it;
+  // a distant one gets its 200 alone, this much later). The agent only ends its response
+  // deadline (agent.gateway.responseTimeoutMs, seconds) on the 200.
+  std::chrono::microseconds responseHold{5000};
   bool operator==(const H2Settings&) const = default;
 };
 
@@ -169,6 +174,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   awaitable<void> writeLoop();
   awaitable<void> pingLoop();
   void wakeWriter();
+  void holdResponse();    // a 200 waits in the queue for company, at most responseHold
   void afterCallbacks();  // work nghttp2's callbacks left for later
   void finishIfDrained();
   nghttp2_data_provider provider(TunnelStream* stream);
@@ -193,6 +199,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   size_t connectionConsume_ = 0;  // bytes of dropped streams to give back to the connection window
   asio::steady_timer writeWake_;
   asio::steady_timer pingTimer_;
+  asio::steady_timer holdTimer_;
+  bool holding_ = false;  // a 200 is queued and no write has taken it yet
+  bool holdArmed_ = false;
   std::vector<uint8_t> out_;  // one batch of frames for one TLS write
   std::vector<int32_t> batchDeferred_;
   bool closed_ = false;
