@@ -456,6 +456,24 @@ TEST_F(H2TunnelTest, PingTimeoutResetsEveryStreamOnTheTunnel) {
   run(test);
 }
 
+// The next PING goes an interval after the last one's answer, not after its whole
+// timeout window: a gateway that goes silent is noticed within interval + timeout.
+TEST_F(H2TunnelTest, NextPingFollowsTheAnswerNotTheTimeoutWindow) {
+  H2Settings settings;
+  settings.pingInterval = std::chrono::milliseconds(50);
+  settings.pingTimeout = std::chrono::seconds(5);
+  auto test = [&]() -> awaitable<void> {
+    co_await connect(settings, [](std::shared_ptr<TunnelStream>) {});
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::seconds(1));
+    co_await t.async_wait(use_awaitable);
+    // Paced by the timeout window, one PING would have been answered in this second.
+    EXPECT_GE(client_->pingsAnswered(), 5u);
+    EXPECT_GE(server_->pingsAnswered(), 5u);
+    EXPECT_TRUE(client_->isOpen());
+  };
+  run(test);
+}
+
 awaitable<void> drainStream(std::shared_ptr<TunnelStream> stream) {
   co_await readAll(*stream);
 }

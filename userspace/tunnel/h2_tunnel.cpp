@@ -462,6 +462,8 @@ awaitable<void> H2Connection::pingLoop() {
     pingOutstanding_ = true;
     nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
     wakeWriter();
+    // The answer ends this wait (onFrameRecv), so the next PING goes an interval after
+    // it: a peer that goes silent is noticed within interval + timeout.
     pingTimer_.expires_after(settings_.pingTimeout);
     co_await pingTimer_.async_wait(asio::redirect_error(use_awaitable, ec));
     if (closed_) break;
@@ -508,7 +510,11 @@ int H2Connection::onFrameRecv(nghttp2_session* session, const nghttp2_frame* fra
   auto* self = static_cast<H2Connection*>(user);
   switch (frame->hd.type) {
     case NGHTTP2_PING:
-      if (frame->hd.flags & NGHTTP2_FLAG_ACK) self->pingOutstanding_ = false;
+      if ((frame->hd.flags & NGHTTP2_FLAG_ACK) && self->pingOutstanding_) {
+        self->pingOutstanding_ = false;
+        ++self->pingsAnswered_;
+        self->pingTimer_.cancel();
+      }
       return 0;
     case NGHTTP2_GOAWAY:
       // The peer takes no new streams: finish those there are, then end (afterCallbacks).

@@ -167,6 +167,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   // took is refused, and the agent retries it on another gateway), then drain.
   void goAway();
   bool draining() const { return draining_; }
+  uint64_t pingsAnswered() const { return pingsAnswered_; }
 
  private:
   friend class TunnelStream;
@@ -209,6 +210,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   bool draining_ = false;
   bool terminated_ = false;  // GOAWAY submitted
   bool pingOutstanding_ = false;
+  uint64_t pingsAnswered_ = 0;
   std::string finishReason_;  // set once our side has ended gracefully
   std::string closeReason_;
 };
