@@ -478,21 +478,34 @@ awaitable<void> drainStream(std::shared_ptr<TunnelStream> stream) {
   co_await readAll(*stream);
 }
 
+awaitable<void> pause(std::chrono::milliseconds duration) {
+  asio::steady_timer t(co_await asio::this_coro::executor, duration);
+  co_await t.async_wait(use_awaitable);
+}
+
+// What the origin does once the gateway has its 200 out: speak, stay silent, or reset.
+enum class Origin { Speaks, Silent, Resets };
+
 // Gateway side of the held-200 tests, in the gateway's order: a dial's time after the
 // request (whose read wakes the writer), connected; the relay takes the ClientHello and
-// waits for more (giving its window back); the origin's first bytes after `firstAfter`
-// (none when empty).
-awaitable<void> answerLater(std::shared_ptr<TunnelStream> stream, std::chrono::milliseconds firstAfter,
-                            std::string first) {
-  auto executor = co_await asio::this_coro::executor;
-  asio::steady_timer dial(executor, std::chrono::milliseconds(20));
-  co_await dial.async_wait(use_awaitable);
+// waits for more (giving its window back); then the origin, `after` later.
+awaitable<void> answerLater(std::shared_ptr<TunnelStream> stream, std::chrono::milliseconds after, Origin origin) {
+  co_await pause(std::chrono::milliseconds(20));
   stream->respond(200, "");
-  asio::co_spawn(executor, drainStream(stream), asio::detached);
-  asio::steady_timer t(executor, firstAfter);
-  co_await t.async_wait(use_awaitable);
-  if (!first.empty()) co_await writeString(*stream, first, false);
+  asio::co_spawn(co_await asio::this_coro::executor, drainStream(stream), asio::detached);
+  co_await pause(after);
+  if (origin == Origin::Speaks) co_await writeString(*stream, "first", false);
+  if (origin == Origin::Resets) stream->abort();
 }
+
+awaitable<void> refuseLater(std::shared_ptr<TunnelStream> stream) {
+  co_await pause(std::chrono::milliseconds(20));
+  stream->respond(403, "host-not-allowed");
+}
+
+// The held-200 tests look at a quiet tunnel: any frame the gateway reads sends a held 200
+// at once (allowed, but not what they check), so the SETTINGS and their ACKs go first.
+constexpr std::chrono::milliseconds kSettle{200};
 
 // A 200 waits for the origin's first bytes and leaves with them: one record, one wake-up
 // of the agent. A refusal is not held.
@@ -502,11 +515,12 @@ TEST_F(H2TunnelTest, HeldResponseLeavesWithTheOriginsFirstBytes) {
   auto test = [&]() -> awaitable<void> {
     co_await connect(settings, [&](std::shared_ptr<TunnelStream> s) {
       if (s->authority() == "blocked.example.net:443") {
-        s->respond(403, "host-not-allowed");
-        return;
+        asio::co_spawn(io_, refuseLater(s), asio::detached);
+      } else {
+        asio::co_spawn(io_, answerLater(s, std::chrono::milliseconds(100), Origin::Speaks), asio::detached);
       }
-      asio::co_spawn(io_, answerLater(s, std::chrono::milliseconds(100), "first"), asio::detached);
     });
+    co_await pause(kSettle);
     auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
     co_await writeString(*stream, "hello", false);
     co_await stream->waitResponse();
@@ -528,14 +542,39 @@ TEST_F(H2TunnelTest, HeldResponseGoesAloneWhenTheOriginIsSilent) {
   settings.responseHold = std::chrono::milliseconds(300);
   auto test = [&]() -> awaitable<void> {
     co_await connect(settings, [&](std::shared_ptr<TunnelStream> s) {
-      asio::co_spawn(io_, answerLater(s, std::chrono::seconds(0), ""), asio::detached);
+      asio::co_spawn(io_, answerLater(s, std::chrono::seconds(0), Origin::Silent), asio::detached);
     });
+    co_await pause(kSettle);
     auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
     co_await writeString(*stream, "hello", false);
     co_await stream->waitResponse();
     EXPECT_EQ(stream->status(), 200);
     EXPECT_EQ(stream->bytesReceived(), 0u);
     stream->abort();
+  };
+  run(test, std::chrono::seconds(5));
+}
+
+// An origin that resets while its 200 is held: the agent gets the 200, then the reset
+// (the origin's answer, passed to the app), never a reset alone (which it would take for
+// the gateway's trouble and retry elsewhere).
+TEST_F(H2TunnelTest, OriginResetDuringTheHoldFollowsThe200) {
+  H2Settings settings;
+  settings.responseHold = std::chrono::seconds(10);
+  auto test = [&]() -> awaitable<void> {
+    co_await connect(settings, [&](std::shared_ptr<TunnelStream> s) {
+      asio::co_spawn(io_, answerLater(s, std::chrono::milliseconds(5), Origin::Resets), asio::detached);
+    });
+    co_await pause(kSettle);
+    auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+    co_await writeString(*stream, "hello", false);
+    co_await stream->waitResponse();
+    EXPECT_EQ(stream->status(), 200) << "the reset came without the 200";
+    auto [bytes, error] = co_await readAll(*stream);
+    EXPECT_EQ(error, asio::error::connection_reset);
+    EXPECT_TRUE(stream->isReset());
+    EXPECT_FALSE(stream->tunnelLost());
+    EXPECT_TRUE(client_->isOpen());
   };
   run(test, std::chrono::seconds(5));
 }

@@ -186,7 +186,14 @@ awaitable<error_code> TunnelStream::shutdownSend() {
 void TunnelStream::abort() {
   H2Connection& c = *connection_;
   if (!c.closed_ && !closed_ && !reset_) {
-    nghttp2_submit_rst_stream(c.session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_CANCEL);
+    // An RST submitted while a 200 waits in nghttp2's queue makes nghttp2 drop the 200
+    // (the stream is closing): the agent would take the origin's reset for the gateway's
+    // trouble and open the stream again elsewhere. The RST follows the 200 (writeLoop).
+    if (c.holding_) {
+      c.heldResets_.push_back(id_);
+    } else {
+      nghttp2_submit_rst_stream(c.session_, NGHTTP2_FLAG_NONE, id_, NGHTTP2_CANCEL);
+    }
     c.wakeWriter();
   }
   fail("aborted", false);
@@ -275,11 +282,11 @@ void H2Connection::wakeWriter() {
 // One timer per connection, armed by the first held 200 and not re-armed by the ones
 // behind it: a 200 waits at most responseHold, and a busy tunnel arms it once per period.
 void H2Connection::holdResponse() {
+  holding_ = true;  // also unheld: until the writer takes it, a reset must not overtake it
   if (settings_.responseHold.count() <= 0) {
     wakeWriter();
     return;
   }
-  holding_ = true;
   if (holdArmed_) return;
   holdArmed_ = true;
   holdTimer_.expires_after(settings_.responseHold);
@@ -423,6 +430,15 @@ awaitable<void> H2Connection::writeLoop() {
     afterCallbacks();
     if (closed_) break;
     holding_ = false;  // whatever was queued is in out_ (or the session is past it)
+    // Resets that waited for a 200: once no frame of ours is queued (an empty batch means
+    // none is), the 200 they follow is in out_ or gone before.
+    if (!heldResets_.empty() && (out_.empty() || nghttp2_session_get_outbound_queue_size(session_) == 0)) {
+      for (int32_t id : heldResets_) {
+        if (streams_.contains(id)) nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+      }
+      heldResets_.clear();
+      if (out_.empty()) continue;
+    }
     if (!out_.empty() || tls_->queuedBytes()) {
       if (auto ec = co_await tls_->writeAll(out_)) {
         close("write:" + ec.message());
@@ -582,8 +598,8 @@ ssize_t H2Connection::readData(nghttp2_session*, int32_t streamId, uint8_t*, siz
   auto* self = static_cast<H2Connection*>(user);
   auto* stream = static_cast<TunnelStream*>(source->ptr);
   const size_t n = std::min(length, stream->sending_.size());
-  if (n == 0 && !stream->sendEof_) {
-    stream->deferred_ = true;  // writeAll or shutdownSend resumes it
+  if ((n == 0 && !stream->sendEof_) || stream->reset_) {  // a reset stream's RST may wait for its 200
+    stream->deferred_ = true;                             // writeAll or shutdownSend resumes it
     return NGHTTP2_ERR_DEFERRED;
   }
   // One TLS write takes one batch; this stream's next frame waits for the next batch.

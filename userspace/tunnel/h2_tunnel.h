@@ -201,7 +201,8 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   asio::steady_timer writeWake_;
   asio::steady_timer pingTimer_;
   asio::steady_timer holdTimer_;
-  bool holding_ = false;  // a 200 is queued and no write has taken it yet
+  bool holding_ = false;             // a 200 is queued and no write has taken it yet
+  std::vector<int32_t> heldResets_;  // RST_STREAMs that follow a held 200 out
   bool holdArmed_ = false;
   std::vector<uint8_t> out_;  // one batch of frames for one TLS write
   std::vector<int32_t> batchDeferred_;
