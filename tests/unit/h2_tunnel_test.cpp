@@ -456,6 +456,40 @@ TEST_F(H2TunnelTest, PingTimeoutResetsEveryStreamOnTheTunnel) {
   run(test);
 }
 
+// A PING ACK counts only when it carries our outstanding PING's data: a peer that sends
+// ACKs of its own, and never answers ours, is still found dead.
+TEST_F(H2TunnelTest, PingAckWithOtherDataDoesNotKeepTheTunnelAlive) {
+  H2Settings settings;
+  settings.pingInterval = std::chrono::milliseconds(100);
+  settings.pingTimeout = std::chrono::milliseconds(200);
+  std::unique_ptr<TlsStream> peer;
+  auto test = [&]() -> awaitable<void> {
+    auto executor = co_await asio::this_coro::executor;
+    std::unique_ptr<TlsStream> c;
+    co_await tlsPair(c, peer);
+    client_ = std::make_shared<H2Connection>(std::move(c), H2Role::Client, settings);
+    asio::co_spawn(io_, client_->run(), asio::detached);
+    // The peer's preface (empty SETTINGS), then every 20 ms an unasked PING ACK whose data
+    // is that of the client's first PING (count 1) or garbage; it reads nothing.
+    const std::vector<uint8_t> preface = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+    EXPECT_FALSE(co_await peer->writeAll(preface));
+    for (int i = 0; i < 100 && client_->isOpen(); ++i) {
+      std::vector<uint8_t> ack = {0, 0, 8, 6, 1, 0, 0, 0, 0};
+      const std::vector<uint8_t> data = i % 2 ? std::vector<uint8_t>{0, 0, 0, 0, 0, 0, 0, 1}
+                                              : std::vector<uint8_t>{'n', 'o', 't', ' ', 'o', 'u', 'r', 's'};
+      ack.insert(ack.end(), data.begin(), data.end());
+      if (co_await peer->writeAll(ack)) break;
+      asio::steady_timer t(executor, std::chrono::milliseconds(20));
+      co_await t.async_wait(use_awaitable);
+    }
+    EXPECT_FALSE(client_->isOpen()) << "2 s of foreign ACKs kept a tunnel alive whose peer never answered";
+    EXPECT_EQ(client_->closeReason(), "ping-timeout");
+    // At most the first PING, whose data the peer sent (unasked, but the same bytes).
+    EXPECT_LE(client_->pingsAnswered(), 1u);
+  };
+  run(test);
+}
+
 // The next PING goes an interval after the last one's answer, not after its whole
 // timeout window: a gateway that goes silent is noticed within interval + timeout.
 TEST_F(H2TunnelTest, NextPingFollowsTheAnswerNotTheTimeoutWindow) {

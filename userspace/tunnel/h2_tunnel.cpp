@@ -1,6 +1,7 @@
 #include "h2_tunnel.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "relay.h"
@@ -29,6 +30,14 @@ nghttp2_nv header(const char* name, const std::string& value) {
   return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name)),
                     reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), std::strlen(name), value.size(),
                     NGHTTP2_NV_FLAG_NONE};
+}
+
+// A PING's opaque data: the count of PINGs sent, big-endian (any 8 bytes would do; the
+// peer echoes them).
+std::array<uint8_t, 8> pingOpaque(uint64_t count) {
+  std::array<uint8_t, 8> out{};
+  for (int i = 7; i >= 0; --i, count >>= 8) out[static_cast<size_t>(i)] = static_cast<uint8_t>(count);
+  return out;
 }
 
 }  // namespace
@@ -476,7 +485,8 @@ awaitable<void> H2Connection::pingLoop() {
     co_await pingTimer_.async_wait(asio::redirect_error(use_awaitable, ec));
     if (closed_) break;
     pingOutstanding_ = true;
-    nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
+    const auto opaque = pingOpaque(++pingsSent_);
+    nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, opaque.data());
     wakeWriter();
     // The answer ends this wait (onFrameRecv), so the next PING goes an interval after
     // it: a peer that goes silent is noticed within interval + timeout.
@@ -526,7 +536,10 @@ int H2Connection::onFrameRecv(nghttp2_session* session, const nghttp2_frame* fra
   auto* self = static_cast<H2Connection*>(user);
   switch (frame->hd.type) {
     case NGHTTP2_PING:
-      if ((frame->hd.flags & NGHTTP2_FLAG_ACK) && self->pingOutstanding_) {
+      // Only the answer to our outstanding PING counts: an ACK with other data (stale, or
+      // sent unasked) says nothing about whether the peer still reads what we send.
+      if ((frame->hd.flags & NGHTTP2_FLAG_ACK) && self->pingOutstanding_ &&
+          std::memcmp(frame->ping.opaque_data, pingOpaque(self->pingsSent_).data(), 8) == 0) {
         self->pingOutstanding_ = false;
         ++self->pingsAnswered_;
         self->pingTimer_.cancel();

@@ -211,6 +211,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   bool draining_ = false;
   bool terminated_ = false;  // GOAWAY submitted
   bool pingOutstanding_ = false;
+  uint64_t pingsSent_ = 0;  // the outstanding PING carries this count as its opaque data
   uint64_t pingsAnswered_ = 0;
   std::string finishReason_;  // set once our side has ended gracefully
   std::string closeReason_;
