@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <optional>
@@ -38,6 +39,30 @@ void resetAndClose(tcp::socket& socket) {
 // up to agent.maxClientHelloBytes) only for a hello that needs it, so a connection that
 // sends nothing holds almost nothing.
 constexpr size_t kFirstHelloBuffer = 1536;
+
+// What a read without waiting found: bytes, or why the flow ends (the peer closed or failed).
+struct FirstRead {
+  size_t bytes = 0;
+  std::optional<std::string> failure;
+  bool failed() const { return failure.has_value(); }
+};
+
+// One recv that does not wait, into `buffer` sized to `size`. Nothing there yet: nullopt,
+// and `buffer` is given back empty (an app that connects and says nothing holds no buffer).
+std::optional<FirstRead> tryFirstRead(tcp::socket& socket, std::vector<uint8_t>& buffer, size_t size) {
+  buffer.resize(size);
+  ssize_t n;
+  do {
+    n = ::recv(socket.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) return FirstRead{static_cast<size_t>(n), std::nullopt};
+  if (n == 0) return FirstRead{0, "client-closed-before-hello"};
+  const int error = errno;
+  std::vector<uint8_t>().swap(buffer);
+  if (error == EAGAIN || error == EWOULDBLOCK) return std::nullopt;
+  return FirstRead{0,
+                   "client-read-error:" + boost::system::error_code(error, boost::system::system_category()).message()};
+}
 
 // The hand-off key for an accepted peer: the form sockops published it in.
 sl_endpoint kernelKey(const tcp::endpoint& peer) {
@@ -175,11 +200,21 @@ awaitable<Forwarder::Admission> Forwarder::readHello(tcp::socket& client, const 
   auto executor = co_await asio::this_coro::executor;
   Admission out;
   // 2. Read the ClientHello (possibly several segments and records) under a deadline.
-  //    Nothing is allocated until the first bytes arrive.
+  //    A connection that has sent nothing holds no buffer while it waits.
   std::vector<uint8_t>& peeked = out.hello;
   size_t have = 0;
   HelloResult hello;
-  {
+  // The app sends its hello right after connect(), so it is nearly always there by now:
+  // take it without a readiness wait, a deadline timer or a pass through the event loop.
+  if (auto first = tryFirstRead(client, peeked, std::min<size_t>(kFirstHelloBuffer, agent.maxClientHelloBytes))) {
+    if (first->failed()) {
+      deny(client, flow, *first->failure);
+      co_return out;
+    }
+    have = first->bytes;
+    hello = parseClientHello(std::span<const uint8_t>(peeked.data(), have), agent.maxClientHelloBytes);
+  }
+  if (hello.status == HelloStatus::NeedMore) {
     boost::system::error_code ec;
     Deadline deadline(executor, agent.clientHelloTimeout, [&client] {
       boost::system::error_code ignored;
@@ -346,36 +381,33 @@ void Forwarder::configurePool() {
 namespace {
 
 // Phase 1 ends early when the app has more to say (bytes or FIN) before the origin spoke:
-// its stream is then relayed as it is, without the chance of a retry.
-awaitable<void> watchApp(tcp::socket& app, std::shared_ptr<TunnelStream>& stream, bool& appReady, bool& done,
-                         Signal& finished) {
-  boost::system::error_code ec;
-  // co_spawn starts this later: the attempt may already be over (cancel found nothing).
-  if (!done) co_await app.async_wait(tcp::socket::wait_read, asio::redirect_error(use_awaitable, ec));
-  if (!done && !ec) {
-    appReady = true;
-    if (stream) stream->interruptWaits();
-  }
-  finished.set();
-}
+// its stream is then relayed as it is, without the chance of a retry. What the app
+// watch's handler touches, shared with it: it may run after the attempt is over.
+struct AppWatch {
+  std::shared_ptr<TunnelStream> stream;
+  bool appReady = false;
+  bool done = false;
+};
 
 }  // namespace
 
 awaitable<std::shared_ptr<TunnelStream>> Forwarder::openTunnel(
     tcp::socket& app, const AgentRules& rules, const std::string& authority, const std::string& connectionId,
     std::span<const uint8_t> firstBytes, std::string& gateway, std::string& failure, int& retries) {
-  auto executor = co_await asio::this_coro::executor;
-  std::shared_ptr<TunnelStream> watched;
-  bool appReady = false, done = false;
-  Signal watcherDone(executor);
-  asio::co_spawn(executor, watchApp(app, watched, appReady, done, watcherDone), asio::detached);
-  std::shared_ptr<TunnelStream> result =
-      co_await tryGateways(rules, authority, connectionId, firstBytes, gateway, failure, retries, watched, appReady);
-  // The watcher must be gone before the app socket moves on (it waits on it).
-  done = true;
+  // A plain handler, not a coroutine: no spawn, and nothing to wait for at the end (a
+  // cancelled wait's handler finds `done` and only lets go of the watch).
+  auto watch = std::make_shared<AppWatch>();
+  app.async_wait(tcp::socket::wait_read, [watch](const boost::system::error_code& ec) {
+    if (watch->done || ec) return;
+    watch->appReady = true;
+    if (watch->stream) watch->stream->interruptWaits();
+  });
+  std::shared_ptr<TunnelStream> result = co_await tryGateways(rules, authority, connectionId, firstBytes, gateway,
+                                                              failure, retries, watch->stream, watch->appReady);
+  watch->done = true;
+  watch->stream.reset();
   boost::system::error_code ignored;
-  app.cancel(ignored);
-  co_await watcherDone.wait();
+  app.cancel(ignored);  // before the relay's own waits on the app socket
   if (result) result->resumeWaits();
   co_return result;
 }
