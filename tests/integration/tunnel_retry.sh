@@ -77,6 +77,18 @@ check "the origin saw each of the 20 app connections once ($(($(origin_gets) - g
   test $(($(origin_gets) - gets0)) -eq 20
 check "sluice_flow_retries_total{cause=\"gateway-refused\"} counts them ($(metric 'sluice_flow_retries_total{cause="gateway-refused"}'))" \
   test "$(metric 'sluice_flow_retries_total{cause="gateway-refused"}')" -eq "${#ids1[@]}"
+# The same for a client whose hello is already there when the agent accepts (sent right
+# after connect, as sl-probe does), which the agent takes without a wait: its stream must
+# wait for the gateway's answer, not pass as "the app spoke" on the hello's own arrival.
+refused0=$(grep -c 'flow .*result=gateway-refused' "$SL_RUN_DIR/agent.log")
+for _ in $(seq 20); do
+  sl_pod_exec pod-a "$SL_PROBE" connect $SL_ALLOWED_ADDR:443 --hello $SL_ALLOWED_HOST --read --timeout-ms 5000 |
+    grep -a '^read=' | head -1
+done > "$SL_RUN_DIR/phase1-probe.txt"
+check "20 clients with the hello there at accept get the origin's answer, none a reset ($(cut -c1-14 "$SL_RUN_DIR/phase1-probe.txt" | sort | uniq -c | tr '\n' ' '))" \
+  test "$(grep -acvE '^read=(E[A-Z]+|eof|timeout)$' "$SL_RUN_DIR/phase1-probe.txt")" -eq 20
+check "none of them failed at the agent as gateway-refused" \
+  test "$(grep -c 'flow .*result=gateway-refused' "$SL_RUN_DIR/agent.log")" -eq "$refused0"
 sl_host_exec egress iptables -D OUTPUT -p tcp -d $SL_ALLOWED_ADDR --dport 443 -m mark --mark 0x1051 \
   -j REJECT --reject-with tcp-reset
 

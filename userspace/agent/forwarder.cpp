@@ -385,6 +385,7 @@ namespace {
 // watch's handler touches, shared with it: it may run after the attempt is over.
 struct AppWatch {
   std::shared_ptr<TunnelStream> stream;
+  uint8_t peeked = 0;  // the watch peeks at one byte and leaves it for the relay
   bool appReady = false;
   bool done = false;
 };
@@ -395,13 +396,17 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::openTunnel(
     tcp::socket& app, const AgentRules& rules, const std::string& authority, const std::string& connectionId,
     std::span<const uint8_t> firstBytes, std::string& gateway, std::string& failure, int& retries) {
   // A plain handler, not a coroutine: no spawn, and nothing to wait for at the end (a
-  // cancelled wait's handler finds `done` and only lets go of the watch).
+  // cancelled watch's handler finds `done` and only lets go of the watch). A peek, not a
+  // readiness wait: the hello may have been taken without a wait (readHello), and the
+  // socket's readiness event from its arrival, still queued, would end a wait at once.
+  // A peek checks the socket itself: bytes, FIN or an error mean the app has spoken.
   auto watch = std::make_shared<AppWatch>();
-  app.async_wait(tcp::socket::wait_read, [watch](const boost::system::error_code& ec) {
-    if (watch->done || ec) return;
-    watch->appReady = true;
-    if (watch->stream) watch->stream->interruptWaits();
-  });
+  app.async_receive(asio::buffer(&watch->peeked, 1), tcp::socket::message_peek,
+                    [watch](const boost::system::error_code& ec, size_t) {
+                      if (watch->done || ec == asio::error::operation_aborted) return;
+                      watch->appReady = true;
+                      if (watch->stream) watch->stream->interruptWaits();
+                    });
   std::shared_ptr<TunnelStream> result = co_await tryGateways(rules, authority, connectionId, firstBytes, gateway,
                                                               failure, retries, watch->stream, watch->appReady);
   watch->done = true;
