@@ -81,6 +81,7 @@ check "sluice_flow_retries_total{cause=\"gateway-refused\"} counts them ($(metri
 # after connect, as sl-probe does), which the agent takes without a wait: its stream must
 # wait for the gateway's answer, not pass as "the app spoke" on the hello's own arrival.
 refused0=$(grep -c 'flow .*result=gateway-refused' "$SL_RUN_DIR/agent.log")
+retried0=$(retried_ids "$A" gateway-refused | wc -l)
 for _ in $(seq 20); do
   sl_pod_exec pod-a "$SL_PROBE" connect $SL_ALLOWED_ADDR:443 --hello $SL_ALLOWED_HOST --read --timeout-ms 5000 |
     grep -a '^read=' | head -1
@@ -89,6 +90,10 @@ check "20 clients with the hello there at accept get the origin's answer, none a
   test "$(grep -acvE '^read=(E[A-Z]+|eof|timeout)$' "$SL_RUN_DIR/phase1-probe.txt")" -eq 20
 check "none of them failed at the agent as gateway-refused" \
   test "$(grep -c 'flow .*result=gateway-refused' "$SL_RUN_DIR/agent.log")" -eq "$refused0"
+# Streams start on the gateways in turn and a retried one leaves A next: most of these
+# went to A first, were refused and retried, so the checks above had something to catch.
+retried=$(($(retried_ids "$A" gateway-refused | wc -l) - retried0))
+check "of them, $retried were refused by A and retried on B" test "$retried" -ge 5
 sl_host_exec egress iptables -D OUTPUT -p tcp -d $SL_ALLOWED_ADDR --dport 443 -m mark --mark 0x1051 \
   -j REJECT --reject-with tcp-reset
 

@@ -51,6 +51,11 @@ check "app FIN: the origin saw EOF" origin_saw "^half client-eof after=0$"
 out=$(app watch.tunnel.test 198.18.100.34 rst)
 check_contains "app RST: the app got a byte and reset" "$out" "^recv=12 end=sent-reset$"
 check "app RST: the origin sees a reset" origin_saw "^watch client-reset"
+# App RST before the origin sent a byte (the agent still waits for one, able to retry):
+# the reset is passed on as a reset, not as a FIN.
+out=$(app silent.tunnel.test 198.18.100.35 rstnow)
+check_contains "app RST before any byte back: the app reset" "$out" "^recv=0 end=sent-reset$"
+check "app RST before any byte back: the origin sees a reset, not a FIN" origin_saw "^silent client-reset"
 
 # Refusal at the gateway (a name its DNS does not know): the app is reset, having
 # received nothing; the agent logs the gateway's reason.

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -385,28 +386,36 @@ namespace {
 // watch's handler touches, shared with it: it may run after the attempt is over.
 struct AppWatch {
   std::shared_ptr<TunnelStream> stream;
-  uint8_t peeked = 0;  // the watch peeks at one byte and leaves it for the relay
   bool appReady = false;
   bool done = false;
 };
+
+// A plain handler, not a coroutine: no spawn, and nothing to wait for at the end (a
+// cancelled wait's handler finds `done` and only lets go of the watch). A readiness wait
+// alone is not enough: the hello may have been taken without a wait (readHello), and the
+// readiness event of its arrival, still queued, ends a wait at once. So the socket itself
+// is asked, by poll(), which takes nothing: not the bytes, and not a pending reset (a
+// recv, even MSG_PEEK, would clear that error and the relay would then read a clean EOF).
+void watchApp(tcp::socket& app, std::shared_ptr<AppWatch> watch) {
+  app.async_wait(tcp::socket::wait_read, [&app, watch](const boost::system::error_code& ec) {
+    if (watch->done || ec) return;  // `app` is only touched while the attempt runs
+    pollfd ready{app.native_handle(), POLLIN | POLLRDHUP, 0};
+    if (::poll(&ready, 1, 0) == 0) {
+      watchApp(app, watch);
+      return;
+    }
+    watch->appReady = true;
+    if (watch->stream) watch->stream->interruptWaits();
+  });
+}
 
 }  // namespace
 
 awaitable<std::shared_ptr<TunnelStream>> Forwarder::openTunnel(
     tcp::socket& app, const AgentRules& rules, const std::string& authority, const std::string& connectionId,
     std::span<const uint8_t> firstBytes, std::string& gateway, std::string& failure, int& retries) {
-  // A plain handler, not a coroutine: no spawn, and nothing to wait for at the end (a
-  // cancelled watch's handler finds `done` and only lets go of the watch). A peek, not a
-  // readiness wait: the hello may have been taken without a wait (readHello), and the
-  // socket's readiness event from its arrival, still queued, would end a wait at once.
-  // A peek checks the socket itself: bytes, FIN or an error mean the app has spoken.
   auto watch = std::make_shared<AppWatch>();
-  app.async_receive(asio::buffer(&watch->peeked, 1), tcp::socket::message_peek,
-                    [watch](const boost::system::error_code& ec, size_t) {
-                      if (watch->done || ec == asio::error::operation_aborted) return;
-                      watch->appReady = true;
-                      if (watch->stream) watch->stream->interruptWaits();
-                    });
+  watchApp(app, watch);
   std::shared_ptr<TunnelStream> result = co_await tryGateways(rules, authority, connectionId, firstBytes, gateway,
                                                               failure, retries, watch->stream, watch->appReady);
   watch->done = true;

@@ -5,6 +5,7 @@ prints what it saw, one line: "recv=N end=eof|reset|timeout ...".
   read      read until the end ("first" as the first bytes arrive, if APP_SAY_FIRST=1)
   fin       half-close after the hello, then read until the end
   rst       wait for the first byte, then reset (SO_LINGER 0)
+  rstnow    reset 300 ms after the hello, with no byte back (the stream still waits for one)
   sendmore  read until the end, then send "more" (allowed after the origin's FIN)
   tls       a full TLS handshake and GET with the CA in $CA (real client): "ok" or the failure
 """
@@ -13,6 +14,7 @@ import socket
 import ssl
 import struct
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
 from tls_hello import client_hello  # noqa: E402
@@ -109,6 +111,11 @@ elif action == "rst":
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()
     print(f"recv={len(first)} end=sent-reset")
+elif action == "rstnow":
+    time.sleep(0.3)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    print("recv=0 end=sent-reset")
 elif action == "sendmore":
     n, end = read_to_end(s)
     try:
