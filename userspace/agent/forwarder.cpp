@@ -415,6 +415,11 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::openTunnel(
     tcp::socket& app, const AgentRules& rules, const std::string& authority, const std::string& connectionId,
     std::span<const uint8_t> firstBytes, std::string& gateway, std::string& failure, int& retries) {
   auto watch = std::make_shared<AppWatch>();
+  // Set on every way out, an exception's too: after it the handler leaves `app` alone.
+  struct EndWatch {
+    AppWatch& watch;
+    ~EndWatch() { watch.done = true; }
+  } endWatch{*watch};
   watchApp(app, watch);
   std::shared_ptr<TunnelStream> result = co_await tryGateways(rules, authority, connectionId, firstBytes, gateway,
                                                               failure, retries, watch->stream, watch->appReady);

@@ -5,7 +5,7 @@ prints what it saw, one line: "recv=N end=eof|reset|timeout ...".
   read      read until the end ("first" as the first bytes arrive, if APP_SAY_FIRST=1)
   fin       half-close after the hello, then read until the end
   rst       wait for the first byte, then reset (SO_LINGER 0)
-  rstnow    reset 300 ms after the hello, with no byte back (the stream still waits for one)
+  rstnow    reset once the file $APP_RESET_WHEN exists (the test makes it), with no byte back
   sendmore  read until the end, then send "more" (allowed after the origin's FIN)
   tls       a full TLS handshake and GET with the CA in $CA (real client): "ok" or the failure
 """
@@ -112,7 +112,9 @@ elif action == "rst":
     s.close()
     print(f"recv={len(first)} end=sent-reset")
 elif action == "rstnow":
-    time.sleep(0.3)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(os.environ["APP_RESET_WHEN"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()
     print("recv=0 end=sent-reset")
