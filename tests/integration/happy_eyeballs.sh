@@ -3,7 +3,8 @@
 # describes): a v4-only, a v6-only and a dual-stack name each work end to end from a pod,
 # the dual-stack one over IPv6 first, and a dual-stack name whose IPv6 address swallows
 # SYNs still connects over IPv4, one attempt delay (250 ms) later rather than after the
-# connect timeout (2 s here). Every answer still goes through the address guard (dns_guard.sh).
+# connect timeout (2 s here). A name with one address is dialled alone and fails at that
+# deadline when the address swallows SYNs. Every answer still goes through the address guard (dns_guard.sh).
 source "$(dirname "$0")/../lib/harness.sh"
 sl_topology_up || { not_ok "topology up"; exit 1; }
 host=$SL_ALLOWED_HOST
@@ -85,3 +86,14 @@ out=$(pod_curl pod-a $host $SL_ALLOWED_ADDR 2>&1)
 check_contains "all addresses blackholed: the pod's client is reset" "$out" "reset by peer|SSL_ERROR_SYSCALL"
 check "all addresses blackholed: the gateway says upstream-connect-timeout" new_log_since gateway "$from" \
   "access .*sni=$host .*result=upstream-connect-timeout"
+
+# One address only (no race: the gateway dials it alone), blackholed: the same deadline.
+answer "--address=/$host/$SL_ALLOWED_ADDR"
+from=$(log_lines gateway)
+start=$(date +%s%N)
+out=$(pod_curl pod-a $host $SL_ALLOWED_ADDR 2>&1)
+ms=$((($(date +%s%N) - start) / 1000000))
+check_contains "one address, blackholed: the pod's client is reset" "$out" "reset by peer|SSL_ERROR_SYSCALL"
+check "one address, blackholed: the gateway says upstream-connect-timeout, upstream=$SL_ALLOWED_ADDR:443" \
+  new_log_since gateway "$from" "access .*sni=$host port=443 upstream=$SL_ALLOWED_ADDR:443 .*result=upstream-connect-timeout"
+check "one address, blackholed: the client waited for the 2 s deadline (${ms} ms)" test "$ms" -ge 1900

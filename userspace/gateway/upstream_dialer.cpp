@@ -49,6 +49,35 @@ awaitable<void> attempt(std::shared_ptr<Race> race, size_t index, tcp::endpoint 
   race->notify();
 }
 
+// One address: nothing to race. A plain connect under the deadline costs the event loop
+// two turns fewer than the race (its spawned attempt, and the timer that attempt cancels
+// to wake the dialer).
+awaitable<DialResult> dialOnly(DialResult out, const DialRules& rules, const IpAddress& target, uint16_t port) {
+  const tcp::endpoint endpoint(toAsio(target), port);
+  out.upstream = upstreamText(target, port);
+  tcp::socket& socket = out.socket;
+  if (auto ec = openMarkedSocket(socket, endpoint.protocol(), rules.socketMark)) {
+    out.failure = "upstream-connect:" + ec.message();
+    co_return out;
+  }
+  boost::system::error_code ec;
+  bool expired = false;
+  {
+    Deadline deadline(socket.get_executor(), rules.connectTimeout, [&socket] {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    });
+    co_await socket.async_connect(endpoint, asio::redirect_error(use_awaitable, ec));
+    expired = deadline.expired();
+  }
+  if (expired || ec) {
+    out.failure = expired ? "upstream-connect-timeout" : "upstream-connect:" + ec.message();
+    boost::system::error_code ignored;
+    socket.close(ignored);
+  }
+  co_return out;
+}
+
 }  // namespace
 
 std::vector<IpAddress> interleaveFamilies(const std::vector<IpAddress>& addresses) {
@@ -121,6 +150,7 @@ awaitable<DialResult> UpstreamDialer::dial(const DialRules& rules, const Upstrea
     }
     targets = std::move(guarded.allowed);
   }
+  if (targets.size() == 1) co_return co_await dialOnly(std::move(out), rules, targets.front(), destination.port);
   targets = interleaveFamilies(targets);
   const auto deadlineAt = std::chrono::steady_clock::now() + rules.connectTimeout;
 

@@ -11,8 +11,81 @@ namespace sluice {
 
 using boost::system::error_code;
 
+namespace {
+
+// At most this many buffers per sendmsg (well under IOV_MAX); the rest go in the next call.
+constexpr size_t kMaxIovecs = 64;
+
+// Sends what the socket takes now, from `data` starting at byte `offset` of the whole;
+// advances `offset`. Returns an error, would_block when the socket is full, or nothing
+// when everything is out.
+error_code sendReady(int fd, const std::vector<asio::const_buffer>& data, size_t& offset) {
+  iovec iov[kMaxIovecs];
+  for (;;) {
+    size_t count = 0;
+    size_t skip = offset;
+    for (const auto& buffer : data) {
+      if (skip >= buffer.size()) {
+        skip -= buffer.size();
+        continue;
+      }
+      iov[count].iov_base = const_cast<char*>(static_cast<const char*>(buffer.data()) + skip);
+      iov[count].iov_len = buffer.size() - skip;
+      skip = 0;
+      if (++count == kMaxIovecs) break;
+    }
+    if (count == 0) return {};
+    msghdr message{};
+    message.msg_iov = iov;
+    message.msg_iovlen = count;
+    ssize_t n = ::sendmsg(fd, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return asio::error::would_block;
+      return error_code(errno, boost::system::system_category());
+    }
+    offset += static_cast<size_t>(n);
+  }
+}
+
+// The part of `data` past `offset` bytes, as buffers for an async write.
+std::vector<asio::const_buffer> after(const std::vector<asio::const_buffer>& data, size_t offset) {
+  std::vector<asio::const_buffer> rest;
+  for (const auto& buffer : data) {
+    if (offset >= buffer.size()) {
+      offset -= buffer.size();
+      continue;
+    }
+    rest.push_back(buffer + offset);
+    offset = 0;
+  }
+  return rest;
+}
+
+}  // namespace
+
+// Reads and writes go to the socket at once and wait only when it is not ready. An asio
+// operation that completes at once still passes its completion through the event loop's
+// queue: one more turn of the loop (an epoll_wait) and a handler per read or write.
 awaitable<IoResult> TcpStream::readSome(std::span<uint8_t> buffer) {
   IoResult result;
+  if (buffer.empty()) co_return result;
+  ssize_t n;
+  do {
+    n = ::recv(socket_.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    result.bytes = static_cast<size_t>(n);
+    co_return result;
+  }
+  if (n == 0) {
+    result.error = asio::error::eof;
+    co_return result;
+  }
+  if (errno != EAGAIN && errno != EWOULDBLOCK) {
+    result.error = error_code(errno, boost::system::system_category());
+    co_return result;
+  }
   result.bytes = co_await socket_.async_read_some(asio::buffer(buffer.data(), buffer.size()),
                                                   asio::redirect_error(use_awaitable, result.error));
   co_return result;
@@ -25,14 +98,16 @@ awaitable<error_code> TcpStream::waitReadable() {
 }
 
 awaitable<error_code> TcpStream::writeAll(std::span<const uint8_t> data) {
-  error_code ec;
-  co_await asio::async_write(socket_, asio::buffer(data.data(), data.size()), asio::redirect_error(use_awaitable, ec));
-  co_return ec;
+  const std::vector<asio::const_buffer> one{asio::const_buffer(data.data(), data.size())};
+  co_return co_await writeGathered(one);
 }
 
 awaitable<error_code> TcpStream::writeGathered(const std::vector<asio::const_buffer>& data) {
-  error_code ec;
-  co_await asio::async_write(socket_, data, asio::redirect_error(use_awaitable, ec));
+  size_t offset = 0;
+  error_code ec = sendReady(socket_.native_handle(), data, offset);
+  if (ec != asio::error::would_block) co_return ec;
+  ec.clear();
+  co_await asio::async_write(socket_, after(data, offset), asio::redirect_error(use_awaitable, ec));
   co_return ec;
 }
 

@@ -1,0 +1,149 @@
+// TcpStream reads and writes the socket at once and waits only when it is not ready:
+// a gathered write larger than the socket takes goes out partly at once and the rest
+// after a wait, every byte once and in order; a read takes what is there, waits for what
+// is not, and tells an end from a reset.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <csignal>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "byte_stream.h"
+
+namespace sluice {
+namespace {
+
+using boost::system::error_code;
+
+std::string pattern(size_t n, size_t seed) {
+  std::string out(n, '\0');
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<char>((i * 13 + seed) % 251);
+  return out;
+}
+
+class TcpStreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override { std::signal(SIGPIPE, SIG_IGN); }
+
+  // A connected loopback pair: `writer` (as TcpStream) and `reader`.
+  awaitable<void> connectPair(std::unique_ptr<TcpStream>& writer, tcp::socket& reader) {
+    auto executor = co_await asio::this_coro::executor;
+    tcp::acceptor acceptor(executor, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    tcp::socket a(executor);
+    co_await a.async_connect(acceptor.local_endpoint(), use_awaitable);
+    reader = co_await acceptor.async_accept(use_awaitable);
+    writer = std::make_unique<TcpStream>(std::move(a));
+  }
+
+  void run(std::function<awaitable<void>()> test) {
+    bool done = false;
+    asio::co_spawn(io_, test(), [&](std::exception_ptr e) {
+      done = true;
+      if (e) ADD_FAILURE() << "test coroutine threw";
+    });
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!done && std::chrono::steady_clock::now() < deadline) io_.run_for(std::chrono::milliseconds(50));
+    EXPECT_TRUE(done) << "timed out";
+  }
+
+  asio::io_context io_;
+};
+
+awaitable<std::string> readToEnd(tcp::socket& socket, std::chrono::milliseconds startAfter) {
+  auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer pause(executor, startAfter);
+  co_await pause.async_wait(use_awaitable);
+  std::string out;
+  std::vector<char> buffer(65536);
+  error_code ec;
+  while (!ec) {
+    size_t n = co_await socket.async_read_some(asio::buffer(buffer), asio::redirect_error(use_awaitable, ec));
+    out.append(buffer.data(), n);
+  }
+  EXPECT_EQ(ec, asio::error::eof) << ec.message();
+  co_return out;
+}
+
+awaitable<void> collect(tcp::socket& socket, std::chrono::milliseconds startAfter, std::string& out, Signal& done) {
+  out = co_await readToEnd(socket, startAfter);
+  done.set();
+}
+
+TEST_F(TcpStreamTest, GatheredWriteLargerThanTheSocketTakesArrivesWholeAndInOrder) {
+  // Pieces that end inside, at and across a partial send's end, and far more than the
+  // (shrunken) socket buffers hold while the reader is still asleep.
+  const std::vector<std::string> pieces = {pattern(1, 1), pattern(70000, 2), pattern(3, 3), pattern(500000, 4),
+                                           pattern(65536 * 3 + 7, 5)};
+  std::string expected, got;
+  bool wroteAtOnce = true;
+  auto test = [&]() -> awaitable<void> {
+    auto executor = co_await asio::this_coro::executor;
+    std::unique_ptr<TcpStream> writer;
+    tcp::socket reader(executor);
+    co_await connectPair(writer, reader);
+    writer->socket().set_option(asio::socket_base::send_buffer_size(65536));
+    reader.set_option(asio::socket_base::receive_buffer_size(65536));
+    Signal readerDone(executor);
+    asio::co_spawn(executor, collect(reader, std::chrono::milliseconds(50), got, readerDone), asio::detached);
+    std::vector<asio::const_buffer> gather;
+    for (const auto& piece : pieces) gather.emplace_back(piece.data(), piece.size());
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_FALSE(co_await writer->writeGathered(gather));
+    // The reader slept 50 ms: a write that returned sooner did not wait for the socket.
+    wroteAtOnce = std::chrono::steady_clock::now() - start < std::chrono::milliseconds(40);
+    EXPECT_FALSE(co_await writer->shutdownSend());
+    co_await readerDone.wait();
+  };
+  for (const auto& piece : pieces) expected += piece;
+  run(test);
+  EXPECT_FALSE(wroteAtOnce) << "the socket took ~700 KB at once: the test did not reach the wait";
+  EXPECT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected) << "bytes differ, repeat or are out of order";
+}
+
+TEST_F(TcpStreamTest, ReadTakesWhatIsThereWaitsForMoreThenTellsTheEndFromAReset) {
+  auto test = [&]() -> awaitable<void> {
+    auto executor = co_await asio::this_coro::executor;
+    for (int round = 0; round < 2; ++round) {
+      const bool reset = round == 1;
+      std::unique_ptr<TcpStream> stream;
+      tcp::socket peer(executor);
+      co_await connectPair(stream, peer);
+      std::vector<uint8_t> buffer(16);
+      const std::string ready = "ready";
+      co_await asio::async_write(peer, asio::buffer(ready), use_awaitable);
+      IoResult first = co_await stream->readSome(buffer);  // there already
+      EXPECT_FALSE(first.error) << first.error.message();
+      EXPECT_EQ(std::string(buffer.begin(), buffer.begin() + static_cast<ptrdiff_t>(first.bytes)), "ready");
+      // Nothing there: the read waits for the peer's next bytes.
+      asio::steady_timer later(executor, std::chrono::milliseconds(20));
+      later.async_wait([&peer](const error_code&) {
+        error_code ignored;
+        const std::string more = "later";
+        asio::write(peer, asio::buffer(more), ignored);
+      });
+      IoResult second = co_await stream->readSome(buffer);
+      EXPECT_FALSE(second.error) << second.error.message();
+      EXPECT_EQ(std::string(buffer.begin(), buffer.begin() + static_cast<ptrdiff_t>(second.bytes)), "later");
+      error_code ec;
+      if (reset) {
+        peer.set_option(asio::socket_base::linger(true, 0), ec);
+        peer.close(ec);
+      } else {
+        peer.shutdown(tcp::socket::shutdown_send, ec);
+      }
+      asio::steady_timer settle(executor, std::chrono::milliseconds(20));
+      co_await settle.async_wait(use_awaitable);
+      IoResult end = co_await stream->readSome(buffer);
+      EXPECT_EQ(end.bytes, 0u);
+      EXPECT_EQ(end.error, reset ? error_code(asio::error::connection_reset) : error_code(asio::error::eof))
+          << (reset ? "reset" : "end") << ": " << end.error.message();
+    }
+  };
+  run(test);
+}
+
+}  // namespace
+}  // namespace sluice
