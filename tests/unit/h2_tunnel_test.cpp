@@ -100,6 +100,18 @@ class H2TunnelTest : public ::testing::Test {
     asio::co_spawn(io_, server_->run(), asio::detached);
   }
 
+  // A client connection (PINGs 100 ms apart, 200 ms to answer) whose other end, `peer`,
+  // is bare TLS: the test speaks HTTP/2 there by hand, or says nothing at all.
+  awaitable<void> clientOverRawPeer(std::unique_ptr<TlsStream>& peer) {
+    H2Settings settings;
+    settings.pingInterval = std::chrono::milliseconds(100);
+    settings.pingTimeout = std::chrono::milliseconds(200);
+    std::unique_ptr<TlsStream> c;
+    co_await tlsPair(c, peer);
+    client_ = std::make_shared<H2Connection>(std::move(c), H2Role::Client, settings);
+    asio::co_spawn(io_, client_->run(), asio::detached);
+  }
+
   // Runs `test` to completion (or fails after `limit`), then closes both ends.
   void run(std::function<awaitable<void>()> test, std::chrono::seconds limit = std::chrono::seconds(20)) {
     bool done = false;
@@ -434,15 +446,9 @@ TEST_F(H2TunnelTest, RelayWritesReceivedChunksToTheSocketInOrder) {
 }
 
 TEST_F(H2TunnelTest, PingTimeoutResetsEveryStreamOnTheTunnel) {
-  H2Settings settings;
-  settings.pingInterval = std::chrono::milliseconds(100);
-  settings.pingTimeout = std::chrono::milliseconds(200);
   std::unique_ptr<TlsStream> silentPeer;
   auto test = [&]() -> awaitable<void> {
-    std::unique_ptr<TlsStream> c;
-    co_await tlsPair(c, silentPeer);  // the peer finished TLS and then says nothing
-    client_ = std::make_shared<H2Connection>(std::move(c), H2Role::Client, settings);
-    asio::co_spawn(io_, client_->run(), asio::detached);
+    co_await clientOverRawPeer(silentPeer);  // the peer finished TLS and then says nothing
     auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
     co_await writeString(*stream, "hello", false);
     auto [bytes, error] = co_await readAll(*stream);
@@ -459,16 +465,10 @@ TEST_F(H2TunnelTest, PingTimeoutResetsEveryStreamOnTheTunnel) {
 // A PING ACK counts only when it carries our outstanding PING's data: a peer that sends
 // ACKs of its own, and never answers ours, is still found dead.
 TEST_F(H2TunnelTest, PingAckWithOtherDataDoesNotKeepTheTunnelAlive) {
-  H2Settings settings;
-  settings.pingInterval = std::chrono::milliseconds(100);
-  settings.pingTimeout = std::chrono::milliseconds(200);
   std::unique_ptr<TlsStream> peer;
   auto test = [&]() -> awaitable<void> {
     auto executor = co_await asio::this_coro::executor;
-    std::unique_ptr<TlsStream> c;
-    co_await tlsPair(c, peer);
-    client_ = std::make_shared<H2Connection>(std::move(c), H2Role::Client, settings);
-    asio::co_spawn(io_, client_->run(), asio::detached);
+    co_await clientOverRawPeer(peer);
     // The peer's preface (empty SETTINGS), then every 20 ms an unasked PING ACK whose data
     // is that of the client's first PING (count 1) or garbage; it reads nothing.
     const std::vector<uint8_t> preface = {0, 0, 0, 4, 0, 0, 0, 0, 0};

@@ -1,8 +1,10 @@
 // TcpStream reads and writes the socket at once and waits only when it is not ready:
-// a gathered write larger than the socket takes goes out partly at once and the rest
-// after a wait, every byte once and in order; a read takes what is there, waits for what
-// is not, and tells an end from a reset.
+// a gathered write larger than the socket takes (and of more buffers than one sendmsg
+// takes) goes out partly at once and the rest after a wait, every byte once and in
+// order; a read takes what is there, waits for what is not, and tells an end from a
+// reset; a write to a reset peer fails without SIGPIPE; nothing works after abort().
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <csignal>
@@ -25,7 +27,10 @@ std::string pattern(size_t n, size_t seed) {
 
 class TcpStreamTest : public ::testing::Test {
  protected:
-  void SetUp() override { std::signal(SIGPIPE, SIG_IGN); }
+  // SIGPIPE as the kernel has it: a write to a reset peer without MSG_NOSIGNAL ends the
+  // test binary (the daemons ignore the signal; the writes must not need that).
+  void SetUp() override { previous_ = std::signal(SIGPIPE, SIG_DFL); }
+  void TearDown() override { std::signal(SIGPIPE, previous_); }
 
   // A connected loopback pair: `writer` (as TcpStream) and `reader`.
   awaitable<void> connectPair(std::unique_ptr<TcpStream>& writer, tcp::socket& reader) {
@@ -49,7 +54,15 @@ class TcpStreamTest : public ::testing::Test {
   }
 
   asio::io_context io_;
+  void (*previous_)(int) = SIG_DFL;
 };
+
+// Until `socket` reports readable, hung up or in error (at most 2 s): the peer's end has
+// arrived, so the next read takes it without a wait.
+void awaitReady(tcp::socket& socket) {
+  pollfd ready{socket.native_handle(), POLLIN | POLLRDHUP, 0};
+  EXPECT_EQ(::poll(&ready, 1, 2000), 1);
+}
 
 awaitable<std::string> readToEnd(tcp::socket& socket, std::chrono::milliseconds startAfter) {
   auto executor = co_await asio::this_coro::executor;
@@ -74,8 +87,11 @@ awaitable<void> collect(tcp::socket& socket, std::chrono::milliseconds startAfte
 TEST_F(TcpStreamTest, GatheredWriteLargerThanTheSocketTakesArrivesWholeAndInOrder) {
   // Pieces that end inside, at and across a partial send's end, and far more than the
   // (shrunken) socket buffers hold while the reader is still asleep.
-  const std::vector<std::string> pieces = {pattern(1, 1), pattern(70000, 2), pattern(3, 3), pattern(500000, 4),
-                                           pattern(65536 * 3 + 7, 5)};
+  std::vector<std::string> pieces = {pattern(1, 1), pattern(70000, 2), pattern(3, 3), pattern(500000, 4),
+                                     pattern(65536 * 3 + 7, 5)};
+  // More buffers than one sendmsg takes (64): the rest go in the next call.
+  for (size_t i = 0; i < 200; ++i) pieces.push_back(pattern(17 + i % 5, 10 + i));
+  const std::string single = pattern(1 << 20, 9);  // then one buffer, also past what the socket takes
   std::string expected, got;
   bool wroteAtOnce = true;
   auto test = [&]() -> awaitable<void> {
@@ -93,10 +109,13 @@ TEST_F(TcpStreamTest, GatheredWriteLargerThanTheSocketTakesArrivesWholeAndInOrde
     EXPECT_FALSE(co_await writer->writeGathered(gather));
     // The reader slept 50 ms: a write that returned sooner did not wait for the socket.
     wroteAtOnce = std::chrono::steady_clock::now() - start < std::chrono::milliseconds(40);
+    EXPECT_FALSE(co_await writer->writeAll(
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(single.data()), single.size())));
     EXPECT_FALSE(co_await writer->shutdownSend());
     co_await readerDone.wait();
   };
   for (const auto& piece : pieces) expected += piece;
+  expected += single;
   run(test);
   EXPECT_FALSE(wroteAtOnce) << "the socket took ~700 KB at once: the test did not reach the wait";
   EXPECT_EQ(got.size(), expected.size());
@@ -134,12 +153,22 @@ TEST_F(TcpStreamTest, ReadTakesWhatIsThereWaitsForMoreThenTellsTheEndFromAReset)
       } else {
         peer.shutdown(tcp::socket::shutdown_send, ec);
       }
-      asio::steady_timer settle(executor, std::chrono::milliseconds(20));
-      co_await settle.async_wait(use_awaitable);
+      awaitReady(stream->socket());
       IoResult end = co_await stream->readSome(buffer);
       EXPECT_EQ(end.bytes, 0u);
       EXPECT_EQ(end.error, reset ? error_code(asio::error::connection_reset) : error_code(asio::error::eof))
           << (reset ? "reset" : "end") << ": " << end.error.message();
+      if (reset) {
+        // Writing to the reset peer: an error, not SIGPIPE.
+        const std::string late = "late";
+        EXPECT_TRUE(co_await stream->writeAll(
+            std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(late.data()), late.size())));
+      }
+      // After abort(): errors, no touch of a closed (or reused) descriptor.
+      stream->abort();
+      EXPECT_TRUE((co_await stream->readSome(buffer)).error);
+      const std::vector<asio::const_buffer> gather{asio::const_buffer("x", 1)};
+      EXPECT_TRUE(co_await stream->writeGathered(gather));
     }
   };
   run(test);

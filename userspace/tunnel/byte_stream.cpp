@@ -19,7 +19,7 @@ constexpr size_t kMaxIovecs = 64;
 // Sends what the socket takes now, from `data` starting at byte `offset` of the whole;
 // advances `offset`. Returns an error, would_block when the socket is full, or nothing
 // when everything is out.
-error_code sendReady(int fd, const std::vector<asio::const_buffer>& data, size_t& offset) {
+error_code sendReady(int fd, std::span<const asio::const_buffer> data, size_t& offset) {
   iovec iov[kMaxIovecs];
   for (;;) {
     size_t count = 0;
@@ -49,7 +49,7 @@ error_code sendReady(int fd, const std::vector<asio::const_buffer>& data, size_t
 }
 
 // The part of `data` past `offset` bytes, as buffers for an async write.
-std::vector<asio::const_buffer> after(const std::vector<asio::const_buffer>& data, size_t offset) {
+std::vector<asio::const_buffer> after(std::span<const asio::const_buffer> data, size_t offset) {
   std::vector<asio::const_buffer> rest;
   for (const auto& buffer : data) {
     if (offset >= buffer.size()) {
@@ -98,8 +98,13 @@ awaitable<error_code> TcpStream::waitReadable() {
 }
 
 awaitable<error_code> TcpStream::writeAll(std::span<const uint8_t> data) {
-  const std::vector<asio::const_buffer> one{asio::const_buffer(data.data(), data.size())};
-  co_return co_await writeGathered(one);
+  const asio::const_buffer whole(data.data(), data.size());
+  size_t offset = 0;
+  error_code ec = sendReady(socket_.native_handle(), std::span<const asio::const_buffer>(&whole, 1), offset);
+  if (ec != asio::error::would_block) co_return ec;
+  ec.clear();
+  co_await asio::async_write(socket_, whole + offset, asio::redirect_error(use_awaitable, ec));
+  co_return ec;
 }
 
 awaitable<error_code> TcpStream::writeGathered(const std::vector<asio::const_buffer>& data) {
