@@ -86,8 +86,24 @@ bool DescriptorReserve::retake(int socket) {
   return fd_ >= 0;
 }
 
+// Without a descriptor to take them on, the listener itself refuses its waiting clients:
+// shutdown() of a listening socket resets every connection in its accept queue, and
+// listen() makes the same descriptor listen again (every acceptConnections listener
+// listens with max_listen_connections). A reserve can be lost: while one loop's reserved
+// number is free for its accept, another thread may take it (another loop's accept).
+// Without this, that loop's queue then waited until some descriptor freed up.
+static bool resetAcceptQueue(tcp::acceptor& acceptor) {
+  const int fd = acceptor.native_handle();
+  if (::shutdown(fd, SHUT_RD) != 0) return false;
+  return ::listen(fd, asio::socket_base::max_listen_connections) == 0;
+}
+
 void AcceptGuard::shedWaiting(tcp::acceptor& acceptor) {
-  if (!reserve_.held() && !reserve_.retake()) return;
+  if (!reserve_.held() && !reserve_.retake()) {
+    pollfd waiting{acceptor.native_handle(), POLLIN, 0};
+    if (::poll(&waiting, 1, 0) == 1 && resetAcceptQueue(acceptor)) ++queueResets_;
+    return;
+  }
   // Every client waiting now (up to a bound per pause), each on the reserved number:
   // none of them could be served before descriptors free up, so none is left hanging.
   // An empty queue ends the loop.
@@ -97,7 +113,8 @@ void AcceptGuard::shedWaiting(tcp::acceptor& acceptor) {
     reserve_.release();
     int fd = ::accept4(acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
-      reserve_.retake();
+      // Another thread took the free number first: no reserve now, unless one frees up.
+      if (!reserve_.retake() && resetAcceptQueue(acceptor)) ++queueResets_;
       break;
     }
     linger reset{1, 0};  // closing it sends a RST: the client is refused at once
@@ -116,8 +133,9 @@ std::chrono::milliseconds AcceptGuard::failed(tcp::acceptor& acceptor, const boo
   const auto now = std::chrono::steady_clock::now();
   if (now - lastLog_ >= std::chrono::seconds(1)) {
     spdlog::error(
-        "accept on {}: {} (failures={} since last line={}, clients reset for lack of descriptors={}); pausing {} ms",
-        listener_, ec.message(), failures_, failures_ - failuresLogged_, shed_, pause_.count());
+        "accept on {}: {} (failures={} since last line={}, clients reset for lack of descriptors={}, queue resets "
+        "without a reserve={}); pausing {} ms",
+        listener_, ec.message(), failures_, failures_ - failuresLogged_, shed_, queueResets_, pause_.count());
     lastLog_ = now;
     failuresLogged_ = failures_;
   }

@@ -59,6 +59,7 @@ class AcceptGuard {
   void succeeded() { pause_ = std::chrono::milliseconds(0); }
 
   uint64_t shed() const { return shed_; }
+  uint64_t queueResets() const { return queueResets_; }
 
  private:
   static constexpr int kMaxShedPerPause = 256;
@@ -71,6 +72,7 @@ class AcceptGuard {
   uint64_t failures_ = 0;
   uint64_t failuresLogged_ = 0;
   uint64_t shed_ = 0;
+  uint64_t queueResets_ = 0;  // whole queues reset by the listener, the reserve lost
   std::chrono::steady_clock::time_point lastLog_{};
 };
 
