@@ -57,8 +57,12 @@ reset=$(sed -n 's/.* reset=\([0-9]*\) .*/\1/p' <<< "$line")
 failed=$(sed -n 's/.* failed=\([0-9]*\).*/\1/p' <<< "$line")
 # A reserved number may end up serving a client: while one loop's reserve is free for
 # its accept, another loop's accept can take it (that loop then resets its queue from the
-# listener instead). So the agent may hold up to one client more per reserve.
-reserves=$((THREADS + 1)) # one per accept loop, one for the admin endpoint
+# listener instead). So the agent may hold up to one client more per IPv4 accept loop (the
+# flood is IPv4; the IPv6 loops' and the admin endpoint's reserves stay untouched). None
+# may wait in a queue: every listener's accept queue (Recv-Q) is empty.
+reserves=$THREADS
+queued=$(sl_host_exec node ss -Hltn "( sport = :$SL_AGENT_PORT )" | awk '{q += $2} END {print q + 0}')
+check "at the limit: no client waits in the agent's accept queues (Recv-Q total $queued)" test "$queued" -eq 0
 check "at the limit: the agent holds what its descriptors allow (open=$open <= $room + $reserves reserves)" \
   test "${open:-999}" -le $((room + reserves))
 check "at the limit: the rest were reset, none left hanging (reset=$reset failed=$failed open=$open of $count)" \

@@ -1,7 +1,6 @@
 #include "admin_server.h"
 
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -77,13 +76,10 @@ awaitable<void> AdminServer::acceptLoop() {
         // Out of descriptors: the reserved number serves this request (a liveness probe
         // still gets its answer), one at a time, and is taken back from its socket.
         reserve_.release();
-        // Taken at once, not through the event loop: while the number is free, any other
-        // thread (an accept loop) may take it, and the reserve is then gone.
-        const int fd = ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) {
+        socket = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
+        if (ec) {
           reserve_.retake();
         } else {
-          socket = tcp::socket(io_, endpoint_.protocol(), fd);
           co_await serveOn(socket);
           boost::system::error_code ignored;
           reserve_.retake(socket.is_open() ? socket.release(ignored) : -1);

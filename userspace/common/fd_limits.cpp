@@ -95,7 +95,10 @@ bool DescriptorReserve::retake(int socket) {
 static bool resetAcceptQueue(tcp::acceptor& acceptor) {
   const int fd = acceptor.native_handle();
   if (::shutdown(fd, SHUT_RD) != 0) return false;
-  return ::listen(fd, asio::socket_base::max_listen_connections) == 0;
+  if (::listen(fd, asio::socket_base::max_listen_connections) == 0) return true;
+  // Not listening now: every accept fails with EINVAL, and failed() listens again.
+  spdlog::error("listener fd {}: listen again after resetting its queue: {}", fd, std::strerror(errno));
+  return false;
 }
 
 void AcceptGuard::shedWaiting(tcp::acceptor& acceptor) {
@@ -129,6 +132,8 @@ std::chrono::milliseconds AcceptGuard::failed(tcp::acceptor& acceptor, const boo
   const int code = ec.category() == boost::system::system_category() ? ec.value() : 0;
   const bool outOfResources = code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM;
   if (outOfResources) shedWaiting(acceptor);
+  // A listener left closed by a queue reset whose listen() failed: listen again.
+  if (code == EINVAL) ::listen(acceptor.native_handle(), asio::socket_base::max_listen_connections);
   pause_ = pause_.count() == 0 ? std::chrono::milliseconds(10) : std::min(pause_ * 2, kMaxPause);
   const auto now = std::chrono::steady_clock::now();
   if (now - lastLog_ >= std::chrono::seconds(1)) {
