@@ -490,6 +490,67 @@ TEST_F(H2TunnelTest, PingAckWithOtherDataDoesNotKeepTheTunnelAlive) {
   run(test);
 }
 
+// A bulk stream leaves in full TLS records: one DATA frame (header and payload) is one
+// 16 KiB record, and a batch of frames makes no short record at its end (each one would
+// cost a seal on this side and an open on the other).
+TEST_F(H2TunnelTest, BulkStreamTravelsInFullTlsRecords) {
+  std::unique_ptr<TlsStream> peer;
+  const size_t sent = 1u << 20;
+  std::vector<size_t> records;  // plaintext bytes of each record of the stream
+  size_t dataBytes = 0;
+  auto test = [&]() -> awaitable<void> {
+    co_await clientOverRawPeer(peer);
+    // The peer reads frame by frame; one SSL_read returns the plaintext of one record at most.
+    std::vector<uint8_t> buffer(65536), pending;
+    size_t at = 24;  // past the client's connection preface
+    auto readFramesUntil = [&](auto done) -> awaitable<bool> {
+      while (true) {
+        IoResult r = co_await peer->readSome(buffer);
+        if (r.error) {
+          ADD_FAILURE() << "peer read: " << r.error.message();
+          co_return false;
+        }
+        records.push_back(r.bytes);
+        pending.insert(pending.end(), buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(r.bytes));
+        bool found = false;
+        while (pending.size() >= at + 9) {
+          const size_t length = (size_t{pending[at]} << 16) | (size_t{pending[at + 1]} << 8) | pending[at + 2];
+          if (pending.size() < at + 9 + length) break;
+          const uint8_t type = pending[at + 3], flags = pending[at + 4];
+          if (type == 0) dataBytes += length;
+          found = found || done(type, flags);
+          at += 9 + length;
+        }
+        if (found) co_return true;
+      }
+    };
+    // The peer's SETTINGS (stream window 2^31-1) and a connection window as large, so
+    // the stream goes without another frame from the peer; its first byte waits until
+    // the client has acknowledged them.
+    const std::vector<uint8_t> settings = {0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4, 0x7f, 0xff, 0xff, 0xff};
+    const std::vector<uint8_t> window = {0, 0, 4, 8, 0, 0, 0, 0, 0, 0x7f, 0xff, 0, 0};
+    EXPECT_FALSE(co_await peer->writeAll(settings));
+    EXPECT_FALSE(co_await peer->writeAll(window));
+    if (!co_await readFramesUntil([](uint8_t type, uint8_t flags) { return type == 4 && (flags & 1); })) co_return;
+    records.clear();
+    auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+    EXPECT_FALSE(co_await writeString(*stream, std::string(sent, 'x'), true));
+    co_await readFramesUntil([](uint8_t type, uint8_t flags) { return type == 0 && (flags & 1); });  // END_STREAM
+  };
+  run(test);
+  EXPECT_EQ(dataBytes, sent);
+  // Every record full but the stream's last bytes and its END_STREAM (an empty DATA
+  // frame: the end came after the bytes were queued).
+  std::string sizes;
+  size_t shortRecords = 0;
+  for (size_t bytes : records) {
+    sizes += std::to_string(bytes) + " ";
+    shortRecords += bytes != kTlsRecordPlaintext;
+  }
+  EXPECT_LE(shortRecords, 2u) << sizes;
+  EXPECT_GE(records.size(), sent / kTlsRecordPlaintext) << sizes;
+}
+
 // The next PING goes an interval after the last one's answer, not after its whole
 // timeout window: a gateway that goes silent is noticed within interval + timeout.
 TEST_F(H2TunnelTest, NextPingFollowsTheAnswerNotTheTimeoutWindow) {

@@ -16,7 +16,8 @@ constexpr size_t kReadBatch = 64 * 1024;
 // A connection's read buffer starts small and grows to kReadBatch once a read fills it:
 // an idle tunnel connection (or a peer that handshakes and goes silent) holds 4 KiB, not 64.
 constexpr size_t kFirstReadBatch = 4 * 1024;
-constexpr size_t kWriteBatch = 64 * 1024;
+constexpr size_t kWriteBatch = 4 * kTlsRecordPlaintext;  // whole records
+static_assert(TunnelStream::kWriteChunkBytes % kDataFramePayload == 0, "the relay's reads make whole frames");
 
 // A literal value gets its own overload: through `const std::string&` it would point into
 // a temporary string gone before nghttp2 reads it (ASan: stack-use-after-scope).
@@ -610,16 +611,21 @@ ssize_t H2Connection::readData(nghttp2_session*, int32_t streamId, uint8_t*, siz
                                nghttp2_data_source* source, void* user) {
   auto* self = static_cast<H2Connection*>(user);
   auto* stream = static_cast<TunnelStream*>(source->ptr);
-  const size_t n = std::min(length, stream->sending_.size());
-  if ((n == 0 && !stream->sendEof_) || stream->reset_) {  // a reset stream's RST may wait for its 200
-    stream->deferred_ = true;                             // writeAll or shutdownSend resumes it
+  // One TLS write takes one batch; this stream's next frame waits for the next batch. A
+  // frame ends the batch at the latest, so a full batch is whole records whatever smaller
+  // frames (HEADERS, WINDOW_UPDATE) came first in it.
+  const size_t batchRoom =
+      self->out_.size() + kH2FrameHeaderBytes < kWriteBatch ? kWriteBatch - self->out_.size() - kH2FrameHeaderBytes : 0;
+  const size_t ready = std::min(length, stream->sending_.size());
+  if ((ready == 0 && !stream->sendEof_) || stream->reset_) {  // a reset stream's RST may wait for its 200
+    stream->deferred_ = true;                                 // writeAll or shutdownSend resumes it
     return NGHTTP2_ERR_DEFERRED;
   }
-  // One TLS write takes one batch; this stream's next frame waits for the next batch.
-  if (self->out_.size() >= kWriteBatch) {
+  if (batchRoom == 0) {
     self->batchDeferred_.push_back(streamId);
     return NGHTTP2_ERR_DEFERRED;
   }
+  const size_t n = std::min({ready, kDataFramePayload, batchRoom});
   *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
   if (n == stream->sending_.size() && stream->sendEof_) *flags |= NGHTTP2_DATA_FLAG_EOF;
   return static_cast<ssize_t>(n);
@@ -632,8 +638,7 @@ int H2Connection::sendData(nghttp2_session*, nghttp2_frame* frame, const uint8_t
   // Called right after readData for the same frame, in the same mem_send: the bytes are
   // still the writer's. No padding is ever asked for.
   if (frame->data.padlen != 0 || length > stream->sending_.size()) return NGHTTP2_ERR_CALLBACK_FAILURE;
-  constexpr size_t kFrameHeaderBytes = 9;
-  self->out_.insert(self->out_.end(), frameHeader, frameHeader + kFrameHeaderBytes);
+  self->out_.insert(self->out_.end(), frameHeader, frameHeader + kH2FrameHeaderBytes);
   self->out_.insert(self->out_.end(), stream->sending_.data(), stream->sending_.data() + length);
   stream->sending_ = stream->sending_.subspan(length);
   if (stream->sending_.empty() && stream->writeWake_) stream->writeWake_->cancel();

@@ -51,6 +51,14 @@ inline constexpr const char* kConnectionIdHeader = "sluice-connection-id";
 inline constexpr const char* kResultHeader = "sluice-result";
 inline constexpr size_t kMaxHeaderValueBytes = 512;
 
+// A DATA frame fills one TLS record exactly: 16 KiB of plaintext, the 9-byte frame header
+// and the payload. With the payload at the peer's 16 KiB maximum instead, every four
+// frames overran four records by 36 bytes, and a stream sent a fifth, tiny record for
+// them (its own seal and tag on both ends) per 64 KiB.
+inline constexpr size_t kTlsRecordPlaintext = 16 * 1024;
+inline constexpr size_t kH2FrameHeaderBytes = 9;
+inline constexpr size_t kDataFramePayload = kTlsRecordPlaintext - kH2FrameHeaderBytes;
+
 class H2Connection;
 
 class TunnelStream {
@@ -60,6 +68,8 @@ class TunnelStream {
   TunnelStream& operator=(const TunnelStream&) = delete;
 
   // The byte-stream interface relayBoth uses (as TcpStream, TlsStream).
+  // The relay reads this much at once for writeAll: whole frames, so whole records.
+  static constexpr size_t kWriteChunkBytes = 4 * kDataFramePayload;
   awaitable<boost::system::error_code> waitReadable();
   awaitable<IoResult> readSome(std::span<uint8_t> buffer);
   // readSome without the copy: moves every unread chunk into `out` (empty on entry);

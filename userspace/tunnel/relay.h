@@ -114,6 +114,18 @@ awaitable<boost::system::error_code> pumpChunks(From& from, To& to, uint64_t& co
   }
 }
 
+// How much to read for one write to `To`: a destination that frames its bytes (a tunnel
+// stream) names the size that makes whole frames.
+template <class To>
+constexpr size_t relayReadBytes() {
+  if constexpr (requires { To::kWriteChunkBytes; }) {
+    static_assert(To::kWriteChunkBytes <= kRelayBufferBytes);
+    return To::kWriteChunkBytes;
+  } else {
+    return kRelayBufferBytes;
+  }
+}
+
 template <class From, class To>
 awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& count,
                                                std::chrono::steady_clock::time_point* lastActivity,
@@ -125,7 +137,7 @@ awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& cou
     // Wait with no buffer; borrow one only to move the bytes that are there.
     if (auto waited = co_await from.waitReadable()) co_return waited;
     BufferPool::Lease lease = BufferPool::local().take();
-    std::span<uint8_t> buffer = lease.span();
+    std::span<uint8_t> buffer = lease.span().first(relayReadBytes<To>());
     IoResult read = co_await from.readSome(buffer);
     if (read.error == asio::error::eof) co_return co_await to.shutdownSend();
     if (read.error) co_return read.error;
