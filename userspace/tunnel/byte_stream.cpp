@@ -67,25 +67,29 @@ std::vector<asio::const_buffer> after(std::span<const asio::const_buffer> data, 
 // Reads and writes go to the socket at once and wait only when it is not ready. An asio
 // operation that completes at once still passes its completion through the event loop's
 // queue: one more turn of the loop (an epoll_wait) and a handler per read or write.
-awaitable<IoResult> TcpStream::readSome(std::span<uint8_t> buffer) {
+IoResult TcpStream::tryReadSome(std::span<uint8_t> buffer) {
   IoResult result;
-  if (buffer.empty()) co_return result;
+  if (buffer.empty()) return result;
   ssize_t n;
   do {
     n = ::recv(socket_.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
   } while (n < 0 && errno == EINTR);
   if (n > 0) {
     result.bytes = static_cast<size_t>(n);
-    co_return result;
-  }
-  if (n == 0) {
+  } else if (n == 0) {
     result.error = asio::error::eof;
-    co_return result;
-  }
-  if (errno != EAGAIN && errno != EWOULDBLOCK) {
+  } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    result.error = asio::error::would_block;
+  } else {
     result.error = error_code(errno, boost::system::system_category());
-    co_return result;
   }
+  return result;
+}
+
+awaitable<IoResult> TcpStream::readSome(std::span<uint8_t> buffer) {
+  IoResult result = tryReadSome(buffer);
+  if (result.error != asio::error::would_block) co_return result;
+  result.error = {};
   result.bytes = co_await socket_.async_read_some(asio::buffer(buffer.data(), buffer.size()),
                                                   asio::redirect_error(use_awaitable, result.error));
   co_return result;

@@ -27,6 +27,8 @@ class TcpStream {
   // Completes when a read would not block (data, end of stream or an error).
   awaitable<boost::system::error_code> waitReadable();
   awaitable<IoResult> readSome(std::span<uint8_t> buffer);
+  // readSome without the wait: asio::error::would_block when no byte is there.
+  IoResult tryReadSome(std::span<uint8_t> buffer);
   awaitable<boost::system::error_code> writeAll(std::span<const uint8_t> data);
   // writeAll of several buffers with one sendmsg.
   awaitable<boost::system::error_code> writeGathered(const std::vector<asio::const_buffer>& data);

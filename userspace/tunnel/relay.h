@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -133,14 +134,33 @@ awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& cou
   if constexpr (HandsOverChunks<From, To>) {
     co_return co_await pumpChunks(from, to, count, lastActivity, firstByte);
   }
+  bool filledLast = false;  // the last read filled its buffer: more bytes likely wait
   while (true) {
-    // Wait with no buffer; borrow one only to move the bytes that are there.
-    if (auto waited = co_await from.waitReadable()) co_return waited;
-    BufferPool::Lease lease = BufferPool::local().take();
-    std::span<uint8_t> buffer = lease.span().first(relayReadBytes<To>());
-    IoResult read = co_await from.readSome(buffer);
+    // Wait with no buffer; borrow one only to move the bytes that are there. After a
+    // read that filled its buffer, read first: in a burst the wait would find the
+    // socket ready anyway, after an epoll_ctl to re-arm it and a turn of the event loop.
+    std::optional<BufferPool::Lease> lease;
+    std::span<uint8_t> buffer;
+    IoResult read;
+    bool haveRead = false;
+    if constexpr (requires { from.tryReadSome(buffer); }) {
+      if (filledLast) {
+        lease.emplace(BufferPool::local().take());
+        buffer = lease->span().first(relayReadBytes<To>());
+        read = from.tryReadSome(buffer);
+        haveRead = read.error != asio::error::would_block;
+        if (!haveRead) lease.reset();
+      }
+    }
+    if (!haveRead) {
+      if (auto waited = co_await from.waitReadable()) co_return waited;
+      lease.emplace(BufferPool::local().take());
+      buffer = lease->span().first(relayReadBytes<To>());
+      read = co_await from.readSome(buffer);
+    }
     if (read.error == asio::error::eof) co_return co_await to.shutdownSend();
     if (read.error) co_return read.error;
+    filledLast = read.bytes == buffer.size();
     if (firstByte && count == 0) *firstByte = std::chrono::steady_clock::now();
     auto error = co_await to.writeAll(std::span<const uint8_t>(buffer.data(), read.bytes));
     if (error) co_return error;
