@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 
@@ -679,6 +680,43 @@ std::string pattern(size_t n, size_t seed) {
   std::string out(n, '\0');
   for (size_t i = 0; i < n; ++i) out[i] = static_cast<char>((i * 7 + seed) % 253);
   return out;
+}
+
+// writeChunk seals large frames where their payload is, each header written over the
+// bytes before it: chunks of every size (with room for a header, and one without, whose
+// frames are copied) arrive whole and in order, the stream's end after them.
+awaitable<void> readAllInto(std::shared_ptr<TunnelStream> stream, std::string& got, bool& done) {
+  stream->respond(200, "");
+  error_code error;
+  std::tie(got, error) = co_await readAll(*stream);
+  EXPECT_FALSE(error) << error.message();
+  done = true;
+}
+
+TEST_F(H2TunnelTest, ChunksSealedInPlaceArriveWholeAndInOrder) {
+  std::string got, expected;
+  bool done = false;
+  auto test = [&]() -> awaitable<void> {
+    co_await connect(
+        {}, [&](std::shared_ptr<TunnelStream> s) { asio::co_spawn(io_, readAllInto(s, got, done), asio::detached); });
+    auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+    const std::vector<std::pair<size_t, size_t>> chunks = {
+        {9, 100}, {9, TunnelStream::kWriteChunkBytes}, {9, 30000}, {0, 20000}, {9, 4096}, {9, 1}, {9, 65000}};
+    size_t seed = 0;
+    for (auto [headroom, bytes] : chunks) {
+      const std::string piece = pattern(bytes, ++seed);
+      expected += piece;
+      auto chunk = std::make_shared<ReceivedChunk>(BufferPool::local().take(), headroom, headroom + bytes);
+      std::memcpy(chunk->buffer.span().data() + headroom, piece.data(), bytes);
+      EXPECT_FALSE(co_await stream->writeChunk(std::move(chunk)));
+    }
+    EXPECT_FALSE(co_await stream->shutdownSend());
+    for (int i = 0; i < 200 && !done; ++i) co_await pause(std::chrono::milliseconds(10));
+  };
+  run(test);
+  EXPECT_TRUE(done);
+  EXPECT_EQ(got.size(), expected.size());
+  EXPECT_TRUE(got == expected) << "bytes differ, repeat or are out of order";
 }
 
 awaitable<void> tlsWritePieces(TlsStream& stream, std::vector<std::string> pieces, bool closeNotify) {

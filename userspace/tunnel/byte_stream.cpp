@@ -444,7 +444,7 @@ awaitable<IoResult> TlsStream::readSome(std::span<uint8_t> buffer) {
   }
 }
 
-awaitable<error_code> TlsStream::writeAll(std::span<const uint8_t> data) {
+awaitable<error_code> TlsStream::writeBuffered(std::span<const uint8_t> data) {
   error_code error;
   while (!data.empty()) {
     ERR_clear_error();
@@ -461,6 +461,11 @@ awaitable<error_code> TlsStream::writeAll(std::span<const uint8_t> data) {
       co_return error;
     }
   }
+  co_return error;
+}
+
+awaitable<error_code> TlsStream::writeAll(std::span<const uint8_t> data) {
+  if (auto error = co_await writeBuffered(data)) co_return error;
   // Every record of this write (and any left before) in as few send()s as the socket allows.
   co_return co_await flush();
 }

@@ -61,6 +61,9 @@ class TlsStream {
   awaitable<IoResult> readSome(std::span<uint8_t> buffer);
   // Also sends what an earlier call left queued (an empty `data` only does that).
   awaitable<boost::system::error_code> writeAll(std::span<const uint8_t> data);
+  // Seals `data` into records that wait in the batch (sent once it is full, or by the
+  // next writeAll): one batch, one send(), however many writes made it.
+  awaitable<boost::system::error_code> writeBuffered(std::span<const uint8_t> data);
   // Sends close_notify once; the peer sees end of stream, we can still read.
   awaitable<boost::system::error_code> shutdownSend();
   void abort();

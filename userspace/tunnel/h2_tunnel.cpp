@@ -17,6 +17,9 @@ constexpr size_t kReadBatch = 64 * 1024;
 // an idle tunnel connection (or a peer that handshakes and goes silent) holds 4 KiB, not 64.
 constexpr size_t kFirstReadBatch = 4 * 1024;
 constexpr size_t kWriteBatch = 4 * kTlsRecordPlaintext;  // whole records
+// A DATA frame of a writeChunk at least this large is sealed in place; a smaller one is
+// copied into the batch, where it shares a record with its neighbours.
+constexpr size_t kSealInPlaceBytes = 4 * 1024;
 static_assert(TunnelStream::kWriteChunkBytes % kDataFramePayload == 0, "the relay's reads make whole frames");
 
 // A literal value gets its own overload: through `const std::string&` it would point into
@@ -161,6 +164,19 @@ awaitable<IoResult> TunnelStream::readSome(std::span<uint8_t> buffer) {
 }
 
 awaitable<error_code> TunnelStream::writeAll(std::span<const uint8_t> data) {
+  co_return co_await offer(data);
+}
+
+awaitable<error_code> TunnelStream::writeChunk(std::shared_ptr<ReceivedChunk> chunk) {
+  const std::span<const uint8_t> data(chunk->buffer.span().data() + chunk->begin, chunk->end - chunk->begin);
+  // Without room for the first header the frames are copied, as writeAll's are.
+  if (chunk->begin >= kH2FrameHeaderBytes) sendingChunk_ = chunk;
+  error_code error = co_await offer(data);
+  sendingChunk_.reset();  // a frame not yet sealed holds the chunk itself
+  co_return error;
+}
+
+awaitable<error_code> TunnelStream::offer(std::span<const uint8_t> data) {
   H2Connection& c = *connection_;
   if (reset_ || c.closed_) co_return asio::error::connection_reset;
   if (sendEof_) co_return asio::error::broken_pipe;
@@ -409,6 +425,31 @@ awaitable<void> H2Connection::readLoop() {
   }
 }
 
+void H2Connection::appendToBatch(const uint8_t* data, size_t length) {
+  if (batch_.empty() || batch_.back().chunk) batch_.push_back(BatchPiece{nullptr, out_.size(), 0, {}});
+  out_.insert(out_.end(), data, data + length);
+  batch_.back().length += length;
+  batchBytes_ += length;
+}
+
+awaitable<error_code> H2Connection::writeBatch() {
+  for (BatchPiece& piece : batch_) {
+    std::span<const uint8_t> bytes;
+    if (piece.chunk) {
+      // The bytes before the payload are the chunk's headroom or the previous frame's
+      // tail, which the previous piece has sealed: the header goes there.
+      uint8_t* payload = piece.chunk->buffer.span().data() + piece.offset;
+      std::memcpy(payload - kH2FrameHeaderBytes, piece.header.data(), kH2FrameHeaderBytes);
+      bytes = std::span<const uint8_t>(payload - kH2FrameHeaderBytes, kH2FrameHeaderBytes + piece.length);
+    } else {
+      bytes = std::span<const uint8_t>(out_.data() + piece.offset, piece.length);
+    }
+    if (auto ec = co_await tls_->writeBuffered(bytes)) co_return ec;
+    piece.chunk.reset();  // sealed: the relay's buffer may go back to the pool
+  }
+  co_return co_await tls_->writeAll({});
+}
+
 void H2Connection::afterCallbacks() {
   graveyard_.clear();
   if (connectionConsume_ && !closed_) {
@@ -427,7 +468,9 @@ awaitable<void> H2Connection::writeLoop() {
   auto self = shared_from_this();
   while (!closed_) {
     out_.clear();
-    while (out_.size() < kWriteBatch) {
+    batch_.clear();
+    batchBytes_ = 0;
+    while (batchBytes_ < kWriteBatch) {
       const uint8_t* data = nullptr;
       ssize_t n = nghttp2_session_mem_send(session_, &data);
       if (n < 0) {
@@ -435,22 +478,22 @@ awaitable<void> H2Connection::writeLoop() {
         co_return;
       }
       if (n == 0) break;
-      out_.insert(out_.end(), data, data + n);
+      appendToBatch(data, static_cast<size_t>(n));
     }
     afterCallbacks();
     if (closed_) break;
-    holding_ = false;  // whatever was queued is in out_ (or the session is past it)
+    holding_ = false;  // whatever was queued is in the batch (or the session is past it)
     // Resets that waited for a 200: once no frame of ours is queued (an empty batch means
-    // none is), the 200 they follow is in out_ or gone before.
-    if (!heldResets_.empty() && (out_.empty() || nghttp2_session_get_outbound_queue_size(session_) == 0)) {
+    // none is), the 200 they follow is in the batch or gone before.
+    if (!heldResets_.empty() && (batch_.empty() || nghttp2_session_get_outbound_queue_size(session_) == 0)) {
       for (int32_t id : heldResets_) {
         if (streams_.contains(id)) nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
       }
       heldResets_.clear();
-      if (out_.empty()) continue;
+      if (batch_.empty()) continue;
     }
-    if (!out_.empty() || tls_->queuedBytes()) {
-      if (auto ec = co_await tls_->writeAll(out_)) {
+    if (!batch_.empty() || tls_->queuedBytes()) {
+      if (auto ec = co_await writeBatch()) {
         close("write:" + ec.message());
         break;
       }
@@ -615,7 +658,7 @@ ssize_t H2Connection::readData(nghttp2_session*, int32_t streamId, uint8_t*, siz
   // frame ends the batch at the latest, so a full batch is whole records whatever smaller
   // frames (HEADERS, WINDOW_UPDATE) came first in it.
   const size_t batchRoom =
-      self->out_.size() + kH2FrameHeaderBytes < kWriteBatch ? kWriteBatch - self->out_.size() - kH2FrameHeaderBytes : 0;
+      self->batchBytes_ + kH2FrameHeaderBytes < kWriteBatch ? kWriteBatch - self->batchBytes_ - kH2FrameHeaderBytes : 0;
   const size_t ready = std::min(length, stream->sending_.size());
   if ((ready == 0 && !stream->sendEof_) || stream->reset_) {  // a reset stream's RST may wait for its 200
     stream->deferred_ = true;                                 // writeAll or shutdownSend resumes it
@@ -638,8 +681,18 @@ int H2Connection::sendData(nghttp2_session*, nghttp2_frame* frame, const uint8_t
   // Called right after readData for the same frame, in the same mem_send: the bytes are
   // still the writer's. No padding is ever asked for.
   if (frame->data.padlen != 0 || length > stream->sending_.size()) return NGHTTP2_ERR_CALLBACK_FAILURE;
-  self->out_.insert(self->out_.end(), frameHeader, frameHeader + kH2FrameHeaderBytes);
-  self->out_.insert(self->out_.end(), stream->sending_.data(), stream->sending_.data() + length);
+  if (stream->sendingChunk_ && length >= kSealInPlaceBytes) {
+    BatchPiece piece{stream->sendingChunk_,
+                     static_cast<size_t>(stream->sending_.data() - stream->sendingChunk_->buffer.span().data()),
+                     length,
+                     {}};
+    std::memcpy(piece.header.data(), frameHeader, kH2FrameHeaderBytes);
+    self->batch_.push_back(std::move(piece));
+    self->batchBytes_ += kH2FrameHeaderBytes + length;
+  } else {
+    self->appendToBatch(frameHeader, kH2FrameHeaderBytes);
+    self->appendToBatch(stream->sending_.data(), length);
+  }
   stream->sending_ = stream->sending_.subspan(length);
   if (stream->sending_.empty() && stream->writeWake_) stream->writeWake_->cancel();
   return 0;

@@ -15,6 +15,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -68,14 +69,21 @@ class TunnelStream {
   TunnelStream& operator=(const TunnelStream&) = delete;
 
   // The byte-stream interface relayBoth uses (as TcpStream, TlsStream).
-  // The relay reads this much at once for writeAll: whole frames, so whole records.
+  // The relay reads this much at once for writeChunk: whole frames, so whole records,
+  // behind room for the first frame's header.
   static constexpr size_t kWriteChunkBytes = 4 * kDataFramePayload;
+  static constexpr size_t kWriteHeadroom = kH2FrameHeaderBytes;
   awaitable<boost::system::error_code> waitReadable();
   awaitable<IoResult> readSome(std::span<uint8_t> buffer);
   // readSome without the copy: moves every unread chunk into `out` (empty on entry);
   // the relay writes from them (see pumpChunks).
   awaitable<IoResult> takeReceived(std::vector<ReceivedChunk>& out);
   awaitable<boost::system::error_code> writeAll(std::span<const uint8_t> data);
+  // writeAll of bytes the caller gives up, with kWriteHeadroom bytes before them
+  // (chunk.begin): a large DATA frame is sealed where its payload is, its header written
+  // over the bytes before it (that headroom, or the tail of the frame before, sealed by
+  // then), so the payload is not copied. The chunk lives until its last frame is sealed.
+  awaitable<boost::system::error_code> writeChunk(std::shared_ptr<ReceivedChunk> chunk);
   awaitable<boost::system::error_code> shutdownSend();  // END_STREAM after what was written
   void abort();                                         // RST_STREAM (CANCEL), if still open
 
@@ -135,6 +143,9 @@ class TunnelStream {
   uint64_t bytesReceived_ = 0;
   // What writeAll offers nghttp2; the caller's memory, valid while writeAll waits.
   std::span<const uint8_t> sending_;
+  // Set while writeChunk offers sending_: the memory, which frames sealed in place share.
+  std::shared_ptr<ReceivedChunk> sendingChunk_;
+  awaitable<boost::system::error_code> offer(std::span<const uint8_t> data);
   bool deferred_ = false;
   bool providerAttached_ = false;
   bool sendEof_ = false;
@@ -214,7 +225,19 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   bool holding_ = false;             // a 200 is queued and no write has taken it yet
   std::vector<int32_t> heldResets_;  // RST_STREAMs that follow a held 200 out
   bool holdArmed_ = false;
-  std::vector<uint8_t> out_;  // one batch of frames for one TLS write
+  // One batch of frames for one TLS write: pieces in order, each bytes of out_ or a DATA
+  // frame sealed where its payload is (a writeChunk's chunk).
+  struct BatchPiece {
+    std::shared_ptr<ReceivedChunk> chunk;  // null: out_[offset, offset + length)
+    size_t offset = 0;                     // in out_, or the payload's in chunk's buffer
+    size_t length = 0;                     // payload bytes (in place) or bytes of out_
+    std::array<uint8_t, kH2FrameHeaderBytes> header{};
+  };
+  void appendToBatch(const uint8_t* data, size_t length);
+  awaitable<boost::system::error_code> writeBatch();
+  std::vector<uint8_t> out_;
+  std::vector<BatchPiece> batch_;
+  size_t batchBytes_ = 0;
   std::vector<int32_t> batchDeferred_;
   bool closed_ = false;
   bool goaway_ = false;

@@ -115,17 +115,30 @@ awaitable<boost::system::error_code> pumpChunks(From& from, To& to, uint64_t& co
   }
 }
 
-// How much to read for one write to `To`: a destination that frames its bytes (a tunnel
-// stream) names the size that makes whole frames.
+// How much to read for one write to `To`, and the room to leave before it: a destination
+// that frames its bytes (a tunnel stream) names the size that makes whole frames, and
+// takes the buffer itself (writeChunk) to write each frame's header in front of its bytes.
 template <class To>
 constexpr size_t relayReadBytes() {
   if constexpr (requires { To::kWriteChunkBytes; }) {
-    static_assert(To::kWriteChunkBytes <= kRelayBufferBytes);
+    static_assert(To::kWriteHeadroom + To::kWriteChunkBytes <= kRelayBufferBytes);
     return To::kWriteChunkBytes;
   } else {
     return kRelayBufferBytes;
   }
 }
+template <class To>
+constexpr size_t relayHeadroom() {
+  if constexpr (requires { To::kWriteHeadroom; }) {
+    return To::kWriteHeadroom;
+  } else {
+    return 0;
+  }
+}
+template <class To>
+concept TakesChunks = requires(To& to, std::shared_ptr<ReceivedChunk> chunk) {
+  to.writeChunk(std::move(chunk));
+};
 
 template <class From, class To>
 awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& count,
@@ -146,7 +159,7 @@ awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& cou
     if constexpr (requires { from.tryReadSome(buffer); }) {
       if (filledLast) {
         lease.emplace(BufferPool::local().take());
-        buffer = lease->span().first(relayReadBytes<To>());
+        buffer = lease->span().subspan(relayHeadroom<To>(), relayReadBytes<To>());
         read = from.tryReadSome(buffer);
         haveRead = read.error != asio::error::would_block;
         if (!haveRead) lease.reset();
@@ -155,14 +168,23 @@ awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& cou
     if (!haveRead) {
       if (auto waited = co_await from.waitReadable()) co_return waited;
       lease.emplace(BufferPool::local().take());
-      buffer = lease->span().first(relayReadBytes<To>());
+      buffer = lease->span().subspan(relayHeadroom<To>(), relayReadBytes<To>());
       read = co_await from.readSome(buffer);
     }
     if (read.error == asio::error::eof) co_return co_await to.shutdownSend();
     if (read.error) co_return read.error;
     filledLast = read.bytes == buffer.size();
     if (firstByte && count == 0) *firstByte = std::chrono::steady_clock::now();
-    auto error = co_await to.writeAll(std::span<const uint8_t>(buffer.data(), read.bytes));
+    boost::system::error_code error;
+    if constexpr (TakesChunks<To>) {
+      // Made outside the co_await: a temporary in a co_await expression holding the
+      // buffer was destroyed twice by g++ 12 (the buffer went back to the pool twice).
+      auto chunk =
+          std::make_shared<ReceivedChunk>(std::move(*lease), relayHeadroom<To>(), relayHeadroom<To>() + read.bytes);
+      error = co_await to.writeChunk(std::move(chunk));
+    } else {
+      error = co_await to.writeAll(std::span<const uint8_t>(buffer.data(), read.bytes));
+    }
     if (error) co_return error;
     count += read.bytes;
     *lastActivity = std::chrono::steady_clock::now();
