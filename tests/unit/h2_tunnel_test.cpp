@@ -491,65 +491,132 @@ TEST_F(H2TunnelTest, PingAckWithOtherDataDoesNotKeepTheTunnelAlive) {
   run(test);
 }
 
+// What a raw peer saw of one bulk stream: the plaintext size of every record (one
+// SSL_read returns one record at most) and of every DATA frame's payload.
+struct BulkStreamSeen {
+  std::vector<size_t> records, dataFrames;
+  size_t dataBytes = 0;
+  int pings = 0;
+};
+
+// The peer grants windows as large as HTTP/2 allows, waits for the client's SETTINGS ACK,
+// lets `send` start one stream, and reads its frames to END_STREAM, sending a PING after
+// every `pingEvery` records (0: none).
+awaitable<void> readBulkStream(TlsStream& peer, std::function<void()> send, size_t pingEvery, BulkStreamSeen& seen) {
+  std::vector<uint8_t> buffer(65536), pending;
+  size_t at = 24;        // past the client's connection preface
+  size_t pingAfter = 0;  // no PINGs before the stream
+  auto readFramesUntil = [&](auto done) -> awaitable<bool> {
+    while (true) {
+      IoResult r = co_await peer.readSome(buffer);
+      if (r.error) {
+        ADD_FAILURE() << "peer read: " << r.error.message();
+        co_return false;
+      }
+      seen.records.push_back(r.bytes);
+      pending.insert(pending.end(), buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(r.bytes));
+      bool found = false;
+      while (pending.size() >= at + 9) {
+        const size_t length = (size_t{pending[at]} << 16) | (size_t{pending[at + 1]} << 8) | pending[at + 2];
+        if (pending.size() < at + 9 + length) break;
+        const uint8_t type = pending[at + 3], flags = pending[at + 4];
+        if (type == 0) {
+          seen.dataBytes += length;
+          seen.dataFrames.push_back(length);
+        }
+        found = found || done(type, flags);
+        at += 9 + length;
+      }
+      if (found) co_return true;
+      if (pingAfter && seen.records.size() % pingAfter == 0) {
+        const std::vector<uint8_t> ping = {
+            0, 0, 8, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, static_cast<uint8_t>(++seen.pings)};
+        EXPECT_FALSE(co_await peer.writeAll(ping));
+      }
+    }
+  };
+  // SETTINGS (stream window 2^31-1) and a connection window as large: the stream goes
+  // without another frame from the peer.
+  const std::vector<uint8_t> settings = {0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4, 0x7f, 0xff, 0xff, 0xff};
+  const std::vector<uint8_t> window = {0, 0, 4, 8, 0, 0, 0, 0, 0, 0x7f, 0xff, 0, 0};
+  EXPECT_FALSE(co_await peer.writeAll(settings));
+  EXPECT_FALSE(co_await peer.writeAll(window));
+  if (!co_await readFramesUntil([](uint8_t type, uint8_t flags) { return type == 4 && (flags & 1); })) co_return;
+  seen = BulkStreamSeen{};
+  pingAfter = pingEvery;
+  send();
+  co_await readFramesUntil([](uint8_t type, uint8_t flags) { return type == 0 && (flags & 1); });  // END_STREAM
+}
+
+// `count` chunks of `bytes` each through writeChunk (room for a header in front), then the end.
+awaitable<void> writeChunks(std::shared_ptr<TunnelStream> stream, size_t count, size_t bytes) {
+  for (size_t i = 0; i < count; ++i) {
+    auto chunk =
+        std::make_shared<ReceivedChunk>(BufferPool::local().take(), kH2FrameHeaderBytes, kH2FrameHeaderBytes + bytes);
+    std::memset(chunk->buffer.span().data() + chunk->begin, 'x', bytes);
+    EXPECT_FALSE(co_await stream->writeChunk(std::move(chunk)));
+  }
+  EXPECT_FALSE(co_await stream->shutdownSend());
+}
+
+std::string sizesOf(const std::vector<size_t>& sizes) {
+  std::string out;
+  for (size_t size : sizes) out += std::to_string(size) + " ";
+  return out;
+}
+
 // A bulk stream leaves in full TLS records: one DATA frame (header and payload) is one
 // 16 KiB record, and a batch of frames makes no short record at its end (each one would
 // cost a seal on this side and an open on the other).
 TEST_F(H2TunnelTest, BulkStreamTravelsInFullTlsRecords) {
   std::unique_ptr<TlsStream> peer;
   const size_t sent = 1u << 20;
-  std::vector<size_t> records;  // plaintext bytes of each record of the stream
-  size_t dataBytes = 0;
+  BulkStreamSeen seen;
   auto test = [&]() -> awaitable<void> {
     co_await clientOverRawPeer(peer);
-    // The peer reads frame by frame; one SSL_read returns the plaintext of one record at most.
-    std::vector<uint8_t> buffer(65536), pending;
-    size_t at = 24;  // past the client's connection preface
-    auto readFramesUntil = [&](auto done) -> awaitable<bool> {
-      while (true) {
-        IoResult r = co_await peer->readSome(buffer);
-        if (r.error) {
-          ADD_FAILURE() << "peer read: " << r.error.message();
-          co_return false;
-        }
-        records.push_back(r.bytes);
-        pending.insert(pending.end(), buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(r.bytes));
-        bool found = false;
-        while (pending.size() >= at + 9) {
-          const size_t length = (size_t{pending[at]} << 16) | (size_t{pending[at + 1]} << 8) | pending[at + 2];
-          if (pending.size() < at + 9 + length) break;
-          const uint8_t type = pending[at + 3], flags = pending[at + 4];
-          if (type == 0) dataBytes += length;
-          found = found || done(type, flags);
-          at += 9 + length;
-        }
-        if (found) co_return true;
-      }
+    auto send = [&] {
+      auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+      asio::co_spawn(io_, writeString(*stream, std::string(sent, 'x'), true),
+                     [stream](std::exception_ptr, error_code ec) { EXPECT_FALSE(ec) << ec.message(); });
     };
-    // The peer's SETTINGS (stream window 2^31-1) and a connection window as large, so
-    // the stream goes without another frame from the peer; its first byte waits until
-    // the client has acknowledged them.
-    const std::vector<uint8_t> settings = {0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4, 0x7f, 0xff, 0xff, 0xff};
-    const std::vector<uint8_t> window = {0, 0, 4, 8, 0, 0, 0, 0, 0, 0x7f, 0xff, 0, 0};
-    EXPECT_FALSE(co_await peer->writeAll(settings));
-    EXPECT_FALSE(co_await peer->writeAll(window));
-    if (!co_await readFramesUntil([](uint8_t type, uint8_t flags) { return type == 4 && (flags & 1); })) co_return;
-    records.clear();
-    auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
-    EXPECT_FALSE(co_await writeString(*stream, std::string(sent, 'x'), true));
-    co_await readFramesUntil([](uint8_t type, uint8_t flags) { return type == 0 && (flags & 1); });  // END_STREAM
+    co_await readBulkStream(*peer, send, 0, seen);
   };
   run(test);
-  EXPECT_EQ(dataBytes, sent);
-  // Every record full but the stream's last bytes and its END_STREAM (an empty DATA
-  // frame: the end came after the bytes were queued).
-  std::string sizes;
-  size_t shortRecords = 0;
-  for (size_t bytes : records) {
-    sizes += std::to_string(bytes) + " ";
-    shortRecords += bytes != kTlsRecordPlaintext;
-  }
-  EXPECT_LE(shortRecords, 2u) << sizes;
-  EXPECT_GE(records.size(), sent / kTlsRecordPlaintext) << sizes;
+  EXPECT_EQ(seen.dataBytes, sent);
+  // Every record full but the HEADERS (the writer may take them before the bytes come),
+  // the stream's last bytes and its END_STREAM (an empty DATA frame: the end came after
+  // the bytes were queued). A short record per batch would be 16 more.
+  const auto shortRecords = std::count_if(seen.records.begin(), seen.records.end(),
+                                          [](size_t bytes) { return bytes != kTlsRecordPlaintext; });
+  EXPECT_LE(shortRecords, 3) << sizesOf(seen.records);
+  EXPECT_GE(seen.records.size(), sent / kTlsRecordPlaintext) << sizesOf(seen.records);
+}
+
+// The relay's chunks (writeChunk, sealed in place) go in full frames and full records
+// too, with the peer's PINGs in between: each answer is a small record of its own, and
+// no DATA frame is cut short for it.
+TEST_F(H2TunnelTest, ChunkedStreamKeepsFullFramesAcrossPingAnswers) {
+  std::unique_ptr<TlsStream> peer;
+  const size_t chunks = 16;
+  BulkStreamSeen seen;
+  auto test = [&]() -> awaitable<void> {
+    co_await clientOverRawPeer(peer);
+    auto send = [&] {
+      auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+      asio::co_spawn(io_, writeChunks(stream, chunks, TunnelStream::kWriteChunkBytes), asio::detached);
+    };
+    co_await readBulkStream(*peer, send, 5, seen);
+  };
+  run(test);
+  EXPECT_EQ(seen.dataBytes, chunks * TunnelStream::kWriteChunkBytes);
+  const auto shortFrames = std::count_if(seen.dataFrames.begin(), seen.dataFrames.end(),
+                                         [](size_t bytes) { return bytes != kDataFramePayload && bytes != 0; });
+  EXPECT_EQ(shortFrames, 0) << sizesOf(seen.dataFrames);
+  const auto shortRecords = std::count_if(seen.records.begin(), seen.records.end(),
+                                          [](size_t bytes) { return bytes != kTlsRecordPlaintext; });
+  EXPECT_GT(seen.pings, 0);
+  // The answers, the HEADERS and END_STREAM.
+  EXPECT_LE(shortRecords, seen.pings + 2) << sizesOf(seen.records);
 }
 
 // The next PING goes an interval after the last one's answer, not after its whole
@@ -717,6 +784,43 @@ TEST_F(H2TunnelTest, ChunksSealedInPlaceArriveWholeAndInOrder) {
   EXPECT_TRUE(done);
   EXPECT_EQ(got.size(), expected.size());
   EXPECT_TRUE(got == expected) << "bytes differ, repeat or are out of order";
+}
+
+// Two streams writing chunks of odd sizes at once: their frames interleave in the
+// batches, sealed in place or copied, and each stream's bytes arrive whole and in order.
+awaitable<void> writePatternChunks(std::shared_ptr<TunnelStream> stream, size_t seed, std::string& expected) {
+  for (size_t k = 0; k < 24; ++k) {
+    const size_t bytes = (k * 7919 + seed * 104729) % TunnelStream::kWriteChunkBytes + 1;
+    const std::string piece = pattern(bytes, k * 3 + seed);
+    expected += piece;
+    auto chunk =
+        std::make_shared<ReceivedChunk>(BufferPool::local().take(), kH2FrameHeaderBytes, kH2FrameHeaderBytes + bytes);
+    std::memcpy(chunk->buffer.span().data() + chunk->begin, piece.data(), bytes);
+    EXPECT_FALSE(co_await stream->writeChunk(std::move(chunk)));
+  }
+  EXPECT_FALSE(co_await stream->shutdownSend());
+}
+
+TEST_F(H2TunnelTest, TwoStreamsOfChunksInterleaveIntact) {
+  std::string got[2], expected[2];
+  bool done[2] = {false, false};
+  auto test = [&]() -> awaitable<void> {
+    co_await connect({}, [&](std::shared_ptr<TunnelStream> s) {
+      const int i = s->authority() == "a.example:443" ? 0 : 1;
+      asio::co_spawn(io_, readAllInto(s, got[i], done[i]), asio::detached);
+    });
+    auto a = client_->openConnect("a.example:443", "0123456789abcdef");
+    auto b = client_->openConnect("b.example:443", "fedcba9876543210");
+    asio::co_spawn(io_, writePatternChunks(a, 0, expected[0]), asio::detached);
+    asio::co_spawn(io_, writePatternChunks(b, 1, expected[1]), asio::detached);
+    for (int i = 0; i < 500 && !(done[0] && done[1]); ++i) co_await pause(std::chrono::milliseconds(10));
+  };
+  run(test);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_TRUE(done[i]) << "stream " << i;
+    EXPECT_EQ(got[i].size(), expected[i].size()) << "stream " << i;
+    EXPECT_TRUE(got[i] == expected[i]) << "stream " << i << ": bytes differ, repeat or are out of order";
+  }
 }
 
 awaitable<void> tlsWritePieces(TlsStream& stream, std::vector<std::string> pieces, bool closeNotify) {

@@ -466,6 +466,14 @@ void H2Connection::afterCallbacks() {
 
 awaitable<void> H2Connection::writeLoop() {
   auto self = shared_from_this();
+  // However the writer ends, the chunks of unsealed frames go back to this thread's pool now.
+  struct DropBatch {
+    H2Connection& c;
+    ~DropBatch() {
+      c.batch_.clear();
+      c.out_.clear();
+    }
+  } dropBatch{*this};
   while (!closed_) {
     out_.clear();
     batch_.clear();
@@ -654,9 +662,13 @@ ssize_t H2Connection::readData(nghttp2_session*, int32_t streamId, uint8_t*, siz
                                nghttp2_data_source* source, void* user) {
   auto* self = static_cast<H2Connection*>(user);
   auto* stream = static_cast<TunnelStream*>(source->ptr);
-  // One TLS write takes one batch; this stream's next frame waits for the next batch. A
-  // frame ends the batch at the latest, so a full batch is whole records whatever smaller
-  // frames (HEADERS, WINDOW_UPDATE) came first in it.
+  // One TLS write takes one batch; this stream's next frame waits for the next batch.
+  // Copied frames end the batch at the latest, so a batch of them is whole records
+  // whatever smaller frames (HEADERS, WINDOW_UPDATE) came first in it. A frame of a
+  // writeChunk is sealed in place, a record of its own: it keeps its full size (cut to the
+  // batch's end, its chunk's rest would go as a tiny frame in a batch of its own), and a
+  // batch may end up to one frame past kWriteBatch.
+  const bool ownRecord = stream->sendingChunk_ != nullptr;
   const size_t batchRoom =
       self->batchBytes_ + kH2FrameHeaderBytes < kWriteBatch ? kWriteBatch - self->batchBytes_ - kH2FrameHeaderBytes : 0;
   const size_t ready = std::min(length, stream->sending_.size());
@@ -668,7 +680,7 @@ ssize_t H2Connection::readData(nghttp2_session*, int32_t streamId, uint8_t*, siz
     self->batchDeferred_.push_back(streamId);
     return NGHTTP2_ERR_DEFERRED;
   }
-  const size_t n = std::min({ready, kDataFramePayload, batchRoom});
+  const size_t n = std::min({ready, kDataFramePayload, ownRecord ? kDataFramePayload : batchRoom});
   *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
   if (n == stream->sending_.size() && stream->sendEof_) *flags |= NGHTTP2_DATA_FLAG_EOF;
   return static_cast<ssize_t>(n);
@@ -681,11 +693,13 @@ int H2Connection::sendData(nghttp2_session*, nghttp2_frame* frame, const uint8_t
   // Called right after readData for the same frame, in the same mem_send: the bytes are
   // still the writer's. No padding is ever asked for.
   if (frame->data.padlen != 0 || length > stream->sending_.size()) return NGHTTP2_ERR_CALLBACK_FAILURE;
-  if (stream->sendingChunk_ && length >= kSealInPlaceBytes) {
-    BatchPiece piece{stream->sendingChunk_,
-                     static_cast<size_t>(stream->sending_.data() - stream->sendingChunk_->buffer.span().data()),
-                     length,
-                     {}};
+  // In place only with the header's room inside the chunk's buffer (sending_ is the
+  // chunk's while writeChunk offers it; checked, as a header written outside would not be).
+  const uint8_t* base = stream->sendingChunk_ ? stream->sendingChunk_->buffer.span().data() : nullptr;
+  const uint8_t* payload = stream->sending_.data();
+  if (base && length >= kSealInPlaceBytes && payload >= base + kH2FrameHeaderBytes &&
+      payload + length <= base + kRelayBufferBytes) {
+    BatchPiece piece{stream->sendingChunk_, static_cast<size_t>(payload - base), length, {}};
     std::memcpy(piece.header.data(), frameHeader, kH2FrameHeaderBytes);
     self->batch_.push_back(std::move(piece));
     self->batchBytes_ += kH2FrameHeaderBytes + length;

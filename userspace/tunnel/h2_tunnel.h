@@ -40,7 +40,8 @@ struct H2Settings {
   std::chrono::milliseconds pingInterval{10000};
   std::chrono::milliseconds pingTimeout{5000};
   // Server: how long a 200 may wait for the origin's first bytes, so that both leave in
-  // one TLS record and the agent wakes once, not twice (a local origin answers within it;
+  // one send() (one TLS record; two when those bytes are 4 KiB or more and sealed in
+  // place) and the agent wakes once, not twice (a local origin answers within it;
   // a distant one gets its 200 alone, this much later). The agent only ends its response
   // deadline (agent.gateway.responseTimeoutMs, seconds) on the 200.
   std::chrono::microseconds responseHold{5000};

@@ -80,7 +80,12 @@ class BufferPool {
 // Received bytes a stream hands over whole (TunnelStream::takeReceived): pooled chunks,
 // [begin, end) unread. The relay writes them from there with one gathered write and
 // drops them: no copy into a relay buffer.
+// Not an aggregate on purpose: g++ 12 destroyed an aggregate-initialized temporary that
+// owns a buffer twice when it was made inside a co_await expression (the buffer went
+// back to the pool twice); a constructor avoids that.
 struct ReceivedChunk {
+  explicit ReceivedChunk(BufferPool::Lease lease, size_t first = 0, size_t last = 0)
+      : buffer(std::move(lease)), begin(first), end(last) {}
   BufferPool::Lease buffer;
   size_t begin = 0;
   size_t end = 0;
@@ -177,8 +182,7 @@ awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& cou
     if (firstByte && count == 0) *firstByte = std::chrono::steady_clock::now();
     boost::system::error_code error;
     if constexpr (TakesChunks<To>) {
-      // Made outside the co_await: a temporary in a co_await expression holding the
-      // buffer was destroyed twice by g++ 12 (the buffer went back to the pool twice).
+      // Made outside the co_await (see ReceivedChunk).
       auto chunk =
           std::make_shared<ReceivedChunk>(std::move(*lease), relayHeadroom<To>(), relayHeadroom<To>() + read.bytes);
       error = co_await to.writeChunk(std::move(chunk));
