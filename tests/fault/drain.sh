@@ -7,7 +7,9 @@
 #     node's drop of pods' direct traffic is replaced by a counting rule, so a bypass
 #     would arrive); the agent exits 0 after the last flow.
 #  2. agent, a 2 s deadline and streams that never end: each is reset (the app sees
-#     ECONNRESET), the count is logged and every flow record says drain-deadline.
+#     ECONNRESET), the count is logged and every flow record says drain-deadline. So are
+#     an app still sending its hello and one whose origin has not answered yet (its
+#     tunnel attempt ends at the deadline, not tried again on the other gateway).
 #  3. gateway A of two, streams open: GOAWAY on its tunnels; its streams complete; new
 #     flows meanwhile go over gateway B with no failure; A exits 0; restarted, it is used
 #     again. 3b: A with a 2 s deadline and endless streams resets its share (counted, each
@@ -15,7 +17,8 @@
 #  4. the hand-over window of an agent restart, measured (reported, not asserted): a
 #     client connecting in a tight loop while the agent is restarted (a) stop-then-start,
 #     (b) the new agent started first (SO_REUSEPORT overlap), then the old one drained.
-SL_EXTRA_ORIGINS=(paced.drain.test=198.18.100.41 forever.drain.test=198.18.100.42 quick.drain.test=198.18.100.43)
+SL_EXTRA_ORIGINS=(paced.drain.test=198.18.100.41 forever.drain.test=198.18.100.42 quick.drain.test=198.18.100.43
+  mute.drain.test=198.18.100.44)
 source "$(dirname "$0")/../lib/harness.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 tool=$here/drain/drain_tool.py
@@ -34,10 +37,10 @@ check "gateway B listens on 198.18.3.3" grep -q "^  listen: 198.18.3.3:15443" "$
 sl_host_exec node iptables -F SL-POD-EGRESS
 sl_host_exec node iptables -A SL-POD-EGRESS -d 198.18.100.0/24
 direct() { sl_host_exec node iptables -L SL-POD-EGRESS -v -x -n | awk 'NR>2{s+=$1} END{print s+0}'; }
-for o in paced=41 forever=42 quick=43; do
+for o in paced=41 forever=42 quick=43 mute=44; do
   sl_spawn "origin-${o%=*}" inet python3 "$tool" origin 198.18.100.${o#*=} "${o%=*}" "$SL_RUN_DIR/origin.log"
 done
-for _ in $(seq 50); do [ "$(sl_host_exec inet ss -Hltn 'sport = :443' | grep -c '198.18.100.4')" -ge 3 ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ "$(sl_host_exec inet ss -Hltn 'sport = :443' | grep -c '198.18.100.4')" -ge 4 ] && break; sleep 0.1; done
 
 mapfile -t args < <(sl_config_args)
 sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" "${args[@]}"
@@ -123,6 +126,18 @@ for _ in $(seq 100); do
   [ "$(agent_established)" -ge 21 ] && break
   sleep 0.05
 done
+# And one whose origin takes the hello and says nothing: its flow is still in the tunnel
+# attempt (waiting for the origin's first byte) when the deadline comes.
+sl_pod_exec pod-a "$SL_PROBE" connect 198.18.100.44:443 --timeout-ms 8000 --hello mute.drain.test --read \
+  > "$SL_RUN_DIR/mute.out" 2>&1 &
+mute=$!
+echo "$mute mute" >> "$SL_RUN_DIR/pids"
+mute_at_origin() { sl_host_exec egress ss -Htn state established 'dst 198.18.100.44' | grep -c .; }
+for _ in $(seq 100); do
+  [ "$(mute_at_origin)" -ge 1 ] && break
+  sleep 0.05
+done
+check "the mute origin holds the flow's connection from the gateway" test "$(mute_at_origin)" -eq 1
 agent=$(pid_of agent)
 start=$(date +%s%N)
 kill -TERM "$agent"
@@ -140,8 +155,19 @@ check "the agent exited 0 (rc=$rc) after the 2 s deadline (${ms} ms)" test "$rc"
 wait_pid "$silent" 10
 forget "$silent" silent
 check_contains "the app still waiting for its hello is reset too" "$(cat "$SL_RUN_DIR/silent.out")" "read=ECONNRESET"
-check "the agent logs the resets at the deadline" grep -q "drain deadline: resetting 21 flows" "$SL_RUN_DIR/agent.log"
-check "the agent reports 21 flows reset" grep -q "drained in [0-9]* ms (.*): flows_reset=21" "$SL_RUN_DIR/agent.log"
+wait_pid "$mute" 10
+forget "$mute" mute
+check_contains "the app waiting for its origin's first byte is reset too" "$(cat "$SL_RUN_DIR/mute.out")" "read=ECONNRESET"
+check "the agent logs the resets at the deadline" grep -q "drain deadline: resetting 22 flows" "$SL_RUN_DIR/agent.log"
+# "after resets": every reset flow ended (and was recorded) before the agent stopped.
+check "the agent reports 22 flows reset, all of them ended" \
+  grep -q "drained in [0-9]* ms (after resets): flows_reset=22" "$SL_RUN_DIR/agent.log"
+check "the flow in its tunnel attempt is recorded as result=drain-deadline, not tried again" \
+  grep -q "flow .*sni=mute.drain.test .*result=drain-deadline .*retries=0" "$SL_RUN_DIR/agent.log"
+check "the gateway passed the reset on to the mute origin" \
+  wait_for_log origin "mode=mute first=[0-9]+ end=error:ECONNRESET"
+check "the mute origin saw that one connection only (no retry on gateway B)" \
+  test "$(grep -c 'mode=mute' "$SL_RUN_DIR/origin.log")" -eq 1
 check "20 flow records say result=drain-deadline" \
   test "$(grep -c 'flow .*sni=forever.drain.test .*result=drain-deadline' "$SL_RUN_DIR/agent.log")" -eq 20
 check "the flow still waiting for its hello is recorded as reason=drain-deadline" \

@@ -316,13 +316,16 @@ awaitable<void> Forwarder::handle(TcpStream app, tcp::endpoint peer) {
   const auto opening = FlowReport::Clock::now();
   const uint64_t helloBytes = admission.hello.size();
   std::shared_ptr<TunnelStream> stream = co_await openTunnel(client, *rules, admission.authority, flow.connectionId,
-                                                             admission.hello, flow.gateway, failure, retries);
+                                                             admission.hello, flow.gateway, failure, retries, active);
   // Sent: the hello's buffer and the authority go now, not at the end of the flow (swap:
   // assigning an empty one would keep the capacity).
   std::vector<uint8_t>().swap(admission.hello);
   std::string().swap(admission.authority);
   flow.retries = retries;
-  if (health_) health_->recordTunnel(stream != nullptr || failure.starts_with("gateway-refused"), failure);
+  // A drain's reset says nothing about the gateway.
+  if (health_ && !active.resetByDrain()) {
+    health_->recordTunnel(stream != nullptr || failure.starts_with("gateway-refused"), failure);
+  }
   if (!stream) {
     flow.reason = failure;
     resetAndClose(client);
@@ -411,9 +414,12 @@ void watchApp(tcp::socket& app, std::shared_ptr<AppWatch> watch) {
 
 }  // namespace
 
-awaitable<std::shared_ptr<TunnelStream>> Forwarder::openTunnel(
-    tcp::socket& app, const AgentRules& rules, const std::string& authority, const std::string& connectionId,
-    std::span<const uint8_t> firstBytes, std::string& gateway, std::string& failure, int& retries) {
+awaitable<std::shared_ptr<TunnelStream>> Forwarder::openTunnel(tcp::socket& app, const AgentRules& rules,
+                                                               const std::string& authority,
+                                                               const std::string& connectionId,
+                                                               std::span<const uint8_t> firstBytes,
+                                                               std::string& gateway, std::string& failure, int& retries,
+                                                               ActiveFlows::Flow& active) {
   auto watch = std::make_shared<AppWatch>();
   // Set on every way out, an exception's too: after it the handler leaves `app` alone.
   struct EndWatch {
@@ -421,8 +427,15 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::openTunnel(
     ~EndWatch() { watch.done = true; }
   } endWatch{*watch};
   watchApp(app, watch);
+  // The drain's deadline ends the attempt too: the stream being tried is reset, and
+  // tryGateways sees the flow's reset and tries no other gateway. Otherwise a flow
+  // waiting for its origin's first byte would outlast the drain (up to the idle timeout).
+  active.onReset([&app, watch] {
+    resetAndClose(app);
+    if (watch->stream) watch->stream->abort();
+  });
   std::shared_ptr<TunnelStream> result = co_await tryGateways(rules, authority, connectionId, firstBytes, gateway,
-                                                              failure, retries, watch->stream, watch->appReady);
+                                                              failure, retries, watch->stream, watch->appReady, active);
   watch->done = true;
   watch->stream.reset();
   boost::system::error_code ignored;
@@ -436,7 +449,7 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::tryGateways(const AgentRules
                                                                 std::span<const uint8_t> firstBytes,
                                                                 std::string& gateway, std::string& failure,
                                                                 int& retries, std::shared_ptr<TunnelStream>& watched,
-                                                                bool& appReady) {
+                                                                bool& appReady, const ActiveFlows::Flow& active) {
   auto executor = co_await asio::this_coro::executor;
   const AgentConfig& agent = rules.agent;
   std::set<std::string> tried;
@@ -448,6 +461,11 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::tryGateways(const AgentRules
   const auto budgetEnd = std::chrono::steady_clock::now() + 2 * agent.gatewayResponseTimeout;
   for (int attempt = 0; attempt < attempts; ++attempt) {
     TunnelPool::Opened opened = co_await pool_.open(authority, connectionId, tried);
+    if (active.resetByDrain()) {
+      if (opened.stream) opened.stream->abort();
+      failure = "drain-deadline";
+      co_return nullptr;
+    }
     if (!opened.stream) {
       failure = opened.failure;
       co_return nullptr;
@@ -484,10 +502,14 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::tryGateways(const AgentRules
         if (stream->bytesReceived() > 0 || !stream->isReset()) co_return stream;
         failure = "tunnel:" + stream->resetReason();
         retry = stream->tunnelLost();
-        if (!retry) co_return stream;  // the origin reset: the relay passes it on
+        if (!retry && !active.resetByDrain()) co_return stream;  // the origin reset: the relay passes it on
       }
     }
     stream->abort();
+    if (active.resetByDrain()) {
+      failure = "drain-deadline";
+      co_return nullptr;
+    }
     if (!retry || attempt + 1 == attempts || std::chrono::steady_clock::now() >= budgetEnd) co_return nullptr;
     ++retries;
     reporter_.retried(connectionId, gateway, failure);

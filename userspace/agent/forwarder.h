@@ -101,16 +101,18 @@ class Forwarder {
                              ActiveFlows::Flow& active);
 
   // Step 4: a CONNECT stream to a gateway, retried on another one while no byte has
-  // come back from the origin. Null with `failure` set when every try failed.
+  // come back from the origin. Null with `failure` set when every try failed, or when
+  // the drain's deadline reset the flow meanwhile (`active`; failure "drain-deadline").
   awaitable<std::shared_ptr<TunnelStream>> openTunnel(tcp::socket& app, const AgentRules& rules,
                                                       const std::string& authority, const std::string& connectionId,
                                                       std::span<const uint8_t> firstBytes, std::string& gateway,
-                                                      std::string& failure, int& retries);
+                                                      std::string& failure, int& retries, ActiveFlows::Flow& active);
   awaitable<std::shared_ptr<TunnelStream>> tryGateways(const AgentRules& rules, const std::string& authority,
                                                        const std::string& connectionId,
                                                        std::span<const uint8_t> firstBytes, std::string& gateway,
                                                        std::string& failure, int& retries,
-                                                       std::shared_ptr<TunnelStream>& watched, bool& appReady);
+                                                       std::shared_ptr<TunnelStream>& watched, bool& appReady,
+                                                       const ActiveFlows::Flow& active);
   void configurePool();
 
   asio::io_context& io_;

@@ -6,6 +6,7 @@
       paced    send SIZE bytes (deterministic) over SECONDS, then FIN
       forever  send a chunk every 100 ms until the peer goes
       quick    send "ok", then FIN
+      mute     send nothing; wait until the peer goes
     and log "peer=IP:PORT mode=MODE first=N end=..." per connection.
   streams ADDR HOST N        N connections at once; "opened N" once every one has a byte,
                              then one line per stream and a summary:
@@ -79,6 +80,10 @@ def origin(addr, mode, log):
                 while True:
                     conn.sendall(b"x" * 1024)
                     time.sleep(0.1)
+            elif mode == "mute":
+                while conn.recv(65536):
+                    pass
+                end = "peer-closed"
             else:
                 conn.sendall(b"ok")
                 conn.shutdown(socket.SHUT_WR)
