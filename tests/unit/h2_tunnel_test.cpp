@@ -823,6 +823,108 @@ TEST_F(H2TunnelTest, TwoStreamsOfChunksInterleaveIntact) {
   }
 }
 
+// A peer that grants small, odd windows: the stream's chunks are cut into frames at
+// every window edge, some sealed in place (4 KiB or more), some copied, each header
+// written over the tail of the frame before it. The peer takes one stream's DATA to
+// END_STREAM, grants each frame's bytes back in two pieces and answers PINGs.
+struct SmallWindowsSeen {
+  std::string data;
+  std::vector<size_t> frames;
+  bool ended = false;
+};
+
+awaitable<void> readWithSmallWindows(TlsStream& peer, uint32_t initialWindow, std::function<void()> send,
+                                     SmallWindowsSeen& seen) {
+  auto frame = [](uint8_t type, uint8_t flags, uint32_t stream, std::vector<uint8_t> payload) {
+    std::vector<uint8_t> out = {static_cast<uint8_t>(payload.size() >> 16),
+                                static_cast<uint8_t>(payload.size() >> 8),
+                                static_cast<uint8_t>(payload.size()),
+                                type,
+                                flags,
+                                static_cast<uint8_t>(stream >> 24),
+                                static_cast<uint8_t>(stream >> 16),
+                                static_cast<uint8_t>(stream >> 8),
+                                static_cast<uint8_t>(stream)};
+    out.insert(out.end(), payload.begin(), payload.end());
+    return out;
+  };
+  auto u32 = [](uint32_t v) {
+    return std::vector<uint8_t>{static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16),
+                                static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)};
+  };
+  std::vector<uint8_t> settings = {0, 4};  // SETTINGS_INITIAL_WINDOW_SIZE
+  for (uint8_t b : u32(initialWindow)) settings.push_back(b);
+  EXPECT_FALSE(co_await peer.writeAll(frame(4, 0, 0, settings)));
+  std::vector<uint8_t> buffer(65536), pending;
+  size_t at = 24;  // past the client's connection preface
+  bool sent = false;
+  while (!seen.ended) {
+    IoResult r = co_await peer.readSome(buffer);
+    if (r.error) {
+      ADD_FAILURE() << "peer read: " << r.error.message();
+      co_return;
+    }
+    pending.insert(pending.end(), buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(r.bytes));
+    std::vector<uint8_t> answer;
+    while (pending.size() >= at + 9) {
+      const size_t length = (size_t{pending[at]} << 16) | (size_t{pending[at + 1]} << 8) | pending[at + 2];
+      if (pending.size() < at + 9 + length) break;
+      const uint8_t type = pending[at + 3], flags = pending[at + 4];
+      const auto payload = pending.begin() + static_cast<std::ptrdiff_t>(at + 9);
+      if (type == 4 && (flags & 1) && !sent) {  // our SETTINGS are in force: start the stream
+        sent = true;
+        send();
+      } else if (type == 6 && !(flags & 1)) {
+        auto ack = frame(6, 1, 0, std::vector<uint8_t>(payload, payload + 8));
+        answer.insert(answer.end(), ack.begin(), ack.end());
+      } else if (type == 0) {
+        seen.data.append(payload, payload + static_cast<std::ptrdiff_t>(length));
+        seen.frames.push_back(length);
+        seen.ended = flags & 1;
+        if (length > 0) {
+          const uint32_t first = static_cast<uint32_t>(length / 3 + 1), rest = static_cast<uint32_t>(length) - first;
+          for (auto [stream, grant] :
+               {std::pair{1u, first}, std::pair{0u, first}, std::pair{1u, rest}, std::pair{0u, rest}}) {
+            if (grant == 0) continue;
+            auto update = frame(8, 0, stream, u32(grant));
+            answer.insert(answer.end(), update.begin(), update.end());
+          }
+        }
+      }
+      at += 9 + length;
+    }
+    if (!answer.empty()) {
+      EXPECT_FALSE(co_await peer.writeAll(answer));
+    }
+  }
+}
+
+TEST_F(H2TunnelTest, SmallOddWindowsCutChunksIntoFramesThatArriveIntact) {
+  std::unique_ptr<TlsStream> peer;
+  const uint32_t window = 5003;
+  std::string expected;
+  SmallWindowsSeen seen;
+  auto test = [&]() -> awaitable<void> {
+    co_await clientOverRawPeer(peer);
+    auto send = [&] {
+      auto stream = client_->openConnect("www.example.com:443", "0123456789abcdef");
+      asio::co_spawn(io_, writePatternChunks(stream, 3, expected), asio::detached);
+    };
+    co_await readWithSmallWindows(*peer, window, send, seen);
+  };
+  run(test);
+  EXPECT_TRUE(seen.ended);
+  EXPECT_EQ(seen.data.size(), expected.size());
+  EXPECT_TRUE(seen.data == expected) << "bytes differ, repeat or are out of order";
+  const size_t largest = seen.frames.empty() ? 0 : *std::max_element(seen.frames.begin(), seen.frames.end());
+  EXPECT_LE(largest, window) << sizesOf(seen.frames);
+  // Both ways of sending a frame were taken: in place (4 KiB or more) and copied.
+  EXPECT_TRUE(std::any_of(seen.frames.begin(), seen.frames.end(), [](size_t n) { return n >= 4096; }))
+      << sizesOf(seen.frames);
+  EXPECT_TRUE(std::any_of(seen.frames.begin(), seen.frames.end(), [](size_t n) { return n > 0 && n < 4096; }))
+      << sizesOf(seen.frames);
+}
+
 awaitable<void> tlsWritePieces(TlsStream& stream, std::vector<std::string> pieces, bool closeNotify) {
   auto executor = co_await asio::this_coro::executor;
   for (const auto& piece : pieces) {

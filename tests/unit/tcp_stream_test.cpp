@@ -14,11 +14,13 @@
 #include <vector>
 
 #include "byte_stream.h"
+#include "loopback_pair.h"
 
 namespace sluice {
 namespace {
 
 using boost::system::error_code;
+using test::connectPair;
 
 std::string pattern(size_t n, size_t seed) {
   std::string out(n, '\0');
@@ -32,16 +34,6 @@ class TcpStreamTest : public ::testing::Test {
   // test binary (the daemons ignore the signal; the writes must not need that).
   void SetUp() override { previous_ = std::signal(SIGPIPE, SIG_DFL); }
   void TearDown() override { std::signal(SIGPIPE, previous_); }
-
-  // A connected loopback pair: `writer` (as TcpStream) and `reader`.
-  awaitable<void> connectPair(std::unique_ptr<TcpStream>& writer, tcp::socket& reader) {
-    auto executor = co_await asio::this_coro::executor;
-    tcp::acceptor acceptor(executor, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
-    tcp::socket a(executor);
-    co_await a.async_connect(acceptor.local_endpoint(), use_awaitable);
-    reader = co_await acceptor.async_accept(use_awaitable);
-    writer = std::make_unique<TcpStream>(std::move(a));
-  }
 
   void run(std::function<awaitable<void>()> test) {
     bool done = false;
@@ -126,8 +118,10 @@ TEST_F(TcpStreamTest, GatheredWriteLargerThanTheSocketTakesArrivesWholeAndInOrde
 TEST_F(TcpStreamTest, ReadTakesWhatIsThereWaitsForMoreThenTellsTheEndFromAReset) {
   auto test = [&]() -> awaitable<void> {
     auto executor = co_await asio::this_coro::executor;
-    for (int round = 0; round < 2; ++round) {
-      const bool reset = round == 1;
+    // Every round: an end or a reset, read without a wait or after one.
+    for (int round = 0; round < 4; ++round) {
+      const bool reset = round % 2 == 1;
+      const bool withWait = round >= 2;
       std::unique_ptr<TcpStream> stream;
       tcp::socket peer(executor);
       co_await connectPair(stream, peer);
@@ -160,10 +154,11 @@ TEST_F(TcpStreamTest, ReadTakesWhatIsThereWaitsForMoreThenTellsTheEndFromAReset)
       }
       awaitReady(stream->socket());
       // The end or the reset, told alike with or without the wait.
-      IoResult end = round == 0 ? stream->tryReadSome(buffer) : co_await stream->readSome(buffer);
+      IoResult end = withWait ? co_await stream->readSome(buffer) : stream->tryReadSome(buffer);
       EXPECT_EQ(end.bytes, 0u);
       EXPECT_EQ(end.error, reset ? error_code(asio::error::connection_reset) : error_code(asio::error::eof))
-          << (reset ? "reset" : "end") << ": " << end.error.message();
+          << (reset ? "reset" : "end") << (withWait ? " after a wait" : " without a wait") << ": "
+          << end.error.message();
       if (reset) {
         // Writing to the reset peer: an error, not SIGPIPE.
         const std::string late = "late";

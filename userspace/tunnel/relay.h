@@ -63,18 +63,23 @@ class BufferPool {
     return pool;
   }
   Lease take() {
+    ++lent_;
     if (free_.empty()) return Lease(std::make_unique_for_overwrite<uint8_t[]>(kRelayBufferBytes));
     auto buffer = std::move(free_.back());
     free_.pop_back();
     return Lease(std::move(buffer));
   }
+  // Buffers out on lease now (what the relays of this thread hold).
+  size_t lent() const { return lent_; }
 
  private:
   void give(std::unique_ptr<uint8_t[]> buffer) {
+    --lent_;
     if (free_.size() < kMaxFree) free_.push_back(std::move(buffer));
   }
   static constexpr size_t kMaxFree = 64;
   std::vector<std::unique_ptr<uint8_t[]>> free_;
+  size_t lent_ = 0;
 };
 
 // Received bytes a stream hands over whole (TunnelStream::takeReceived): pooled chunks,
