@@ -13,12 +13,13 @@
 #  3. gateway A of two, streams open: GOAWAY on its tunnels; its streams complete; new
 #     flows meanwhile go over gateway B with no failure; A exits 0; restarted, it is used
 #     again. 3b: A with a 2 s deadline and endless streams resets its share (counted, each
-#     record drain-deadline, each passed on to the app as a reset).
+#     record drain-deadline, each passed on to the app as a reset), and ends the dials it
+#     has pending to an origin that drops SYNs (it does not wait out the connect timeout).
 #  4. the hand-over window of an agent restart, measured (reported, not asserted): a
 #     client connecting in a tight loop while the agent is restarted (a) stop-then-start,
 #     (b) the new agent started first (SO_REUSEPORT overlap), then the old one drained.
 SL_EXTRA_ORIGINS=(paced.drain.test=198.18.100.41 forever.drain.test=198.18.100.42 quick.drain.test=198.18.100.43
-  mute.drain.test=198.18.100.44)
+  mute.drain.test=198.18.100.44 blackhole.drain.test=198.18.100.45)
 source "$(dirname "$0")/../lib/harness.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 tool=$here/drain/drain_tool.py
@@ -53,15 +54,20 @@ check "gateway A says its default drain timeout (60 s)" wait_for_log gateway "ga
 
 pid_of() { awk -v n="$1" '$2==n{print $1}' "$SL_RUN_DIR/pids" | tail -1; }
 forget() { sed -i "/^$1 $2\$/d" "$SL_RUN_DIR/pids"; }
+# in_pod_a NAME CMD...: CMD in pod-a, in the background, output in NAME.log. Exec'd all
+# the way down (as flood_start), so the recorded PID is the app's own.
+in_pod_a() {
+  local name=$1
+  shift
+  bash -c 'echo $$ > "$0/cgroup.procs" && exec nsenter --net="$1" -- "${@:2}"' \
+    "$(sl_cgroup_root)/pod-a" "$(sl_netns_path pod-a)" "$@" > "$SL_RUN_DIR/$name.log" 2>&1 &
+  echo "$! $name" >> "$SL_RUN_DIR/pids"
+}
 # run_streams NAME ADDR HOST N [ENV...]: the streams app in pod-a, in the background.
 run_streams() {
   local name=$1 addr=$2 host=$3 n=$4
   shift 4
-  # Exec'd all the way down (as flood_start), so the recorded PID is the app's own.
-  bash -c 'echo $$ > "$0/cgroup.procs" && exec nsenter --net="$1" -- "${@:2}"' \
-    "$(sl_cgroup_root)/pod-a" "$(sl_netns_path pod-a)" env "$@" python3 "$tool" streams "$addr" "$host" "$n" \
-    > "$SL_RUN_DIR/$name.log" 2>&1 &
-  echo "$! $name" >> "$SL_RUN_DIR/pids"
+  in_pod_a "$name" env "$@" python3 "$tool" streams "$addr" "$host" "$n"
 }
 summary() { grep '^streams=' "$SL_RUN_DIR/$1.log"; }
 wait_pid() { # PID SECONDS: waits for a child to end; its exit code, or 124 on timeout
@@ -250,7 +256,22 @@ check "the restarted gateway A carries flows again" grep -q "access .*sni=quick.
 run_streams streams3b 198.18.100.42 forever.drain.test 20
 
 check "20 endless streams are open over both gateways" wait_for_log streams3b "^opened 20" 30
+# And dials still connecting: the blackhole origin drops SYNs (the connect timeout, 5 s,
+# is past the deadline). Four apps, so that each agent loop's round robin gives A one.
+sl_host_exec inet iptables -A INPUT -d 198.18.100.45 -p tcp --dport 443 -j DROP
+for i in 1 2 3 4; do
+  in_pod_a "blackhole-$i" "$SL_PROBE" connect 198.18.100.45:443 --timeout-ms 20000 --hello blackhole.drain.test --read
+done
 gw=$(pid_of gateway)
+# Connects pending to the blackhole, by the gateway PID given, or by both.
+dialing() { sl_host_exec egress ss -Htnp state syn-sent 'dst 198.18.100.45' | grep -c "pid=${1:-[0-9]*},"; }
+for _ in $(seq 100); do
+  [ "$(dialing)" -ge 4 ] && break
+  sleep 0.05
+done
+check "the four apps' dials are all pending ($(dialing))" test "$(dialing)" -eq 4
+dials_a=$(dialing "$gw")
+check "gateway A is dialing the blackhole (${dials_a} connects pending)" test "$dials_a" -ge 1
 kill -TERM "$gw"
 wait_pid "$gw" 10
 rc=$?
@@ -259,16 +280,27 @@ resets=$(sed -n 's/.*drained in [0-9]* ms (.*): flows_reset=\([0-9]*\).*/\1/p' "
 echo "# gateway A (2 s deadline): $(grep -E 'drain deadline|drained in' "$SL_RUN_DIR/gateway.log" | sed 's/^[^ ]* [^ ]* //' | tr '\n' ' ')"
 check "gateway A exited 0 after its 2 s deadline (rc=$rc)" test "$rc" -eq 0
 check "gateway A reset its endless streams at the deadline and counted them (${resets:-none})" test "${resets:-0}" -ge 1
+# "after resets": the dials ended with their streams, not at their connect timeout.
+check "gateway A's reset flows all ended before it stopped" \
+  grep -q "drained in [0-9]* ms (after resets): flows_reset=" "$SL_RUN_DIR/gateway.log"
+blackholed=$(grep -c 'access .*sni=blackhole.drain.test .*result=drain-deadline' "$SL_RUN_DIR/gateway.log")
+check "gateway A recorded its pending dials as drain-deadline ($blackholed of $dials_a)" test "$blackholed" -eq "$dials_a"
 check "gateway A's records say drain-deadline for each" \
-  test "$(grep -c 'access .*sni=forever.drain.test .*result=drain-deadline' "$SL_RUN_DIR/gateway.log")" -eq "${resets:-x}"
-# The agent's records of those resets follow A's exit by a moment.
+  test "$(grep -c 'access .*sni=\(forever\|blackhole\).drain.test .*result=drain-deadline' "$SL_RUN_DIR/gateway.log")" \
+  -eq "${resets:-x}"
+# The agent's records of those resets follow A's exit by a moment (the blackhole's
+# streams, reset before a byte, are tried again on B instead).
+forever_resets=$((${resets:-0} - blackholed))
 for _ in $(seq 100); do
   reset_at_app=$(grep -c 'flow .*sni=forever.drain.test .*result=reset' "$SL_RUN_DIR/agent.log")
-  [ "$reset_at_app" -ge "${resets:-0}" ] && break
+  [ "$reset_at_app" -ge "$forever_resets" ] && break
   sleep 0.05
 done
-check "the agent passed each reset on to its app (${reset_at_app} of ${resets:-?})" test "$reset_at_app" -eq "${resets:-x}"
+check "the agent passed each reset on to its app (${reset_at_app} of ${forever_resets})" \
+  test "$reset_at_app" -eq "$forever_resets"
 sl_stop streams3b
+for i in 1 2 3 4; do sl_stop "blackhole-$i"; done
+sl_host_exec inet iptables -D INPUT -d 198.18.100.45 -p tcp --dport 443 -j DROP
 mv "$SL_RUN_DIR/gateway.log" "$SL_RUN_DIR/gateway-2.log"
 sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" "${args[@]}"
 

@@ -313,11 +313,11 @@ awaitable<void> GatewayServer::serveTunnel(std::unique_ptr<TlsStream> tls, std::
 
 awaitable<std::string> GatewayServer::dialUpstream(const GatewayRules& rules, const std::string& rule,
                                                    const std::string& host, uint16_t port, const std::string& flowText,
-                                                   tcp::socket& upstream, AccessReport& record) {
+                                                   tcp::socket& upstream, AccessReport& record, DialCancel& cancel) {
   // 3-4. Where to and connect: the route's destination (weighted), its STATIC addresses
   //      or the DNS answers the address guard allows, dialed Happy Eyeballs style.
   const UpstreamDestination destination = pickDestination(rules.config.routeFor(rule, host, port));
-  const DialRules dialRules{rules.guard, rules.gateway.socketMark, rules.gateway.upstreamConnectTimeout};
+  const DialRules dialRules{rules.guard, rules.gateway.socketMark, rules.gateway.upstreamConnectTimeout, &cancel};
   DialResult dialed = co_await dialer_.dial(dialRules, destination, flowText);
   if (dialed.failure.empty() || dialed.failure.starts_with("upstream-")) record.upstream = dialed.upstream;
   record.dns = dialed.dnsTime;
@@ -379,10 +379,17 @@ awaitable<void> GatewayServer::handleStream(std::shared_ptr<TunnelStream> stream
   }
 
   tcp::socket upstream(executor);
+  // The drain's deadline ends the dial too (its sockets closed): a stream must not wait
+  // out the connect timeout after its reset.
+  DialCancel dialCancel;
+  active.onReset([stream, &dialCancel] {
+    stream->abort();
+    dialCancel.cancel();
+  });
   const auto dialStarted = AccessReport::Clock::now();
   std::string failure = co_await dialUpstream(
       *rules, *rule, host, port, "peer=" + record.peerAddress + " identity=" + record.identity + " sni=" + record.sni,
-      upstream, record);
+      upstream, record, dialCancel);
   record.upstreamConnect = AccessReport::Clock::now() - dialStarted;  // DNS (if not cached) and connect
   if (!failure.empty()) {
     refuse(failure);

@@ -93,10 +93,11 @@ class GatewayServer {
   awaitable<void> acceptOn(tcp::acceptor& acceptor);
   awaitable<void> handle(tcp::socket agent);
   // Steps 3-4 of a stream: where to (route, STATIC or DNS through the address guard),
-  // then connect. `upstream` is the address dialed last; `failure` empty on success.
+  // then connect, until `cancel` (the drain's deadline). `upstream` is the address
+  // dialed last; `failure` empty on success.
   awaitable<std::string> dialUpstream(const GatewayRules& rules, const std::string& rule, const std::string& host,
                                       uint16_t port, const std::string& flowText, tcp::socket& upstream,
-                                      AccessReport& record);
+                                      AccessReport& record, DialCancel& cancel);
 
   asio::io_context& io_;
   std::shared_ptr<const GatewayRules> rules_;

@@ -11,6 +11,29 @@
 namespace sluice {
 namespace {
 
+constexpr const char* kCancelled = "drain-deadline";
+
+bool cancelled(const DialRules& rules) {
+  return rules.cancel && rules.cancel->cancelled();
+}
+
+// While it lives (connects pending), a cancel closes the dial's sockets. Cleared on every
+// way out, so a later cancel never reaches sockets that are gone.
+class CancelHook {
+ public:
+  CancelHook(DialCancel* cancel, std::function<void()> closeSockets) : cancel_(cancel) {
+    if (cancel_) cancel_->whileConnecting(std::move(closeSockets));
+  }
+  ~CancelHook() {
+    if (cancel_) cancel_->whileConnecting(nullptr);
+  }
+  CancelHook(const CancelHook&) = delete;
+  CancelHook& operator=(const CancelHook&) = delete;
+
+ private:
+  DialCancel* cancel_;
+};
+
 std::string upstreamText(const IpAddress& address, uint16_t port) {
   return (address.isV6 ? "[" + formatIp(address) + "]" : formatIp(address)) + ":" + std::to_string(port);
 }
@@ -63,15 +86,19 @@ awaitable<DialResult> dialOnly(DialResult out, const DialRules& rules, const IpA
   boost::system::error_code ec;
   bool expired = false;
   {
-    Deadline deadline(socket.get_executor(), rules.connectTimeout, [&socket] {
+    auto closeSocket = [&socket] {
       boost::system::error_code ignored;
       socket.close(ignored);
-    });
+    };
+    Deadline deadline(socket.get_executor(), rules.connectTimeout, closeSocket);
+    CancelHook onCancel(rules.cancel, closeSocket);
     co_await socket.async_connect(endpoint, asio::redirect_error(use_awaitable, ec));
     expired = deadline.expired();
   }
-  if (expired || ec) {
-    out.failure = expired ? "upstream-connect-timeout" : "upstream-connect:" + ec.message();
+  if (cancelled(rules) || expired || ec) {
+    out.failure = cancelled(rules) ? kCancelled
+                  : expired        ? "upstream-connect-timeout"
+                                   : "upstream-connect:" + ec.message();
     boost::system::error_code ignored;
     socket.close(ignored);
   }
@@ -150,6 +177,10 @@ awaitable<DialResult> UpstreamDialer::dial(const DialRules& rules, const Upstrea
     }
     targets = std::move(guarded.allowed);
   }
+  if (cancelled(rules)) {
+    out.failure = kCancelled;
+    co_return out;
+  }
   if (targets.size() == 1) co_return co_await dialOnly(std::move(out), rules, targets.front(), destination.port);
   targets = interleaveFamilies(targets);
   const auto deadlineAt = std::chrono::steady_clock::now() + rules.connectTimeout;
@@ -161,42 +192,53 @@ awaitable<DialResult> UpstreamDialer::dial(const DialRules& rules, const Upstrea
   size_t started = 0;
   size_t failedBefore = 0;  // failures seen when the last attempt started
   bool timedOut = false;
-  while (race->winner < 0) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= deadlineAt) {
-      timedOut = true;
-      break;
-    }
-    const bool delayPassed = !race->changed;
-    if (started < targets.size() && (started == 0 || race->failed > failedBefore || delayPassed)) {
-      // start the next attempt (on the first pass, after a failure, or when the delay passed)
-      const tcp::endpoint endpoint(toAsio(targets[started]), destination.port);
-      out.upstream = upstreamText(targets[started], destination.port);
-      race->sockets.push_back(std::make_unique<tcp::socket>(executor));
-      // Marked, so that a redirect enrolled on the egress node's own cgroups (whose agent
-      // trusts this namespace) cannot send the gateway's dial back into sluice.
-      if (auto ec = openMarkedSocket(*race->sockets.back(), endpoint.protocol(), rules.socketMark)) {
-        race->lastError = ec.message();
-        race->finished[started] = true;
-        ++race->failed;
-        ++started;
-        continue;
+  {
+    CancelHook onCancel(rules.cancel, [race] {
+      for (auto& socket : race->sockets) {
+        boost::system::error_code ignored;
+        socket->close(ignored);
       }
-      asio::co_spawn(executor, attempt(race, started, endpoint), asio::detached);
-      ++started;
-      failedBefore = race->failed;
-    } else if (started == targets.size() && race->failed == started) {
-      break;  // every address failed
+      race->notify();
+    });
+    while (race->winner < 0) {
+      if (cancelled(rules)) break;
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadlineAt) {
+        timedOut = true;
+        break;
+      }
+      const bool delayPassed = !race->changed;
+      if (started < targets.size() && (started == 0 || race->failed > failedBefore || delayPassed)) {
+        // start the next attempt (on the first pass, after a failure, or when the delay passed)
+        const tcp::endpoint endpoint(toAsio(targets[started]), destination.port);
+        out.upstream = upstreamText(targets[started], destination.port);
+        race->sockets.push_back(std::make_unique<tcp::socket>(executor));
+        // Marked, so that a redirect enrolled on the egress node's own cgroups (whose agent
+        // trusts this namespace) cannot send the gateway's dial back into sluice.
+        if (auto ec = openMarkedSocket(*race->sockets.back(), endpoint.protocol(), rules.socketMark)) {
+          race->lastError = ec.message();
+          race->finished[started] = true;
+          ++race->failed;
+          ++started;
+          continue;
+        }
+        asio::co_spawn(executor, attempt(race, started, endpoint), asio::detached);
+        ++started;
+        failedBefore = race->failed;
+      } else if (started == targets.size() && race->failed == started) {
+        break;  // every address failed
+      }
+      // Wait for an attempt to end, the attempt delay (if more addresses wait) or the deadline.
+      race->changed = false;
+      auto wait = deadlineAt - now;
+      if (started < targets.size()) wait = std::min<std::chrono::steady_clock::duration>(wait, kAttemptDelay);
+      race->wake.expires_after(wait);
+      boost::system::error_code ec;
+      co_await race->wake.async_wait(asio::redirect_error(use_awaitable, ec));
+      // changed == true: an attempt ended (loop re-checks); false: the delay or deadline passed.
     }
-    // Wait for an attempt to end, the attempt delay (if more addresses wait) or the deadline.
-    race->changed = false;
-    auto wait = deadlineAt - now;
-    if (started < targets.size()) wait = std::min<std::chrono::steady_clock::duration>(wait, kAttemptDelay);
-    race->wake.expires_after(wait);
-    boost::system::error_code ec;
-    co_await race->wake.async_wait(asio::redirect_error(use_awaitable, ec));
-    // changed == true: an attempt ended (loop re-checks); false: the delay or deadline passed.
   }
+  if (cancelled(rules)) race->winner = -1;  // its socket was closed by the cancel
   // The losers (and everything, on failure) are closed; their coroutines end aborted.
   for (size_t i = 0; i < race->sockets.size(); ++i) {
     if (static_cast<int>(i) == race->winner) continue;
@@ -208,7 +250,9 @@ awaitable<DialResult> UpstreamDialer::dial(const DialRules& rules, const Upstrea
     out.upstream = upstreamText(targets[race->winner], destination.port);
     co_return out;
   }
-  if (timedOut) {
+  if (cancelled(rules)) {
+    out.failure = kCancelled;
+  } else if (timedOut) {
     out.failure = "upstream-connect-timeout";
   } else {
     out.failure = race->lastError.empty() ? "upstream-connect-failed" : "upstream-connect:" + race->lastError;
