@@ -717,4 +717,10 @@ int H2Connection::sendData(nghttp2_session*, nghttp2_frame* frame, const uint8_t
 namespace sluice {
 // The relay writes received DATA to a socket straight from the stream's chunks.
 static_assert(HandsOverChunks<TunnelStream, TcpStream>);
+// Into a stream it reads whole frames' worth with room for the first header, and hands the
+// buffer over; into a socket, a whole buffer, copied out by the write.
+static_assert(RelayLayout<TunnelStream>::kTakesChunks && RelayLayout<TunnelStream>::kHeadroom == kH2FrameHeaderBytes &&
+              RelayLayout<TunnelStream>::kReadBytes == TunnelStream::kWriteChunkBytes);
+static_assert(!RelayLayout<TcpStream>::kTakesChunks && RelayLayout<TcpStream>::kHeadroom == 0 &&
+              RelayLayout<TcpStream>::kReadBytes == kRelayBufferBytes);
 }  // namespace sluice

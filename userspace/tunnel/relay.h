@@ -125,29 +125,23 @@ awaitable<boost::system::error_code> pumpChunks(From& from, To& to, uint64_t& co
   }
 }
 
-// How much to read for one write to `To`, and the room to leave before it: a destination
-// that frames its bytes (a tunnel stream) names the size that makes whole frames, and
-// takes the buffer itself (writeChunk) to write each frame's header in front of its bytes.
+// How the relay reads for a destination `To`: one that frames its bytes (a tunnel stream)
+// names the read size that makes whole frames and the room to leave before the bytes, and
+// takes the buffer itself (writeChunk) to write each frame's header in front of them.
 template <class To>
-constexpr size_t relayReadBytes() {
-  if constexpr (requires { To::kWriteChunkBytes; }) {
-    static_assert(To::kWriteHeadroom + To::kWriteChunkBytes <= kRelayBufferBytes);
-    return To::kWriteChunkBytes;
-  } else {
+struct RelayLayout {
+  static constexpr bool kTakesChunks = requires(To & to, std::shared_ptr<ReceivedChunk> chunk) {
+    to.writeChunk(std::move(chunk));
+  };
+  static constexpr size_t kHeadroom = [] {
+    if constexpr (requires { To::kWriteHeadroom; }) return To::kWriteHeadroom;
+    return size_t{0};
+  }();
+  static constexpr size_t kReadBytes = [] {
+    if constexpr (requires { To::kWriteChunkBytes; }) return To::kWriteChunkBytes;
     return kRelayBufferBytes;
-  }
-}
-template <class To>
-constexpr size_t relayHeadroom() {
-  if constexpr (requires { To::kWriteHeadroom; }) {
-    return To::kWriteHeadroom;
-  } else {
-    return 0;
-  }
-}
-template <class To>
-concept TakesChunks = requires(To& to, std::shared_ptr<ReceivedChunk> chunk) {
-  to.writeChunk(std::move(chunk));
+  }();
+  static_assert(kHeadroom + kReadBytes <= kRelayBufferBytes);
 };
 
 template <class From, class To>
@@ -157,6 +151,7 @@ awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& cou
   if constexpr (HandsOverChunks<From, To>) {
     co_return co_await pumpChunks(from, to, count, lastActivity, firstByte);
   }
+  using Layout = RelayLayout<To>;
   bool filledLast = false;  // the last read filled its buffer: more bytes likely wait
   while (true) {
     // Wait with no buffer; borrow one only to move the bytes that are there. After a
@@ -164,12 +159,15 @@ awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& cou
     // socket ready anyway, after an epoll_ctl to re-arm it and a turn of the event loop.
     std::optional<BufferPool::Lease> lease;
     std::span<uint8_t> buffer;
+    auto borrow = [&] {
+      lease.emplace(BufferPool::local().take());
+      buffer = lease->span().subspan(Layout::kHeadroom, Layout::kReadBytes);
+    };
     IoResult read;
     bool haveRead = false;
     if constexpr (requires { from.tryReadSome(buffer); }) {
       if (filledLast) {
-        lease.emplace(BufferPool::local().take());
-        buffer = lease->span().subspan(relayHeadroom<To>(), relayReadBytes<To>());
+        borrow();
         read = from.tryReadSome(buffer);
         haveRead = read.error != asio::error::would_block;
         if (!haveRead) lease.reset();
@@ -177,8 +175,7 @@ awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& cou
     }
     if (!haveRead) {
       if (auto waited = co_await from.waitReadable()) co_return waited;
-      lease.emplace(BufferPool::local().take());
-      buffer = lease->span().subspan(relayHeadroom<To>(), relayReadBytes<To>());
+      borrow();
       read = co_await from.readSome(buffer);
     }
     if (read.error == asio::error::eof) co_return co_await to.shutdownSend();
@@ -186,10 +183,10 @@ awaitable<boost::system::error_code> pumpBytes(From& from, To& to, uint64_t& cou
     filledLast = read.bytes == buffer.size();
     if (firstByte && count == 0) *firstByte = std::chrono::steady_clock::now();
     boost::system::error_code error;
-    if constexpr (TakesChunks<To>) {
+    if constexpr (Layout::kTakesChunks) {
       // Made outside the co_await (see ReceivedChunk).
       auto chunk =
-          std::make_shared<ReceivedChunk>(std::move(*lease), relayHeadroom<To>(), relayHeadroom<To>() + read.bytes);
+          std::make_shared<ReceivedChunk>(std::move(*lease), Layout::kHeadroom, Layout::kHeadroom + read.bytes);
       error = co_await to.writeChunk(std::move(chunk));
     } else {
       error = co_await to.writeAll(std::span<const uint8_t>(buffer.data(), read.bytes));
