@@ -209,6 +209,31 @@ TEST_F(DnsResolverTest, EachLookupHasADeadline) {
   EXPECT_LT(took, 2000ms) << "the deadline ended the lookup";  // a bound, not a speed claim
 }
 
+// A cancel (the drain's deadline) ends one caller's wait for a lookup at once; another
+// caller of the same lookup goes on waiting, and gets its answer (here, its deadline).
+TEST_F(DnsResolverTest, ACancelEndsOneWaiterOnly) {
+  asio::io_context io;
+  DnsResolver resolver(io, options(1500ms, {}));
+  DialCancel cancel;
+  std::optional<ResolveResult> cancelled, other;
+  asio::co_spawn(io, resolver.resolve("c.slow.test", &cancel),
+                 [&](std::exception_ptr, ResolveResult r) { cancelled = std::move(r); });
+  asio::co_spawn(io, resolver.resolve("c.slow.test"),
+                 [&](std::exception_ptr, ResolveResult r) { other = std::move(r); });
+  io.run_for(200ms);
+  EXPECT_FALSE(cancelled.has_value()) << "the silent server answered";
+  cancel.cancel("drain-deadline");
+  io.run_for(100ms);
+  ASSERT_TRUE(cancelled.has_value()) << "the cancel did not end the wait";
+  EXPECT_EQ(cancelled->error, "cancelled");
+  EXPECT_TRUE(cancelled->addresses.empty());
+  EXPECT_FALSE(other.has_value()) << "the cancel ended the other caller's wait too";
+  io.run();
+  ASSERT_TRUE(other.has_value());
+  EXPECT_EQ(other->error, "timed out after 1500 ms");
+  EXPECT_EQ(resolver.queriesSent(), 1u);
+}
+
 // Random names under a wildcard served by a silent server must not delay other names:
 // 200 such lookups are pending while an ordinary name is asked and answered.
 TEST_F(DnsResolverTest, ASlowServerForSomeNamesDoesNotBlockOthers) {

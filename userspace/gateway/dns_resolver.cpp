@@ -10,14 +10,21 @@
 
 namespace sluice {
 
-// One name being asked: its waiters wait on `done`, the deadline fails them all at once.
+// One name being asked: each waiter waits on a signal of its own (so that one can stop
+// waiting alone), the answer or the deadline wakes them all at once.
 struct DnsResolver::Flight {
-  explicit Flight(asio::any_io_executor executor) : done(executor), deadline(executor) {}
+  explicit Flight(asio::any_io_executor executor) : deadline(executor) {}
   std::string host;
-  Signal done;
+  std::vector<std::weak_ptr<Signal>> waiters;
   asio::steady_timer deadline;
   ResolveResult result;
   bool finished = false;
+  void wakeAll() {
+    for (auto& waiter : waiters) {
+      if (auto signal = waiter.lock()) signal->set();
+    }
+    waiters.clear();
+  }
 };
 
 // One socket of c-ares, watched by the event loop. The descriptor is c-ares' own: it is
@@ -79,7 +86,7 @@ DnsResolver::~DnsResolver() {
     flight->finished = true;
     flight->result.error = "resolver stopped";
     flight->deadline.cancel();
-    flight->done.set();
+    flight->wakeAll();
   }
   flights_.clear();
 }
@@ -205,10 +212,10 @@ void DnsResolver::finish(const std::shared_ptr<Flight>& flight, ResolveResult re
   flight->finished = true;
   flight->result = std::move(result);
   flight->deadline.cancel();
-  flight->done.set();
+  flight->wakeAll();
 }
 
-awaitable<ResolveResult> DnsResolver::resolve(std::string host) {
+awaitable<ResolveResult> DnsResolver::resolve(std::string host, DialCancel* cancel) {
   if (auto hit = cache_.find(host)) {
     co_return ResolveResult{std::move(hit->addresses), std::move(hit->error), true};
   }
@@ -236,7 +243,14 @@ awaitable<ResolveResult> DnsResolver::resolve(std::string host) {
     ares_getaddrinfo(channel_, host.c_str(), nullptr, &hints, &DnsResolver::onAddrInfo, new QueryArg{this, flight});
     rearmTimer();
   }
-  co_await flight->done.wait();
+  if (isCancelled(cancel)) co_return ResolveResult{{}, "cancelled", false};
+  if (!flight->finished) {  // c-ares may have answered at once (from its own checks)
+    auto woken = std::make_shared<Signal>(io_.get_executor());
+    flight->waiters.push_back(woken);
+    DialCancelHook onCancel(cancel, [woken] { woken->set(); });
+    co_await woken->wait();
+  }
+  if (!flight->finished) co_return ResolveResult{{}, "cancelled", false};
   co_return flight->result;
 }
 

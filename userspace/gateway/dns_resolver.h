@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "async.h"
+#include "dial_cancel.h"
 #include "dns_cache.h"
 #include "net_address.h"
 
@@ -47,8 +48,10 @@ class DnsResolver {
   DnsResolver(const DnsResolver&) = delete;
   DnsResolver& operator=(const DnsResolver&) = delete;
 
-  // A and AAAA of `host` within the deadline. The resolver must outlive the call.
-  awaitable<ResolveResult> resolve(std::string host);
+  // A and AAAA of `host` within the deadline. The resolver must outlive the call. A
+  // cancel (optional) ends this caller's wait at once, with the error "cancelled"; the
+  // lookup goes on for the others waiting for it, and for the cache.
+  awaitable<ResolveResult> resolve(std::string host, DialCancel* cancel = nullptr);
 
   const DnsResolverOptions& options() const { return options_; }
   size_t inFlight() const { return flights_.size(); }

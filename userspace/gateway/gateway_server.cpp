@@ -319,7 +319,9 @@ awaitable<std::string> GatewayServer::dialUpstream(const GatewayRules& rules, co
   const UpstreamDestination destination = pickDestination(rules.config.routeFor(rule, host, port));
   const DialRules dialRules{rules.guard, rules.gateway.socketMark, rules.gateway.upstreamConnectTimeout, &cancel};
   DialResult dialed = co_await dialer_.dial(dialRules, destination, flowText);
-  if (dialed.failure.empty() || dialed.failure.starts_with("upstream-")) record.upstream = dialed.upstream;
+  if (dialed.failure.empty() || dialed.failure.starts_with("upstream-") || cancel.cancelled()) {
+    record.upstream = dialed.upstream;  // the address dialed (last), or "-" before any
+  }
   record.dns = dialed.dnsTime;
   if (dialed.dnsCacheHit) reporter_.dnsCacheHit();
   for (const char* reason : dialed.refusedReasons) reporter_.refusedAddress(reason);
@@ -379,17 +381,30 @@ awaitable<void> GatewayServer::handleStream(std::shared_ptr<TunnelStream> stream
   }
 
   tcp::socket upstream(executor);
-  // The drain's deadline ends the dial too (its sockets closed): a stream must not wait
-  // out the connect timeout after its reset.
+  // The stream's end ends its dial (its DNS wait, its connects): the drain's deadline, or
+  // the agent's reset (its app gave up, or its drain). Otherwise the dial would wait out
+  // its timeouts for a stream that is gone, and reach the origin only to reset it.
   DialCancel dialCancel;
   active.onReset([stream, &dialCancel] {
+    dialCancel.cancel("drain-deadline");  // first: the stream's own hook would say reset
     stream->abort();
-    dialCancel.cancel();
   });
+  stream->onReset([&dialCancel, &stream = *stream] { dialCancel.cancel("reset:" + stream.resetReason()); });
+  struct ClearResetHook {  // on every way out: the stream may outlive this frame
+    TunnelStream& stream;
+    ~ClearResetHook() { stream.onReset(nullptr); }
+  } clearResetHook{*stream};
+  if (stream->isReset()) dialCancel.cancel("reset:" + stream->resetReason());
   const auto dialStarted = AccessReport::Clock::now();
   std::string failure = co_await dialUpstream(
       *rules, *rule, host, port, "peer=" + record.peerAddress + " identity=" + record.identity + " sni=" + record.sni,
       upstream, record, dialCancel);
+  stream->onReset(nullptr);
+  if (dialCancel.cancelled()) {
+    // Cut short (the drain, the agent's reset): not a connect time, not the dial's failure.
+    refuse(dialCancel.reason());
+    co_return;
+  }
   record.upstreamConnect = AccessReport::Clock::now() - dialStarted;  // DNS (if not cached) and connect
   if (!failure.empty()) {
     refuse(failure);

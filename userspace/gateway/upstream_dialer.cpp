@@ -11,28 +11,9 @@
 namespace sluice {
 namespace {
 
-constexpr const char* kCancelled = "drain-deadline";
-
 bool cancelled(const DialRules& rules) {
-  return rules.cancel && rules.cancel->cancelled();
+  return isCancelled(rules.cancel);
 }
-
-// While it lives (connects pending), a cancel closes the dial's sockets. Cleared on every
-// way out, so a later cancel never reaches sockets that are gone.
-class CancelHook {
- public:
-  CancelHook(DialCancel* cancel, std::function<void()> closeSockets) : cancel_(cancel) {
-    if (cancel_) cancel_->whileConnecting(std::move(closeSockets));
-  }
-  ~CancelHook() {
-    if (cancel_) cancel_->whileConnecting(nullptr);
-  }
-  CancelHook(const CancelHook&) = delete;
-  CancelHook& operator=(const CancelHook&) = delete;
-
- private:
-  DialCancel* cancel_;
-};
 
 std::string upstreamText(const IpAddress& address, uint16_t port) {
   return (address.isV6 ? "[" + formatIp(address) + "]" : formatIp(address)) + ":" + std::to_string(port);
@@ -57,7 +38,13 @@ struct Race {
 // One connection attempt (a named coroutine: see spawn.h on lambda coroutines).
 awaitable<void> attempt(std::shared_ptr<Race> race, size_t index, tcp::endpoint endpoint) {
   boost::system::error_code ec;
-  co_await race->sockets[index]->async_connect(endpoint, asio::redirect_error(use_awaitable, ec));
+  // Closed before this attempt began (the dial was cancelled meanwhile): asio's connect
+  // would open it again, unmarked, and connect to the origin.
+  if (!race->sockets[index]->is_open()) {
+    ec = asio::error::operation_aborted;
+  } else {
+    co_await race->sockets[index]->async_connect(endpoint, asio::redirect_error(use_awaitable, ec));
+  }
   race->finished[index] = true;
   if (!ec && race->winner < 0) {
     race->winner = static_cast<int>(index);
@@ -91,12 +78,12 @@ awaitable<DialResult> dialOnly(DialResult out, const DialRules& rules, const IpA
       socket.close(ignored);
     };
     Deadline deadline(socket.get_executor(), rules.connectTimeout, closeSocket);
-    CancelHook onCancel(rules.cancel, closeSocket);
+    DialCancelHook onCancel(rules.cancel, closeSocket);
     co_await socket.async_connect(endpoint, asio::redirect_error(use_awaitable, ec));
     expired = deadline.expired();
   }
   if (cancelled(rules) || expired || ec) {
-    out.failure = cancelled(rules) ? kCancelled
+    out.failure = cancelled(rules) ? rules.cancel->reason()
                   : expired        ? "upstream-connect-timeout"
                                    : "upstream-connect:" + ec.message();
     boost::system::error_code ignored;
@@ -156,7 +143,11 @@ awaitable<DialResult> UpstreamDialer::dial(const DialRules& rules, const Upstrea
   } else {
     std::shared_ptr<DnsResolver> resolver = resolver_;  // a reload may replace it meanwhile
     const auto asked = std::chrono::steady_clock::now();
-    ResolveResult resolved = co_await resolver->resolve(destination.host);
+    ResolveResult resolved = co_await resolver->resolve(destination.host, rules.cancel);
+    if (cancelled(rules)) {
+      out.failure = rules.cancel->reason();
+      co_return out;
+    }
     if (resolved.cached) {
       out.dnsCacheHit = true;
     } else {
@@ -178,7 +169,7 @@ awaitable<DialResult> UpstreamDialer::dial(const DialRules& rules, const Upstrea
     targets = std::move(guarded.allowed);
   }
   if (cancelled(rules)) {
-    out.failure = kCancelled;
+    out.failure = rules.cancel->reason();
     co_return out;
   }
   if (targets.size() == 1) co_return co_await dialOnly(std::move(out), rules, targets.front(), destination.port);
@@ -193,7 +184,7 @@ awaitable<DialResult> UpstreamDialer::dial(const DialRules& rules, const Upstrea
   size_t failedBefore = 0;  // failures seen when the last attempt started
   bool timedOut = false;
   {
-    CancelHook onCancel(rules.cancel, [race] {
+    DialCancelHook onCancel(rules.cancel, [race] {
       for (auto& socket : race->sockets) {
         boost::system::error_code ignored;
         socket->close(ignored);
@@ -251,7 +242,7 @@ awaitable<DialResult> UpstreamDialer::dial(const DialRules& rules, const Upstrea
     co_return out;
   }
   if (cancelled(rules)) {
-    out.failure = kCancelled;
+    out.failure = rules.cancel->reason();
   } else if (timedOut) {
     out.failure = "upstream-connect-timeout";
   } else {

@@ -9,7 +9,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -19,34 +18,17 @@
 #include "address_guard.h"
 #include "async.h"
 #include "config.h"
+#include "dial_cancel.h"
 #include "dns_resolver.h"
 
 namespace sluice {
-
-// Ends a dial in progress (the drain's deadline): its sockets are closed at once and
-// dial() returns the failure "drain-deadline". A DNS lookup in flight is not cut short
-// (other streams may wait for it); it ends by its own timeout.
-class DialCancel {
- public:
-  void cancel() {
-    cancelled_ = true;
-    if (auto closeSockets = std::move(onCancel_)) closeSockets();
-  }
-  bool cancelled() const { return cancelled_; }
-  // What cancel() does while connects are pending (nullptr once they are over).
-  void whileConnecting(std::function<void()> closeSockets) { onCancel_ = std::move(closeSockets); }
-
- private:
-  bool cancelled_ = false;
-  std::function<void()> onCancel_;
-};
 
 // What dial() needs from the rules in force.
 struct DialRules {
   const AddressGuard& guard;
   uint32_t socketMark = 0;
   std::chrono::milliseconds connectTimeout{5000};  // every attempt, after DNS (which has its own)
-  DialCancel* cancel = nullptr;                    // optional; must outlive the dial
+  DialCancel* cancel = nullptr;                    // optional; must outlive the dial (failure: its reason)
 };
 
 struct DialResult {

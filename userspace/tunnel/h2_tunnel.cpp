@@ -64,6 +64,7 @@ void TunnelStream::fail(const std::string& reason, bool tunnelLost) {
     reset_ = true;
     tunnelLost_ = tunnelLost;
     resetReason_ = reason;
+    if (auto hook = std::move(resetHook_)) hook();
   }
   wakeAll();
 }

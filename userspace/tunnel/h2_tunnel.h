@@ -107,6 +107,11 @@ class TunnelStream {
   }
   void resumeWaits() { interrupted_ = false; }
 
+  // Runs once when the stream is reset (by the peer, by us, or with its tunnel), for a
+  // caller waiting on something other than the stream (the gateway's dial). It must not
+  // call into the connection. Null: nothing.
+  void onReset(std::function<void()> hook) { resetHook_ = std::move(hook); }
+
   int32_t id() const { return id_; }
   // Reset by the peer, by us, or by the tunnel's loss; why, for logs.
   bool isReset() const { return reset_; }
@@ -158,6 +163,7 @@ class TunnelStream {
   bool interrupted_ = false;
   int status_ = 0;
   std::string result_, method_, authority_, connectionId_, resetReason_;
+  std::function<void()> resetHook_;
 };
 
 class H2Connection : public std::enable_shared_from_this<H2Connection> {
