@@ -8,8 +8,9 @@
 #     would arrive); the agent exits 0 after the last flow.
 #  2. agent, a 2 s deadline and streams that never end: each is reset (the app sees
 #     ECONNRESET), the count is logged and every flow record says drain-deadline. So are
-#     an app still sending its hello and one whose origin has not answered yet (its
-#     tunnel attempt ends at the deadline, not tried again on the other gateway).
+#     an app still sending its hello, one whose origin has not answered yet and one whose
+#     gateway has not (their tunnel attempts end at the deadline, not tried again on the
+#     other gateway).
 #  3. gateway A of two, streams open: GOAWAY on its tunnels; its streams complete; new
 #     flows meanwhile go over gateway B with no failure; A exits 0; restarted, it is used
 #     again. 3b: A with a 2 s deadline and endless streams resets its share (counted, each
@@ -42,6 +43,10 @@ for o in paced=41 forever=42 quick=43 mute=44; do
   sl_spawn "origin-${o%=*}" inet python3 "$tool" origin 198.18.100.${o#*=} "${o%=*}" "$SL_RUN_DIR/origin.log"
 done
 for _ in $(seq 50); do [ "$(sl_host_exec inet ss -Hltn 'sport = :443' | grep -c '198.18.100.4')" -ge 4 ] && break; sleep 0.1; done
+# The blackhole origin drops SYNs: a dial to it stays pending until its connect timeout (5 s).
+sl_host_exec inet iptables -A INPUT -d 198.18.100.45 -p tcp --dport 443 -j DROP
+# Connects pending to the blackhole, by the gateway PID given, or by both.
+dialing() { sl_host_exec egress ss -Htnp state syn-sent 'dst 198.18.100.45' | grep -c "pid=${1:-[0-9]*},"; }
 
 mapfile -t args < <(sl_config_args)
 sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" "${args[@]}"
@@ -144,6 +149,14 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 check "the mute origin holds the flow's connection from the gateway" test "$(mute_at_origin)" -eq 1
+# And one still waiting for the gateway's answer (the gateway is dialing the blackhole):
+# reset then, a stream would be tried again on the other gateway.
+in_pod_a blackhole-agent "$SL_PROBE" connect 198.18.100.45:443 --timeout-ms 8000 --hello blackhole.drain.test --read
+for _ in $(seq 100); do
+  [ "$(dialing)" -ge 1 ] && break
+  sleep 0.05
+done
+check "a gateway is dialing the blackhole for that flow" test "$(dialing)" -eq 1
 agent=$(pid_of agent)
 start=$(date +%s%N)
 kill -TERM "$agent"
@@ -164,10 +177,26 @@ check_contains "the app still waiting for its hello is reset too" "$(cat "$SL_RU
 wait_pid "$mute" 10
 forget "$mute" mute
 check_contains "the app waiting for its origin's first byte is reset too" "$(cat "$SL_RUN_DIR/mute.out")" "read=ECONNRESET"
-check "the agent logs the resets at the deadline" grep -q "drain deadline: resetting 22 flows" "$SL_RUN_DIR/agent.log"
+bh=$(pid_of blackhole-agent)
+wait_pid "$bh" 10
+forget "$bh" blackhole-agent
+check_contains "the app waiting for the gateway's answer is reset too" "$(cat "$SL_RUN_DIR/blackhole-agent.log")" \
+  "read=ECONNRESET"
+# Its gateway ends the dial at the stream's reset (not at its 5 s connect timeout) and
+# records it; a stream tried again on the other gateway would be a second record.
+for _ in $(seq 40); do
+  [ "$(dialing)" -eq 0 ] && break
+  sleep 0.05
+done
+check "the gateway ended its dial at the stream's reset ($(dialing) dials left)" test "$(dialing)" -eq 0
+bh_records() { cat "$SL_RUN_DIR/gateway.log" "$SL_RUN_DIR/gateway-b.log" | grep -c 'access .*sni=blackhole.drain.test .*result=reset'; }
+check "its stream was not tried again: one gateway record, result=reset ($(bh_records))" test "$(bh_records)" -eq 1
+check "the agent logs the resets at the deadline" grep -q "drain deadline: resetting 23 flows" "$SL_RUN_DIR/agent.log"
 # "after resets": every reset flow ended (and was recorded) before the agent stopped.
-check "the agent reports 22 flows reset, all of them ended" \
-  grep -q "drained in [0-9]* ms (after resets): flows_reset=22" "$SL_RUN_DIR/agent.log"
+check "the agent reports 23 flows reset, all of them ended" \
+  grep -q "drained in [0-9]* ms (after resets): flows_reset=23" "$SL_RUN_DIR/agent.log"
+check "the flow waiting for the gateway's answer is recorded as result=drain-deadline, not tried again" \
+  grep -q "flow .*sni=blackhole.drain.test .*result=drain-deadline .*retries=0" "$SL_RUN_DIR/agent.log"
 check "the flow in its tunnel attempt is recorded as result=drain-deadline, not tried again" \
   grep -q "flow .*sni=mute.drain.test .*result=drain-deadline .*retries=0" "$SL_RUN_DIR/agent.log"
 check "the gateway passed the reset on to the mute origin" \
@@ -256,20 +285,21 @@ check "the restarted gateway A carries flows again" grep -q "access .*sni=quick.
 run_streams streams3b 198.18.100.42 forever.drain.test 20
 
 check "20 endless streams are open over both gateways" wait_for_log streams3b "^opened 20" 30
-# And dials still connecting: the blackhole origin drops SYNs (the connect timeout, 5 s,
-# is past the deadline). Four apps, so that each agent loop's round robin gives A one.
-sl_host_exec inet iptables -A INPUT -d 198.18.100.45 -p tcp --dport 443 -j DROP
-for i in 1 2 3 4; do
-  in_pod_a "blackhole-$i" "$SL_PROBE" connect 198.18.100.45:443 --timeout-ms 20000 --hello blackhole.drain.test --read
-done
+# And dials still connecting to the blackhole (the connect timeout, 5 s, is past the
+# deadline): apps one by one, each until its dial is pending, until gateway A has one.
 gw=$(pid_of gateway)
-# Connects pending to the blackhole, by the gateway PID given, or by both.
-dialing() { sl_host_exec egress ss -Htnp state syn-sent 'dst 198.18.100.45' | grep -c "pid=${1:-[0-9]*},"; }
-for _ in $(seq 100); do
-  [ "$(dialing)" -ge 4 ] && break
-  sleep 0.05
+holes=0
+while [ "$holes" -lt 8 ]; do
+  holes=$((holes + 1))
+  in_pod_a "blackhole-$holes" "$SL_PROBE" connect 198.18.100.45:443 --timeout-ms 20000 --hello blackhole.drain.test \
+    --read
+  for _ in $(seq 100); do
+    [ "$(dialing)" -ge "$holes" ] && break
+    sleep 0.05
+  done
+  [ "$(dialing "$gw")" -ge 1 ] && break
 done
-check "the four apps' dials are all pending ($(dialing))" test "$(dialing)" -eq 4
+check "the $holes apps' dials are all pending ($(dialing))" test "$(dialing)" -eq "$holes"
 dials_a=$(dialing "$gw")
 check "gateway A is dialing the blackhole (${dials_a} connects pending)" test "$dials_a" -ge 1
 kill -TERM "$gw"
@@ -299,8 +329,7 @@ done
 check "the agent passed each reset on to its app (${reset_at_app} of ${forever_resets})" \
   test "$reset_at_app" -eq "$forever_resets"
 sl_stop streams3b
-for i in 1 2 3 4; do sl_stop "blackhole-$i"; done
-sl_host_exec inet iptables -D INPUT -d 198.18.100.45 -p tcp --dport 443 -j DROP
+for i in $(seq "$holes"); do sl_stop "blackhole-$i"; done
 mv "$SL_RUN_DIR/gateway.log" "$SL_RUN_DIR/gateway-2.log"
 sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" "${args[@]}"
 

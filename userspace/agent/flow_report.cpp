@@ -48,8 +48,10 @@ constexpr const char* kDenyReasons[] = {"no-original-destination",
                                         "drain-deadline"};
 constexpr const char* kGuardReasons[] = {"unspecified", "loopback",  "link-local", "multicast", "broadcast",
                                          "reserved",    "deny-cidr", "private",    "self"};
-constexpr const char* kFailures[] = {"local-socket-error", "no-gateway-available", "gateway-refused",
-                                     "gateway-response-timeout", "tunnel"};
+// drain-deadline: reset by the drain while its tunnel attempt waited for the gateway.
+constexpr const char* kFailures[] = {
+    "local-socket-error", "no-gateway-available", "gateway-refused", "gateway-response-timeout", "tunnel",
+    "drain-deadline"};
 constexpr const char* kRetryCauses[] = {"tunnel", "gateway-response-timeout", "gateway-refused"};
 constexpr const char* kRelayResults[] = {"ok", "idle-timeout", "relay-error", "reset", "drain-deadline"};
 

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <set>
 
@@ -322,6 +323,11 @@ awaitable<void> Forwarder::handle(TcpStream app, tcp::endpoint peer) {
   std::vector<uint8_t>().swap(admission.hello);
   std::string().swap(admission.authority);
   flow.retries = retries;
+  if (stream && active.resetByDrain()) {  // the origin's first byte and the reset came in one turn
+    stream->abort();
+    stream.reset();
+    failure = "drain-deadline";
+  }
   // A drain's reset says nothing about the gateway.
   if (health_ && !active.resetByDrain()) {
     health_->recordTunnel(stream != nullptr || failure.starts_with("gateway-refused"), failure);
@@ -459,8 +465,11 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::tryGateways(const AgentRules
   const int attempts =
       static_cast<int>(std::max<size_t>(2, std::max(agent.gateways.size(), pool_.healthyGateways()) + 1));
   const auto budgetEnd = std::chrono::steady_clock::now() + 2 * agent.gatewayResponseTimeout;
+  // A drain's reset also ends the wait for a tunnel when none is up yet (named: a
+  // temporary inside the co_await is what g++ 12 mishandles, see ReceivedChunk).
+  const std::function<bool()> drainReset = [&active] { return active.resetByDrain(); };
   for (int attempt = 0; attempt < attempts; ++attempt) {
-    TunnelPool::Opened opened = co_await pool_.open(authority, connectionId, tried);
+    TunnelPool::Opened opened = co_await pool_.open(authority, connectionId, tried, drainReset);
     if (active.resetByDrain()) {
       if (opened.stream) opened.stream->abort();
       failure = "drain-deadline";

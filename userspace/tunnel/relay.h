@@ -63,13 +63,18 @@ class BufferPool {
     return pool;
   }
   Lease take() {
-    ++lent_;
-    if (free_.empty()) return Lease(std::make_unique_for_overwrite<uint8_t[]>(kRelayBufferBytes));
+    if (free_.empty()) {
+      auto buffer = std::make_unique_for_overwrite<uint8_t[]>(kRelayBufferBytes);
+      ++lent_;
+      return Lease(std::move(buffer));
+    }
     auto buffer = std::move(free_.back());
     free_.pop_back();
+    ++lent_;
     return Lease(std::move(buffer));
   }
-  // Buffers out on lease now (what the relays of this thread hold).
+  // Buffers this thread's pool has lent and not had back (for tests: a lease goes back to
+  // the pool of the thread that ends it, which is the thread that took it here).
   size_t lent() const { return lent_; }
 
  private:

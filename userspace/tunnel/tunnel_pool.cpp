@@ -271,7 +271,8 @@ awaitable<void> TunnelPool::runConnection(std::shared_ptr<H2Connection> connecti
 }
 
 awaitable<TunnelPool::Opened> TunnelPool::open(const std::string& authority, const std::string& connectionId,
-                                               const std::set<std::string>& exclude) {
+                                               const std::set<std::string>& exclude,
+                                               const std::function<bool()>& giveUp) {
   auto executor = co_await asio::this_coro::executor;
   const auto deadline = Clock::now() + settings_.connectTimeout;
   asio::steady_timer wait(executor);
@@ -298,6 +299,7 @@ awaitable<TunnelPool::Opened> TunnelPool::open(const std::string& authority, con
     bool pending = (awaitingNames && gateways_.empty()) || std::any_of(gateways_.begin(), gateways_.end(), [](auto& g) {
                      return g->listed && g->failures == 0;
                    });
+    if (giveUp && giveUp()) co_return Opened{nullptr, "-", "given-up"};
     if (!pending || Clock::now() >= deadline || stopped_) {
       std::string why;
       for (auto& g : gateways_) why += (why.empty() ? "" : ",") + g->label + "=" + g->lastError;

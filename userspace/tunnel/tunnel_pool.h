@@ -67,9 +67,10 @@ class TunnelPool {
     std::string failure;  // when no stream: why
   };
   // A CONNECT stream on a healthy gateway not in `exclude` (when there is one), waiting
-  // up to the connect timeout for a connection if none is up.
+  // up to the connect timeout for a connection if none is up, or until `giveUp` (asked
+  // between waits; optional) says true: failure "given-up".
   awaitable<Opened> open(const std::string& authority, const std::string& connectionId,
-                         const std::set<std::string>& exclude);
+                         const std::set<std::string>& exclude, const std::function<bool()>& giveUp = {});
   // Gateways (resolved addresses) with at least one usable connection, leaving out
   // those in `exclude` (labels, as Opened::gateway).
   size_t healthyGateways(const std::set<std::string>& exclude = {}) const;
