@@ -31,6 +31,10 @@ sl_write_rules native
 rules=$SL_RUN_DIR/rules.yaml
 sed -i 's/^hosts:$/hosts:\n  - name: "*.drain.test"\n    ports: [443]/' "$rules"
 sed -i 's/^    address: 198.18.3.2:15443$/    addresses: ["198.18.3.2:15443", "198.18.3.3:15443"]/' "$rules"
+# The gateways' connect timeout well past the drains here: a dial to the blackhole origin
+# stays pending through a 2 s deadline even on a loaded machine.
+sed -i 's/^  listen: 198.18.3.2:15443$/&\n  upstreamConnectTimeoutMs: 20000/' "$rules"
+check "the gateways' connect timeout is 20 s" grep -q '^  upstreamConnectTimeoutMs: 20000$' "$rules"
 check "the rules allow *.drain.test over two gateways" grep -q 'addresses: \["198.18.3.2:15443", "198.18.3.3:15443"\]' "$rules"
 sed -e 's/^  listen: 198.18.3.2:15443$/  listen: 198.18.3.3:15443/' "$rules" > "$SL_RUN_DIR/rules-b.yaml"
 check "gateway B listens on 198.18.3.3" grep -q "^  listen: 198.18.3.3:15443" "$SL_RUN_DIR/rules-b.yaml"
@@ -330,6 +334,7 @@ check "the agent passed each reset on to its app (${reset_at_app} of ${forever_r
   test "$reset_at_app" -eq "$forever_resets"
 sl_stop streams3b
 for i in $(seq "$holes"); do sl_stop "blackhole-$i"; done
+sl_host_exec inet iptables -D INPUT -d 198.18.100.45 -p tcp --dport 443 -j DROP
 mv "$SL_RUN_DIR/gateway.log" "$SL_RUN_DIR/gateway-2.log"
 sl_spawn gateway egress "$SL_BUILD/userspace/sluice-gateway" "${args[@]}"
 

@@ -19,7 +19,8 @@ namespace {
 using boost::system::error_code;
 using test::FullListener;
 
-// Connects in SYN-SENT to `port` (from /proc/net/tcp: state 02, the remote port in hex).
+// Connects in SYN-SENT to 127.0.0.x:`port` (from /proc/net/tcp: state 02; the remote
+// address in hex, bytes in the kernel's order, so 127 is the last of them).
 int pendingConnects(uint16_t port) {
   std::ifstream table("/proc/net/tcp");
   std::string line;
@@ -29,7 +30,11 @@ int pendingConnects(uint16_t port) {
     std::istringstream fields(line);
     std::string slot, local, remote, state;
     fields >> slot >> local >> remote >> state;
-    if (state == "02" && std::stoul(remote.substr(remote.find(':') + 1), nullptr, 16) == port) ++count;
+    const size_t colon = remote.find(':');
+    if (state == "02" && colon == 8 && remote.substr(6, 2) == "7F" &&
+        std::stoul(remote.substr(colon + 1), nullptr, 16) == port) {
+      ++count;
+    }
   }
   return count;
 }

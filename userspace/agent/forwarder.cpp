@@ -470,7 +470,7 @@ awaitable<std::shared_ptr<TunnelStream>> Forwarder::tryGateways(const AgentRules
   const std::function<bool()> drainReset = [&active] { return active.resetByDrain(); };
   for (int attempt = 0; attempt < attempts; ++attempt) {
     TunnelPool::Opened opened = co_await pool_.open(authority, connectionId, tried, drainReset);
-    if (active.resetByDrain()) {
+    if (active.resetByDrain() || opened.failure == "given-up") {
       if (opened.stream) opened.stream->abort();
       failure = "drain-deadline";
       co_return nullptr;

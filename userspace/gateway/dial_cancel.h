@@ -17,7 +17,7 @@ class DialCancel {
     if (cancelled_) return;
     cancelled_ = true;
     reason_ = reason;
-    if (auto stopWait = std::move(onCancel_)) stopWait();
+    if (auto stopWait = std::exchange(onCancel_, nullptr)) stopWait();
   }
   bool cancelled() const { return cancelled_; }
   const std::string& reason() const { return reason_; }
@@ -31,6 +31,7 @@ class DialCancel {
 
 // While it lives (a wait of the dial), a cancel runs `stopWait` (closes the sockets, wakes
 // the waiter). Cleared on every way out, so a later cancel never reaches what is gone.
+// The dial's waits follow one another: a hook replaces the one before, never nests.
 class DialCancelHook {
  public:
   DialCancelHook(DialCancel* cancel, std::function<void()> stopWait) : cancel_(cancel) {

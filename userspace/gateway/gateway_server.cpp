@@ -402,7 +402,7 @@ awaitable<void> GatewayServer::handleStream(std::shared_ptr<TunnelStream> stream
   stream->onReset(nullptr);
   if (dialCancel.cancelled()) {
     // Cut short (the drain, the agent's reset): not a connect time, not the dial's failure.
-    refuse(dialCancel.reason());
+    refuse(active.resetByDrain() ? "drain-deadline" : dialCancel.reason());
     co_return;
   }
   record.upstreamConnect = AccessReport::Clock::now() - dialStarted;  // DNS (if not cached) and connect

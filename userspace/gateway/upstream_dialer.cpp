@@ -136,6 +136,10 @@ awaitable<DialResult> UpstreamDialer::dial(const DialRules& rules, const Upstrea
   auto executor = co_await asio::this_coro::executor;
   DialResult out{tcp::socket(executor)};
 
+  if (cancelled(rules)) {  // the stream was gone before the dial began
+    out.failure = rules.cancel->reason();
+    co_return out;
+  }
   // Where: STATIC addresses as written, else the DNS answers the guard allows.
   std::vector<IpAddress> targets;
   if (!destination.addressesBe.empty()) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <utility>
 
 #include "relay.h"
 
@@ -64,7 +65,7 @@ void TunnelStream::fail(const std::string& reason, bool tunnelLost) {
     reset_ = true;
     tunnelLost_ = tunnelLost;
     resetReason_ = reason;
-    if (auto hook = std::move(resetHook_)) hook();
+    if (auto hook = std::exchange(resetHook_, nullptr)) hook();
   }
   wakeAll();
 }
